@@ -1,0 +1,15 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    """An empty, private GRN cache."""
+    monkeypatch.setenv("GRN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
