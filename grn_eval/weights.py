@@ -18,11 +18,13 @@ import abc
 import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import pickle
 import re
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
@@ -83,6 +85,14 @@ def atomic_path(dst: Path):
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_torch_deterministic(obj, path: Path) -> None:
+    """torch.save names the archive after the file; saving through a buffer makes the bytes
+    (and so the sha256) independent of the temporary file name."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    path.write_bytes(buf.getvalue())
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -302,7 +312,9 @@ class InceptionAsset(FileAsset):
             return fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
 
     def convert_from_carrier(self, carrier_path: Path, dst: Path) -> None:
-        src = torch.jit.load(str(carrier_path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notice
+            src = torch.jit.load(str(carrier_path), map_location="cpu").state_dict()
         src_keys = list(src)
         if len(src_keys) % 4:
             raise WeightsError(f"{self.name}: unexpected carrier layout in {carrier_path}")
@@ -325,7 +337,7 @@ class InceptionAsset(FileAsset):
         # The carrier has no classifier: NaN (not zeros) so that logits can never yield a number.
         out["fc.weight"] = torch.full((1008, 2048), float("nan"))
         out["fc.bias"] = torch.full((1008,), float("nan"))
-        torch.save(out, dst)
+        save_torch_deterministic(out, dst)
 
     def build(self, path: Path, device="cpu") -> nn.Module:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -348,7 +360,9 @@ class LpipsAsset(FileAsset):
         import lpips
 
         # pnet_rand=True: build the trunk without torchvision's download; heads come from the package
-        return lpips.LPIPS(pretrained=True, net=self.spec["net"], version="0.1", pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torchvision's 'pretrained' deprecation notes
+            return lpips.LPIPS(pretrained=True, net=self.spec["net"], version="0.1", pnet_rand=True, verbose=False)
 
     def convert_from_carrier(self, carrier_path: Path, dst: Path) -> None:
         with open(carrier_path, "rb") as f:
@@ -366,7 +380,7 @@ class LpipsAsset(FileAsset):
                     raise WeightsError(f"{self.name}: shape mismatch at {key}: {tuple(kernel.shape)}")
                 conv.weight.copy_(kernel)
                 conv.bias.copy_(torch.from_numpy(trunk[key]["bias"]))
-        torch.save(model.state_dict(), dst)
+        save_torch_deterministic(model.state_dict(), dst)
 
     def build(self, path: Path, device="cpu") -> nn.Module:
         model = self._fresh()

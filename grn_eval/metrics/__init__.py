@@ -1,0 +1,1 @@
+"""Metrics, each with a name, a version and the protocol it follows."""

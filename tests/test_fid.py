@@ -1,0 +1,66 @@
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from grn_eval.metrics.fid import METHODS, frechet_distance, frechet_terms, gaussian_stats
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_closed_form_commuting_covariances(method):
+    # diagonal covariances commute: d^2 = |dmu|^2 + sum (sqrt(a) - sqrt(b))^2
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 16.0])
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    want = 5.0 + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b), method=method) == pytest.approx(want, rel=1e-12)
+
+
+def test_closed_form_scaled_covariance():
+    # S2 = c^2 S1 -> Tr sqrt(S1 S2) = c Tr S1 -> d^2 = (1 - c)^2 Tr S1
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((6, 6))
+    s1 = m @ m.T + np.eye(6)
+    t = frechet_terms(np.zeros(6), s1, np.zeros(6), 9 * s1)
+    assert t.mean_term == 0 and t.cov_term == pytest.approx(4 * np.trace(s1), rel=1e-12)
+
+
+def test_identical_statistics_give_zero():
+    rng = np.random.default_rng(1)
+    mu, s = gaussian_stats(rng.standard_normal((500, 20)))
+    assert abs(frechet_distance(mu, s, mu, s)) < 1e-9
+
+
+def test_three_methods_agree_at_feature_scale():
+    rng = np.random.default_rng(2)
+    mix = rng.standard_normal((256, 256)) / 16
+    a = gaussian_stats(np.abs(rng.standard_normal((1000, 256)) @ mix))
+    b = gaussian_stats(np.abs(rng.standard_normal((1000, 256)) @ (mix + 0.1 * rng.standard_normal((256, 256)) / 16)))
+    values = [frechet_distance(*a, *b, method=m) for m in METHODS]
+    assert max(values) - min(values) <= 1e-8 * abs(values[0])
+
+
+def test_eigh_trace_matches_sqrtm_trace_exactly_on_psd():
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((40, 30)), rng.standard_normal((40, 30))
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    ref = np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
+    assert frechet_terms(np.zeros(30), s1, np.zeros(30), s2).cov_term == pytest.approx(
+        np.trace(s1) + np.trace(s2) - 2 * ref, rel=1e-9)
+
+
+def test_non_finite_statistics_raise():
+    with pytest.raises(ValueError, match="non-finite"):
+        frechet_distance(np.array([np.nan, 0]), np.eye(2), np.zeros(2), np.eye(2))
+
+
+def test_few_samples_warn_loudly():
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        gaussian_stats(np.random.default_rng(0).standard_normal((10, 20)))
+    assert any("rank-deficient" in str(x.message) for x in w)
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="do not match"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
