@@ -1,0 +1,278 @@
+"""HBQ autoencoder for images: encoder -> tanh -> HBQ -> decoder.
+
+The 2D image form of the official tokenizer (a Wan2.2-style VAE): residual blocks of
+RMS norm -> SiLU -> 3x3 conv, twice; parameter-free shortcuts around every down-sampling
+(pixel-unshuffle + group mean) and up-sampling (channel repeat + pixel-shuffle); a middle block;
+a 2x2 space-to-depth patchify at the input and its inverse at the output. The encoder's head
+predicts (mu, logvar) as in the official checkpoint; only mu is used, bounded by tanh.
+
+Boundary convention: `encode`, `tokenize`, `reconstruct` take uint8 NHWC images (numpy or
+tensor); inside everything is float NCHW in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grn.data import to_model_input, to_uint8_images
+from grn.hbq import HBQ, hbq_quantize, labels_to_layout, labels_to_values, layout_to_labels
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    latent_channels: int = 16  # d
+    rounds: int | None = 4  # M; None = continuous (ablation)
+    enc_dim: int = 160
+    dec_dim: int = 256
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2  # encoder; the decoder uses one more per level
+    patch: int = 2  # space-to-depth at the input
+    mid_attention: bool = False  # the official training copy runs the middle attention as identity
+    dropout: float = 0.0
+
+    @property
+    def stride(self) -> int:
+        return self.patch * 2 ** (len(self.dim_mult) - 1)
+
+
+# name -> config. `hbq-f16-d16` has the official image tokenizer's shape (256x256 -> 16x16 x 16 ch x 4 bits).
+TOKENIZERS: dict[str, TokenizerConfig] = {
+    "hbq-mnist": TokenizerConfig(latent_channels=4, rounds=4, enc_dim=32, dec_dim=32, dim_mult=(1, 2),
+                                 num_res_blocks=1),
+    "hbq-photo": TokenizerConfig(latent_channels=8, rounds=4, enc_dim=48, dec_dim=48, dim_mult=(1, 2),
+                                 num_res_blocks=1),
+    "hbq-f16-d16": TokenizerConfig(latent_channels=16, rounds=4),
+}
+
+
+def tokenizer_config(name: str, **overrides) -> TokenizerConfig:
+    if name not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer '{name}'; allowed: {sorted(TOKENIZERS)}")
+    return replace(TOKENIZERS[name], **overrides)
+
+
+# ---------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------
+
+
+class RMSNorm2d(nn.Module):
+    """Channel RMS norm as in the official VAE: normalize(x, dim=1) * sqrt(C) * gamma."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.scale = dim**0.5
+        self.gamma = nn.Parameter(torch.ones(dim, 1, 1))
+
+    def forward(self, x):
+        return F.normalize(x, dim=1) * self.scale * self.gamma
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.residual = nn.Sequential(
+            RMSNorm2d(in_dim), nn.SiLU(), nn.Conv2d(in_dim, out_dim, 3, padding=1),
+            RMSNorm2d(out_dim), nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(out_dim, out_dim, 3, padding=1),
+        )
+        self.shortcut = nn.Conv2d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
+
+    def forward(self, x):
+        return self.shortcut(x) + self.residual(x)
+
+
+class AttentionBlock(nn.Module):
+    """Single-head spatial self-attention with a zero-initialised output projection."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = RMSNorm2d(dim)
+        self.to_qkv = nn.Conv2d(dim, dim * 3, 1)
+        self.proj = nn.Conv2d(dim, dim, 1)
+        nn.init.zeros_(self.proj.weight)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        q, k, v = self.to_qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)  # [b, hw, c]
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+def avg_down(x: torch.Tensor, out_dim: int) -> torch.Tensor:
+    """Parameter-free down-sampling shortcut: pixel-unshuffle by 2, then mean over channel groups."""
+    x = F.pixel_unshuffle(x, 2)
+    b, c, h, w = x.shape
+    return x.reshape(b, out_dim, c // out_dim, h, w).mean(2)
+
+
+def dup_up(x: torch.Tensor, out_dim: int) -> torch.Tensor:
+    """Parameter-free up-sampling shortcut: repeat channels, then pixel-shuffle by 2."""
+    repeats = out_dim * 4 // x.shape[1]
+    return F.pixel_shuffle(x.repeat_interleave(repeats, dim=1), 2)
+
+
+class DownBlock(nn.Module):
+    def __init__(self, in_dim, out_dim, num_res, downsample, dropout):
+        super().__init__()
+        self.res = nn.Sequential(*[ResidualBlock(in_dim if i == 0 else out_dim, out_dim, dropout)
+                                   for i in range(num_res)])
+        self.down = nn.Conv2d(out_dim, out_dim, 3, stride=2) if downsample else None
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    def forward(self, x):
+        y = self.res(x)
+        if self.down is None:
+            return y
+        # asymmetric zero padding (right/bottom) as in the official resample, then the parameter-free shortcut
+        return self.down(F.pad(y, (0, 1, 0, 1))) + avg_down(x, self.out_dim)
+
+
+class UpBlock(nn.Module):
+    def __init__(self, in_dim, out_dim, num_res, upsample, dropout):
+        super().__init__()
+        self.res = nn.Sequential(*[ResidualBlock(in_dim if i == 0 else out_dim, out_dim, dropout)
+                                   for i in range(num_res)])
+        self.up = nn.Conv2d(out_dim, out_dim, 3, padding=1) if upsample else None
+        self.out_dim = out_dim
+
+    def forward(self, x):
+        y = self.res(x)
+        if self.up is None:
+            return y
+        return self.up(F.interpolate(y, scale_factor=2.0, mode="nearest")) + dup_up(x, self.out_dim)
+
+
+def _mid(dim, attention, dropout):
+    return nn.Sequential(ResidualBlock(dim, dim, dropout), AttentionBlock(dim) if attention else nn.Identity(),
+                         ResidualBlock(dim, dim, dropout))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        dims = [cfg.enc_dim * m for m in (1, *cfg.dim_mult)]
+        self.conv_in = nn.Conv2d(3 * cfg.patch**2, dims[0], 3, padding=1)
+        n = len(cfg.dim_mult)
+        self.down = nn.Sequential(*[DownBlock(dims[i], dims[i + 1], cfg.num_res_blocks, i < n - 1, cfg.dropout)
+                                    for i in range(n)])
+        self.mid = _mid(dims[-1], cfg.mid_attention, cfg.dropout)
+        self.head = nn.Sequential(RMSNorm2d(dims[-1]), nn.SiLU(),
+                                  nn.Conv2d(dims[-1], 2 * cfg.latent_channels, 3, padding=1))
+        self.conv1 = nn.Conv2d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1)
+        self.patch = cfg.patch
+
+    def forward(self, x):
+        x = F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x
+        x = self.head(self.mid(self.down(self.conv_in(x))))
+        mu, _logvar = self.conv1(x).chunk(2, dim=1)
+        return mu
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        dims = [cfg.dec_dim * m for m in (*reversed(cfg.dim_mult), cfg.dim_mult[0])]
+        n = len(cfg.dim_mult)
+        self.conv2 = nn.Conv2d(cfg.latent_channels, cfg.latent_channels, 1)
+        self.conv_in = nn.Conv2d(cfg.latent_channels, dims[0], 3, padding=1)
+        self.mid = _mid(dims[0], cfg.mid_attention, cfg.dropout)
+        self.up = nn.Sequential(*[UpBlock(dims[i], dims[i + 1], cfg.num_res_blocks + 1, i < n - 1, cfg.dropout)
+                                  for i in range(n)])
+        self.head = nn.Sequential(RMSNorm2d(dims[-1]), nn.SiLU(), nn.Conv2d(dims[-1], 3 * cfg.patch**2, 3, padding=1))
+        self.patch = cfg.patch
+
+    def forward(self, z):
+        x = self.head(self.up(self.mid(self.conv_in(self.conv2(z)))))
+        return F.pixel_shuffle(x, self.patch) if self.patch > 1 else x
+
+
+# ---------------------------------------------------------------------------------------
+# The autoencoder
+# ---------------------------------------------------------------------------------------
+
+
+class HBQTokenizer(nn.Module):
+    def __init__(self, cfg: TokenizerConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or TokenizerConfig()
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.quantizer = HBQ(cfg.rounds)
+
+    # -- float NCHW in [-1, 1] ------------------------------------------------------------------
+    def encode_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Images -> tanh-bounded latent z in (-1, 1), [B, d, H/s, W/s]."""
+        return torch.tanh(self.encoder(x)).contiguous()
+
+    def decode_float(self, z_q: torch.Tensor) -> torch.Tensor:
+        # contiguous: convolution results depend (in the last bits) on the memory layout
+        return self.decoder(z_q.contiguous())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: reconstruction (through the straight-through quantizer) and z."""
+        z = self.encode_float(x)
+        return self.decode_float(self.quantizer(z)), z
+
+    # -- uint8 NHWC boundary ------------------------------------------------------------------
+    def _device(self):
+        return next(self.parameters()).device
+
+    def _input(self, images) -> torch.Tensor:
+        if isinstance(images, torch.Tensor) and images.dtype != torch.uint8:
+            raise TypeError("tokenizer inputs are uint8 NHWC images (use *_float methods for float tensors)")
+        return to_model_input(images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images),
+                              self._device())
+
+    @torch.no_grad()
+    def encode(self, images) -> torch.Tensor:
+        """uint8 NHWC -> continuous latent z (before quantization)."""
+        return self.encode_float(self._input(images))
+
+    @torch.no_grad()
+    def tokenize(self, images, layout: str = "ind") -> torch.Tensor:
+        """uint8 NHWC -> generator tokens: labels [B, d, h, w] ('ind') or bits [B, M*d, h, w] ('bit')."""
+        if self.cfg.rounds is None:
+            raise ValueError("a continuous tokenizer (rounds=None) has no tokens; use encode()")
+        labels = hbq_quantize(self.encode(images), self.cfg.rounds).labels
+        return labels_to_layout(labels, self.cfg.rounds, layout)
+
+    @torch.no_grad()
+    def decode_tokens(self, tokens: torch.Tensor, layout: str = "ind") -> np.ndarray:
+        """Generator tokens -> uint8 NHWC images."""
+        labels = layout_to_labels(tokens.to(self._device()), self.cfg.rounds, layout)
+        return to_uint8_images(self.decode_float(labels_to_values(labels, self.cfg.rounds)))
+
+    @torch.no_grad()
+    def decode_latent(self, z: torch.Tensor) -> np.ndarray:
+        """Continuous latent (continuous tokenizers, flow baselines) -> uint8 NHWC images."""
+        return to_uint8_images(self.decode_float(z.to(self._device())))
+
+    @torch.no_grad()
+    def reconstruct(self, images) -> np.ndarray:
+        """uint8 NHWC -> uint8 NHWC through encode -> quantize -> decode."""
+        z = self.encode(images)
+        z_q = z if self.cfg.rounds is None else hbq_quantize(z, self.cfg.rounds).values
+        return to_uint8_images(self.decode_float(z_q))
+
+    def token_shape(self, image_size: int) -> tuple[int, int, int]:
+        s = image_size // self.cfg.stride
+        return (self.cfg.latent_channels, s, s)
+
+    def bits_per_image(self, image_size: int) -> int:
+        return math.prod(self.token_shape(image_size)) * (self.cfg.rounds or 32)
+
+
+def build_tokenizer(name_or_cfg: str | TokenizerConfig, **overrides) -> HBQTokenizer:
+    cfg = tokenizer_config(name_or_cfg, **overrides) if isinstance(name_or_cfg, str) \
+        else replace(name_or_cfg, **overrides)
+    return HBQTokenizer(cfg)
+
+
+def config_to_dict(cfg: TokenizerConfig) -> dict:
+    return asdict(cfg)

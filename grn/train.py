@@ -1,0 +1,288 @@
+"""Training loops (HBQ tokenizer here; the generators reuse the same pieces).
+
+Shared mechanics: AdamW (0.9, 0.95), gradient clipping, an EMA of the trained network, bf16
+autocast on CUDA, DDP under `torchrun`, atomic checkpoints every N steps and an exact resume.
+The batch of step k is drawn from a generator seeded by (seed, k), so a resumed run sees the
+same data as an uninterrupted one without restoring any sampler state.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from grn.data import load_dataset, to_model_input
+from grn.tokenizer import HBQTokenizer, TokenizerConfig, tokenizer_config
+
+# ---------------------------------------------------------------------------------------
+# Distributed helpers (a single process is world size 1)
+# ---------------------------------------------------------------------------------------
+
+
+def init_distributed() -> tuple[int, int, torch.device]:
+    """Initialise torch.distributed when launched by torchrun; return (rank, world, device)."""
+    if "RANK" in os.environ and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def save_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def adamw(params, lr, weight_decay, betas=(0.9, 0.95)) -> torch.optim.AdamW:
+    """AdamW without weight decay on 1-D parameters (norm gains, biases), as the official recipe."""
+    params = [p for p in params if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+# ---------------------------------------------------------------------------------------
+# PatchGAN discriminator (hinge loss)
+# ---------------------------------------------------------------------------------------
+
+
+class PatchDiscriminator(nn.Module):
+    """NLayerDiscriminator: 4x4 convs, BatchNorm, LeakyReLU 0.2 (pix2pix / taming)."""
+
+    def __init__(self, in_ch: int = 3, ndf: int = 64, n_layers: int = 3):
+        super().__init__()
+        layers = [nn.Conv2d(in_ch, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=False), nn.BatchNorm2d(ndf * mult),
+                       nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
+        self.net = nn.Sequential(*layers)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def hinge_d_loss(real_logits, fake_logits):
+    return 0.5 * (F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
+
+
+# ---------------------------------------------------------------------------------------
+# Tokenizer training
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TokenizerTrainConfig:
+    tokenizer: str = "hbq-mnist"  # registry name
+    tokenizer_overrides: dict = field(default_factory=dict)  # e.g. {"rounds": 8}
+    dataset: str = "mnist"
+    dataset_kwargs: dict = field(default_factory=lambda: {"split": "train"})
+    steps: int = 2000
+    batch_size: int = 32  # global batch, split across ranks
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    l1_weight: float = 1.0
+    lpips_weight: float = 1.0
+    lpips_net: str = "vgg"
+    lpips_weights: str | None = None  # path of a verified LPIPS file (`grn-eval weights path lpips-vgg`)
+    gan_weight: float = 0.3
+    gan_start: int = 0  # step from which the adversarial terms are on
+    disc_ndf: int = 64
+    disc_layers: int = 3
+    flip: bool = True  # random horizontal flips
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TokenizerTrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown tokenizer training keys {unknown}; allowed: {sorted(known)}")
+        return cls(**d)
+
+    def model_config(self) -> TokenizerConfig:
+        return tokenizer_config(self.tokenizer, **self.tokenizer_overrides)
+
+
+def load_lpips_loss(net: str, path: str | None) -> nn.Module:
+    """LPIPS as a frozen loss network, from an explicit (already verified) weights file."""
+    import warnings
+
+    import lpips
+
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(
+            f"LPIPS-{net} weights file not given or missing ({path!r}); get the verified file with "
+            f"`grn-eval weights path lpips-{net}` and pass it as lpips_weights, or set lpips_weight: 0"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(pretrained=True, net=net, pnet_rand=True, verbose=False)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval().requires_grad_(False)
+
+
+def _batch(images, gen: torch.Generator, batch_size: int, rank: int, world: int, flip: bool, device):
+    idx = torch.randint(len(images), (batch_size,), generator=gen)
+    flips = torch.rand(batch_size, generator=gen) < 0.5
+    idx, flips = idx[rank::world], flips[rank::world]
+    x = to_model_input(images[idx.numpy()], device)
+    if flip:
+        x = torch.where(flips.to(device)[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: int | None = None,
+                    progress: bool = True) -> list[dict]:
+    """Train (or resume) a tokenizer in `out_dir`. Returns the per-step losses of this call.
+
+    `max_steps` stops early (as an interruption would) after writing a checkpoint.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rank, world, device = init_distributed()
+    torch.manual_seed(cfg.seed)
+    model = HBQTokenizer(cfg.model_config()).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    disc = PatchDiscriminator(ndf=cfg.disc_ndf, n_layers=cfg.disc_layers).to(device)
+    opt_g = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
+    opt_d = adamw(disc.parameters(), cfg.lr, cfg.weight_decay)
+    perceptual = load_lpips_loss(cfg.lpips_net, cfg.lpips_weights).to(device) if cfg.lpips_weight > 0 else None
+
+    start = 0
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck["train_config"] != asdict(cfg):
+            raise ValueError(f"{ckpt_path} was written with another training config; use a new output folder")
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        disc.load_state_dict(ck["disc"])
+        opt_g.load_state_dict(ck["opt_g"])
+        opt_d.load_state_dict(ck["opt_d"])
+        start = ck["step"]
+
+    ddp_model = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    ddp_disc = nn.parallel.DistributedDataParallel(disc) if world > 1 else disc
+    images = load_dataset(cfg.dataset, **cfg.dataset_kwargs).images
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
+                                                                                                   enabled=False)
+    stop = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    history = []
+    bar = tqdm(range(start, stop), initial=start, total=cfg.steps, disable=not progress or rank != 0,
+               desc="tokenizer", unit="step")
+    t0 = time.perf_counter()
+    for step in bar:
+        x = _batch(images, step_generator(cfg.seed, step), cfg.batch_size, rank, world, cfg.flip, device)
+        gan_on = cfg.gan_weight > 0 and step >= cfg.gan_start
+
+        # -- generator (autoencoder) step
+        with autocast:
+            recon, _z = ddp_model(x)
+            l1 = (recon - x).abs().mean()
+            loss = cfg.l1_weight * l1
+            lp = perceptual(recon.float(), x).mean() if perceptual is not None else torch.zeros((), device=device)
+            loss = loss + cfg.lpips_weight * lp
+            adv = -ddp_disc(recon).mean() if gan_on else torch.zeros((), device=device)
+            loss = loss + (cfg.gan_weight * adv if gan_on else 0.0)
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt_g.step()
+        ema_update(ema, model, cfg.ema_decay)
+
+        # -- discriminator step (hinge)
+        d_loss = torch.zeros((), device=device)
+        if gan_on:
+            with autocast:
+                d_loss = hinge_d_loss(ddp_disc(x), ddp_disc(recon.detach()))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+            opt_d.step()
+
+        rec = {"step": step + 1, "loss": loss.item(), "l1": l1.item(), "lpips": lp.item(), "g_adv": adv.item(),
+               "d_loss": d_loss.item(), "grad_norm": gnorm.item()}
+        history.append(rec)
+        done = step + 1
+        if rank == 0:
+            bar.set_postfix(l1=f"{rec['l1']:.4f}", lpips=f"{rec['lpips']:.3f}", d=f"{rec['d_loss']:.3f}",
+                            img_s=f"{cfg.batch_size * (done - start) / (time.perf_counter() - t0):.0f}")
+            if done % cfg.log_every == 0 or done == stop:
+                with open(out_dir / "log.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+            if done % cfg.checkpoint_every == 0 or done == stop:
+                save_atomic({"step": done, "train_config": asdict(cfg), "model": model.state_dict(),
+                             "ema": ema.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
+                             "opt_d": opt_d.state_dict()}, ckpt_path)
+    if rank == 0 and stop == cfg.steps:
+        export_tokenizer(ema, out_dir / "tokenizer.pt", extra={"train_config": asdict(cfg), "steps": cfg.steps})
+    return history
+
+
+# ---------------------------------------------------------------------------------------
+# Export / load of trained tokenizers
+# ---------------------------------------------------------------------------------------
+
+
+def export_tokenizer(model: HBQTokenizer, path: Path, dtype=torch.bfloat16, extra: dict | None = None) -> None:
+    """Write the (EMA) weights and config, in bf16 by default (small enough to commit)."""
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_atomic({"kind": "hbq-tokenizer", "config": asdict(model.cfg), "state_dict": state, **(extra or {})}, path)
+
+
+def load_tokenizer(path: str | Path, device="cpu") -> HBQTokenizer:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer checkpoint '{path}' does not exist")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or ck.get("kind") != "hbq-tokenizer":
+        raise ValueError(f"'{path}' is not an HBQ tokenizer checkpoint written by this project")
+    cfg_dict = dict(ck["config"])
+    cfg_dict["dim_mult"] = tuple(cfg_dict["dim_mult"])
+    model = HBQTokenizer(TokenizerConfig(**cfg_dict))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    return model.eval().to(device)
