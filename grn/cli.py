@@ -29,6 +29,31 @@ def _cmd_data_export(args) -> int:
     return 0
 
 
+def _cmd_train_tokenizer(args) -> int:
+    import yaml
+
+    from grn.train import TokenizerTrainConfig, train_tokenizer
+
+    try:
+        with open(args.config) as f:
+            raw = yaml.safe_load(f) or {}
+        if args.lpips_weights:
+            raw["lpips_weights"] = args.lpips_weights
+        if args.steps:
+            raw["steps"] = args.steps
+        cfg = TokenizerTrainConfig.from_dict(raw)
+    except (OSError, yaml.YAMLError, ValueError, TypeError) as e:
+        print(f"error: {args.config}: {e}", file=sys.stderr)
+        return 2
+    try:
+        train_tokenizer(cfg, args.out)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"tokenizer written to {args.out}/tokenizer.pt")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grn", description="Generative Refinement Networks: models and training")
     sub = p.add_subparsers(dest="command", required=True)
@@ -42,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int)
     e.add_argument("--out", required=True)
     e.set_defaults(func=_cmd_data_export)
+
+    t = sub.add_parser("train", help="training (tokenizer; generators as they land)")
+    tsub = t.add_subparsers(dest="what", required=True)
+    tt = tsub.add_parser("tokenizer", help="train or resume an HBQ tokenizer")
+    tt.add_argument("--config", required=True, help="YAML training config (see grn/configs/)")
+    tt.add_argument("--out", required=True, help="output folder (resumes if it holds a checkpoint)")
+    tt.add_argument("--lpips-weights", help="verified LPIPS file: $(grn-eval weights path lpips-vgg)")
+    tt.add_argument("--steps", type=int, help="override the number of steps")
+    tt.set_defaults(func=_cmd_train_tokenizer)
     return p
 
 

@@ -259,8 +259,17 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
                              "ema": ema.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
                              "opt_d": opt_d.state_dict()}, ckpt_path)
     if rank == 0 and stop == cfg.steps:
-        export_tokenizer(ema, out_dir / "tokenizer.pt", extra={"train_config": asdict(cfg), "steps": cfg.steps})
+        extra = {"train_config": portable_config(cfg), "steps": cfg.steps}
+        export_tokenizer(ema, out_dir / "tokenizer.pt", extra=extra)
     return history
+
+
+def portable_config(cfg) -> dict:
+    """The training config without machine-specific paths (kept: the weights file's name)."""
+    d = asdict(cfg)
+    if d.get("lpips_weights"):
+        d["lpips_weights"] = Path(d["lpips_weights"]).name
+    return d
 
 
 # ---------------------------------------------------------------------------------------

@@ -49,6 +49,12 @@ def _cmd_weights_prepare(args) -> int:
     return _print_statuses(W.verify(names))
 
 
+def _cmd_weights_path(args) -> int:
+    _, resolved = W.get_asset(args.name).resolve()
+    print(resolved.path)
+    return 0
+
+
 def _cmd_weights_fingerprint(args) -> int:
     asset = W.get_asset(args.name)
     model = asset.build(args.file)
@@ -72,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     wp.add_argument("names", nargs="*")
     wp.add_argument("--download", action="store_true", help="also fetch official files (needs internet)")
     wp.set_defaults(func=_cmd_weights_prepare)
+    wpath = wsub.add_parser("path", help="print the verified file of an asset (for other tools)")
+    wpath.add_argument("name")
+    wpath.set_defaults(func=_cmd_weights_path)
     wf = wsub.add_parser("fingerprint", help="print a weights file's fingerprint (maintainers)")
     wf.add_argument("name")
     wf.add_argument("file")
