@@ -1,0 +1,153 @@
+"""GRN: the generator network, its corruption process and training loss, and the size registry.
+
+Tokens are HBQ codes in one of two layouts (see grn/hbq.py):
+  * `ind`: D = d elements per position, each a K = 2^M-way class;
+  * `bit`: D = M*d elements per position, each binary (K = 2).
+The network sees the one-hot of every element ([B, K*D, h, w], class-major as in the official
+code) and predicts logits for every element: [B, K, D, h, w].
+
+Training (the official C2I objective): t ~ sigmoid(N(P_mean, P_std)) is the clean fraction;
+every element is independently replaced by a uniform random label with probability 1 - t;
+the loss is the cross-entropy over all elements (corrupted or not); the class is dropped to
+the null class with probability 0.1 for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grn.backbone import Backbone, BackboneConfig
+from grn.hbq import num_classes as layout_classes
+
+
+@dataclass(frozen=True)
+class GRNConfig:
+    hidden: int
+    depth: int
+    heads: int
+    bottleneck: int
+    in_context_len: int = 32
+    in_context_start: int = 4
+    grid: int = 16  # token grid side (256 / 16 for ImageNet 256)
+    latent_channels: int = 16  # d of the tokenizer
+    rounds: int = 4  # M of the tokenizer
+    layout: str = "ind"  # 'ind' or 'bit'
+    num_classes: int = 1000
+    p_mean: float = -0.8
+    p_std: float = 0.8
+    class_dropout: float = 0.1
+    dropout: float = 0.0
+
+    @property
+    def token_classes(self) -> int:  # K
+        return layout_classes(self.rounds, self.layout)
+
+    @property
+    def token_channels(self) -> int:  # D
+        return self.latent_channels * (self.rounds if self.layout == "bit" else 1)
+
+    @property
+    def token_shape(self) -> tuple[int, int, int]:
+        return (self.token_channels, self.grid, self.grid)
+
+
+class GRN(nn.Module):
+    def __init__(self, cfg: GRNConfig):
+        super().__init__()
+        if cfg.layout not in ("ind", "bit"):
+            raise ValueError(f"unknown layout '{cfg.layout}'; allowed: 'ind', 'bit'")
+        self.cfg = cfg
+        width = cfg.token_classes * cfg.token_channels
+        self.net = Backbone(BackboneConfig(
+            grid=cfg.grid, in_channels=width, out_channels=width, hidden=cfg.hidden, depth=cfg.depth,
+            heads=cfg.heads, bottleneck=cfg.bottleneck, num_classes=cfg.num_classes,
+            in_context_len=cfg.in_context_len, in_context_start=cfg.in_context_start, dropout=cfg.dropout))
+
+    # the sampler's view of a model
+    @property
+    def token_shape(self):
+        return self.cfg.token_shape
+
+    @property
+    def token_classes(self) -> int:
+        return self.cfg.token_classes
+
+    @property
+    def null_class(self) -> int:
+        return self.cfg.num_classes
+
+    def onehot(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, D, h, w] labels -> [B, K*D, h, w], class-major (all channels' class 0, then class 1, ...)."""
+        b, d, h, w = tokens.shape
+        k = self.cfg.token_classes
+        x = F.one_hot(tokens.long(), k).permute(0, 4, 1, 2, 3)  # [B, K, D, h, w]
+        return x.reshape(b, k * d, h, w).to(self.net.pos_embed.dtype)
+
+    def forward(self, tokens: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """tokens [B, D, h, w], t [B] clean fraction, y [B] class (num_classes = null) -> logits [B, K, D, h, w]."""
+        b, d, h, w = tokens.shape
+        out = self.net(self.onehot(tokens), t, y)  # [B, h*w, K*D]
+        return out.reshape(b, h, w, self.cfg.token_classes, d).permute(0, 3, 4, 1, 2)
+
+    # -- training -------------------------------------------------------------------------
+    def corrupt(self, tokens: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
+        """Replace each element by a uniform random label with probability 1 - t (per sample t)."""
+        rand = torch.randint(0, self.cfg.token_classes, tokens.shape, generator=generator, device=tokens.device)
+        keep = torch.rand(tokens.shape, generator=generator, device=tokens.device) < t.view(-1, 1, 1, 1)
+        return torch.where(keep, tokens, rand)
+
+    def sample_t(self, n: int, generator=None, device=None) -> torch.Tensor:
+        return torch.sigmoid(torch.randn(n, generator=generator, device=device) * self.cfg.p_std + self.cfg.p_mean)
+
+    def loss(self, tokens: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Cross-entropy over every element of the corrupted input."""
+        b = tokens.shape[0]
+        t = self.sample_t(b, generator, tokens.device)
+        z = self.corrupt(tokens, t, generator)
+        drop = torch.rand(b, generator=generator, device=tokens.device) < self.cfg.class_dropout
+        y = torch.where(drop, torch.full_like(y, self.null_class), y)
+        logits = self(z, t, y)
+        return F.cross_entropy(logits.float(), tokens.long())
+
+
+# ---------------------------------------------------------------------------------------
+# Registry (official shapes for ImageNet 256 by default; small sizes for embedded data)
+# ---------------------------------------------------------------------------------------
+
+
+def _size(hidden, depth, heads, bottleneck, in_context_len, in_context_start, **defaults):
+    def factory(**overrides) -> GRN:
+        return GRN(GRNConfig(hidden=hidden, depth=depth, heads=heads, bottleneck=bottleneck,
+                             in_context_len=in_context_len, in_context_start=in_context_start,
+                             **{**defaults, **overrides}))
+    return factory
+
+
+MNIST = {"grid": 8, "latent_channels": 4, "rounds": 4, "num_classes": 10}
+
+GENERATORS = {
+    "GRN-B": _size(768, 12, 12, 128, 32, 4),
+    "GRN-L": _size(1024, 24, 16, 128, 32, 8),
+    "GRN-H": _size(1280, 32, 16, 256, 32, 10),
+    "GRN-G": _size(1664, 40, 16, 256, 32, 10),
+    "GRN-T": _size(128, 4, 4, 64, 4, 1, **MNIST),
+    "GRN-S": _size(256, 6, 4, 64, 8, 2, **MNIST),
+}
+
+
+def build_generator(name: str, **overrides) -> GRN:
+    if name not in GENERATORS:
+        raise ValueError(f"unknown generator '{name}'; allowed: {sorted(GENERATORS)}")
+    return GENERATORS[name](**overrides)
+
+
+def config_dict(cfg: GRNConfig) -> dict:
+    return asdict(cfg)
+
+
+def config_from_dict(d: dict) -> GRNConfig:
+    return replace(GRNConfig(hidden=0, depth=0, heads=1, bottleneck=0), **d)

@@ -1,0 +1,154 @@
+import math
+
+import pytest
+import torch
+
+from grn.generator import build_generator
+from grn.sampling import (
+    PRESETS,
+    EntropyConfig,
+    SamplerConfig,
+    calibrate_entropy_schedule,
+    entropy_steps,
+    refine,
+    sample_generators,
+    schedule,
+)
+
+
+class Oracle(torch.nn.Module):
+    """Puts all probability on a target code (and can be made uncertain per class)."""
+
+    def __init__(self, target, k, spread=None):
+        super().__init__()
+        self.target, self.token_classes = target, k
+        self.token_shape = tuple(target.shape[1:])
+        self.null_class = 10
+        self.spread = spread  # per-class logit scale: lower = higher entropy
+
+    def forward(self, z, t, y):
+        scale = 50.0 if self.spread is None else self.spread[y.clamp(max=9)].view(-1, 1, 1, 1, 1)
+        onehot = torch.nn.functional.one_hot(self.target[y.clamp(max=9)], self.token_classes).permute(0, 4, 1, 2, 3)
+        return onehot.float() * scale
+
+
+def _noisy_model(seed=0, **kw):
+    torch.manual_seed(seed)
+    model = build_generator("GRN-T", **kw).eval()
+    with torch.no_grad():  # non-trivial logits for sampler tests
+        model.net.final_layer.linear.weight.normal_(0, 0.3)
+        for b in model.net.blocks:
+            b.adaLN_modulation[-1].weight.normal_(0, 0.02)
+    return model
+
+
+def test_schedules():
+    assert schedule(4).tolist() == [0, 0.25, 0.5, 0.75, 1.0]
+    c = schedule(50, "cosine")
+    assert c[0] == 0 and c[-1] == 1 and (c.diff() > 0).all()
+
+
+def test_presets_are_the_released_settings():
+    b = PRESETS["GRN-B-imagenet"]
+    assert (b.steps, b.temperature, b.cfg, b.cfg_interval) == (50, 1.31, 2.35, (0.44, 1.0))
+    assert PRESETS["GRN-L-imagenet"].cfg_interval[0] == 0.42
+
+
+@pytest.mark.parametrize("monotone", [False, True])
+def test_oracle_returns_the_target_code(monotone):
+    target = torch.randint(0, 16, (10, 4, 8, 8))
+    model = Oracle(target, 16)
+    y = torch.arange(10)
+    z, trace = refine(model, y, SamplerConfig(steps=10, monotone=monotone), sample_generators(range(10)))
+    assert torch.equal(z, target)
+    assert trace.steps_used == [10] * 10
+
+
+def test_cfg_scale_one_equals_plain_conditional():
+    model = _noisy_model()
+    y = torch.tensor([1, 2, 3])
+    a, _ = refine(model, y, SamplerConfig(steps=6, cfg=1.0, temperature=1.1), sample_generators([5, 6, 7]))
+    # guidance outside its interval is plain conditional sampling too
+    b, tb = refine(model, y, SamplerConfig(steps=6, cfg=3.0, cfg_interval=(2.0, 3.0), temperature=1.1),
+                   sample_generators([5, 6, 7]))
+    assert torch.equal(a, b) and tb.nfe == [1] * 6
+    # guidance active at some steps is counted twice and changes the result
+    c, tc = refine(model, y, SamplerConfig(steps=6, cfg=3.0, cfg_interval=(0.4, 0.6), temperature=1.1),
+                   sample_generators([5, 6, 7]))
+    assert tc.nfe == [1, 1, 1, 2, 1, 1]  # only t = 0.5 lies inside (0.4, 0.6)
+    assert not torch.equal(a, c)
+
+
+def test_guidance_formula_with_scale_one_is_the_conditional():
+    from grn.sampling import guided_logits
+
+    model = _noisy_model()
+    z = torch.randint(0, 16, (2, 4, 8, 8))
+    t, y = torch.tensor([0.5, 0.7]), torch.tensor([1, 2])
+    lc, guided = guided_logits(model, z, t, y, 3.0, (0.0, 0.6))  # sample 0 guided, sample 1 not
+    lu = model(z, t, torch.tensor([10, 10]))
+    assert torch.allclose(guided[0], lu[0] + 3.0 * (lc[0] - lu[0]), atol=1e-5)
+    assert torch.allclose(guided[1], lc[1], atol=1e-6)
+
+
+def test_deterministic_and_batch_independent():
+    model = _noisy_model(1)
+    cfg = SamplerConfig(steps=8, cfg=2.0, cfg_interval=(0.3, 1.0), temperature=1.2)
+    y = torch.tensor([3, 1, 4, 1])
+    a, _ = refine(model, y, cfg, sample_generators([11, 12, 13, 14]))
+    b, _ = refine(model, y, cfg, sample_generators([11, 12, 13, 14]))
+    assert torch.equal(a, b)
+    alone, _ = refine(model, y[2:3], cfg, sample_generators([13]))
+    assert torch.equal(alone[0], a[2])
+    other, _ = refine(model, torch.tensor([9, 4]), cfg, sample_generators([99, 13]))
+    assert torch.equal(other[1], a[2])
+
+
+def test_trace_shows_refinement():
+    model = _noisy_model(2)
+    _, tr = refine(model, torch.tensor([0, 1]), SamplerConfig(steps=10), sample_generators([1, 2]))
+    assert len(tr.entropy_cond) == 10 and all(0 <= e <= 1 for e in tr.entropy_cond)
+    assert sum(tr.rewritten) > 0 and sum(tr.erased) > 0
+    for f, k, r, e in zip(tr.filled, tr.kept, tr.rewritten, tr.erased):
+        assert 0 <= f + k + r <= 1 and 0 <= e <= 1
+    assert tr.filled[-1] + tr.kept[-1] + tr.rewritten[-1] == pytest.approx(1.0)  # the last step keeps all
+
+
+def test_monotone_never_erases_or_rewrites():
+    model = _noisy_model(3)
+    _, tr = refine(model, torch.tensor([0, 1]), SamplerConfig(steps=10, monotone=True), sample_generators([1, 2]))
+    assert sum(tr.erased) == 0 and sum(tr.rewritten) == 0
+
+
+def test_entropy_steps_are_clipped_and_monotone():
+    cfg = EntropyConfig()
+    e = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    n = entropy_steps(e, cfg)
+    assert n.min() == cfg.t_min - cfg.warmup and n.max() == cfg.t_max - cfg.warmup
+    assert (n.diff() >= 0).all()
+    assert entropy_steps(torch.tensor([0.93], dtype=torch.float64), cfg).item() == round(700 * 0.93 - 620)
+
+
+def test_entropy_guided_sampling_counts_and_order():
+    """Samples with higher-entropy predictions never get fewer steps; all counts lie in [Tmin, Tmax]."""
+    target = torch.randint(0, 16, (10, 4, 8, 8))
+    spread = torch.linspace(0.05, 6.0, 10)  # class 0 nearly uniform (high entropy) ... class 9 confident
+    model = Oracle(target, 16, spread)
+    cal = EntropyConfig(warmup=2, k=60, b=-20, t_min=6, t_max=20)
+    y = torch.arange(10)
+    z, tr = refine(model, y, SamplerConfig(), sample_generators(range(10)), entropy=cal)
+    steps = torch.tensor(tr.steps_used)
+    ent = torch.tensor(tr.decision_entropy)
+    assert steps.min() >= cal.t_min and steps.max() <= cal.t_max
+    order = torch.argsort(ent)
+    assert (steps[order].diff() >= 0).all()
+    assert steps.max() > steps.min()
+    assert tr.active[-1] < 10  # finished samples left the batch
+
+
+def test_calibration_spreads_steps():
+    e = torch.rand(500, generator=torch.Generator().manual_seed(0)) * 0.1 + 0.5
+    cfg = calibrate_entropy_schedule(e)
+    n = entropy_steps(e.double(), cfg) + cfg.warmup
+    assert n.min() == 20 and n.max() == 50 and 25 < n.float().mean() < 45
+    assert math.isfinite(cfg.k)
