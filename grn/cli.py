@@ -29,28 +29,34 @@ def _cmd_data_export(args) -> int:
     return 0
 
 
-def _cmd_train_tokenizer(args) -> int:
+def _cmd_train(args) -> int:
     import yaml
 
-    from grn.train import TokenizerTrainConfig, train_tokenizer
+    from grn import train
 
+    config_cls, run = {
+        "tokenizer": (train.TokenizerTrainConfig, train.train_tokenizer),
+        "generator": (train.GeneratorTrainConfig, train.train_generator),
+    }[args.what]
     try:
         with open(args.config) as f:
             raw = yaml.safe_load(f) or {}
-        if args.lpips_weights:
+        if getattr(args, "lpips_weights", None):
             raw["lpips_weights"] = args.lpips_weights
+        if getattr(args, "tokenizer", None):
+            raw["tokenizer"] = args.tokenizer
         if args.steps:
             raw["steps"] = args.steps
-        cfg = TokenizerTrainConfig.from_dict(raw)
+        cfg = config_cls.from_dict(raw)
     except (OSError, yaml.YAMLError, ValueError, TypeError) as e:
         print(f"error: {args.config}: {e}", file=sys.stderr)
         return 2
     try:
-        train_tokenizer(cfg, args.out)
-    except FileNotFoundError as e:
+        run(cfg, args.out)
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"tokenizer written to {args.out}/tokenizer.pt")
+    print(f"{args.what} written to {args.out}")
     return 0
 
 
@@ -68,14 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.set_defaults(func=_cmd_data_export)
 
-    t = sub.add_parser("train", help="training (tokenizer; generators as they land)")
+    t = sub.add_parser("train", help="training: tokenizer, generator (under torchrun for DDP)")
     tsub = t.add_subparsers(dest="what", required=True)
     tt = tsub.add_parser("tokenizer", help="train or resume an HBQ tokenizer")
     tt.add_argument("--config", required=True, help="YAML training config (see grn/configs/)")
     tt.add_argument("--out", required=True, help="output folder (resumes if it holds a checkpoint)")
     tt.add_argument("--lpips-weights", help="verified LPIPS file: $(grn-eval weights path lpips-vgg)")
     tt.add_argument("--steps", type=int, help="override the number of steps")
-    tt.set_defaults(func=_cmd_train_tokenizer)
+    tt.set_defaults(func=_cmd_train)
+    tg = tsub.add_parser("generator", help="train or resume a GRN generator on frozen tokenizer codes")
+    tg.add_argument("--config", required=True, help="YAML training config (see grn/configs/)")
+    tg.add_argument("--out", required=True, help="output folder (resumes if it holds a checkpoint)")
+    tg.add_argument("--tokenizer", help="override the tokenizer checkpoint")
+    tg.add_argument("--steps", type=int, help="override the number of steps")
+    tg.set_defaults(func=_cmd_train)
     return p
 
 

@@ -103,14 +103,16 @@ class GRN(nn.Module):
     def sample_t(self, n: int, generator=None, device=None) -> torch.Tensor:
         return torch.sigmoid(torch.randn(n, generator=generator, device=device) * self.cfg.p_std + self.cfg.p_mean)
 
-    def loss(self, tokens: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Cross-entropy over every element of the corrupted input."""
+    def loss(self, tokens: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
+             forward=None) -> torch.Tensor:
+        """Cross-entropy over every element of the corrupted input. `forward` replaces `self` for the
+        network call (a DistributedDataParallel wrapper, so that gradients are all-reduced)."""
         b = tokens.shape[0]
         t = self.sample_t(b, generator, tokens.device)
         z = self.corrupt(tokens, t, generator)
         drop = torch.rand(b, generator=generator, device=tokens.device) < self.cfg.class_dropout
         y = torch.where(drop, torch.full_like(y, self.null_class), y)
-        logits = self(z, t, y)
+        logits = (forward or self)(z, t, y)
         return F.cross_entropy(logits.float(), tokens.long())
 
 
@@ -120,10 +122,11 @@ class GRN(nn.Module):
 
 
 def _size(hidden, depth, heads, bottleneck, in_context_len, in_context_start, **defaults):
+    shape = dict(hidden=hidden, depth=depth, heads=heads, bottleneck=bottleneck, in_context_len=in_context_len,
+                 in_context_start=in_context_start)
+
     def factory(**overrides) -> GRN:
-        return GRN(GRNConfig(hidden=hidden, depth=depth, heads=heads, bottleneck=bottleneck,
-                             in_context_len=in_context_len, in_context_start=in_context_start,
-                             **{**defaults, **overrides}))
+        return GRN(GRNConfig(**{**shape, **defaults, **overrides}))
     return factory
 
 

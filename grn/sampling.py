@@ -252,3 +252,11 @@ def calibrate_entropy_schedule(entropies, t_min: int = 20, t_max: int = 50, warm
     k = (t_max - t_min) / (hi - lo)
     b = (t_min - warmup) - k * lo
     return EntropyConfig(warmup=warmup, k=k, b=b, t_min=t_min, t_max=t_max)
+
+
+def decision_entropies(model, y, cfg: SamplerConfig, generators, warmup: int = 5, t_max: int = 50) -> torch.Tensor:
+    """The per-sample entropies the entropy-guided sampler decides on (step `warmup` of a `t_max`
+    schedule), for calibration. Runs the warm-up plus one closing step only."""
+    probe = EntropyConfig(warmup=warmup, k=0.0, b=1.0, t_min=warmup + 1, t_max=t_max)  # N = 1 remaining step
+    _, trace = refine(model, y, cfg, generators, entropy=probe)
+    return torch.tensor(trace.decision_entropy, dtype=torch.float64)

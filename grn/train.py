@@ -295,3 +295,145 @@ def load_tokenizer(path: str | Path, device="cpu") -> HBQTokenizer:
     model = HBQTokenizer(TokenizerConfig(**cfg_dict))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
     return model.eval().to(device)
+
+
+# ---------------------------------------------------------------------------------------
+# Generator training (GRN; the token baselines reuse it through `build`)
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class GeneratorTrainConfig:
+    generator: str = "GRN-T"  # registry name in grn.generator.GENERATORS
+    generator_overrides: dict = field(default_factory=dict)
+    tokenizer: str = "grn/checkpoints/tokenizer_mnist.pt"  # frozen tokenizer checkpoint
+    dataset: str = "mnist"
+    dataset_kwargs: dict = field(default_factory=lambda: {"split": "train"})
+    steps: int = 4000
+    batch_size: int = 64  # global batch, split across ranks
+    lr: float = 5e-4
+    warmup_steps: int = 200  # linear warm-up, then constant
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decays: tuple[float, ...] = (0.999, 0.995)  # ImageNet: (0.9999, 0.9996); the first is used for eval
+    flip: bool = False
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GeneratorTrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown generator training keys {unknown}; allowed: {sorted(known)}")
+        d = dict(d)
+        if "ema_decays" in d:
+            d["ema_decays"] = tuple(d["ema_decays"])
+        return cls(**d)
+
+
+def encode_dataset(tokenizer: HBQTokenizer, images, layout: str, batch_size: int = 256) -> torch.Tensor:
+    """All images -> generator tokens with the frozen tokenizer (once, before training)."""
+    out = [tokenizer.tokenize(images[s : s + batch_size], layout) for s in range(0, len(images), batch_size)]
+    return torch.cat(out).cpu()
+
+
+def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: int | None = None,
+                    progress: bool = True) -> list[dict]:
+    """Train (or resume) a token generator in `out_dir`; returns the per-step losses of this call."""
+    from grn.generator import build_generator, config_dict
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rank, world, device = init_distributed()
+    torch.manual_seed(cfg.seed)
+    model = build_generator(cfg.generator, **cfg.generator_overrides).to(device)
+    emas = [copy.deepcopy(model).requires_grad_(False) for _ in cfg.ema_decays]
+    opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+
+    start = 0
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck["train_config"] != asdict(cfg):
+            raise ValueError(f"{ckpt_path} was written with another training config; use a new output folder")
+        model.load_state_dict(ck["model"])
+        for ema, sd in zip(emas, ck["emas"]):
+            ema.load_state_dict(sd)
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        start = ck["step"]
+
+    tokenizer = load_tokenizer(cfg.tokenizer, device)
+    data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
+    tokens = encode_dataset(tokenizer, data.images, model.cfg.layout)
+    labels = torch.as_tensor(data.labels, dtype=torch.long)
+    if tuple(tokens.shape[1:]) != tuple(model.token_shape):
+        raise ValueError(f"tokenizer gives tokens {tuple(tokens.shape[1:])} but {cfg.generator} expects "
+                         f"{tuple(model.token_shape)}; set generator_overrides (grid, latent_channels, rounds)")
+    ddp = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
+                                                                                                   enabled=False)
+    stop = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    history = []
+    bar = tqdm(range(start, stop), initial=start, total=cfg.steps, disable=not progress or rank != 0,
+               desc=cfg.generator, unit="step")
+    t0 = time.perf_counter()
+    for step in bar:
+        gen = step_generator(cfg.seed, step)
+        idx = torch.randint(len(tokens), (cfg.batch_size,), generator=gen)[rank::world]
+        x, y = tokens[idx].to(device), labels[idx].to(device)
+        if cfg.flip:
+            x = torch.where((torch.rand(len(idx), generator=gen) < 0.5).view(-1, 1, 1, 1).to(device), x.flip(-1), x)
+        loss_gen = step_generator(cfg.seed + 7919 * (rank + 1), step)
+        with autocast:
+            loss = model.loss(x, y, loss_gen, forward=ddp)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        for ema, decay in zip(emas, cfg.ema_decays):
+            ema_update(ema, model, decay)
+        rec = {"step": step + 1, "loss": loss.item(), "grad_norm": gnorm.item(), "lr": sched.get_last_lr()[0]}
+        history.append(rec)
+        done = step + 1
+        if rank == 0:
+            bar.set_postfix(loss=f"{rec['loss']:.4f}",
+                            img_s=f"{cfg.batch_size * (done - start) / (time.perf_counter() - t0):.0f}")
+            if done % cfg.log_every == 0 or done == stop:
+                with open(out_dir / "log.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+            if done % cfg.checkpoint_every == 0 or done == stop:
+                save_atomic({"step": done, "train_config": asdict(cfg), "model": model.state_dict(),
+                             "emas": [e.state_dict() for e in emas], "opt": opt.state_dict(),
+                             "sched": sched.state_dict()}, ckpt_path)
+    if rank == 0 and stop == cfg.steps:
+        state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in emas[0].state_dict().items()}
+        save_atomic({"kind": "grn-generator", "name": cfg.generator, "config": config_dict(model.cfg),
+                     "state_dict": state, "ema_decay": cfg.ema_decays[0], "steps": cfg.steps,
+                     "train_config": portable_config(cfg),
+                     "tokenizer_sha256": _sha256(cfg.tokenizer)}, out_dir / "generator.pt")
+    return history
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_generator(path: str | Path, device="cpu"):
+    from grn.generator import GRN, config_from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"generator checkpoint '{path}' does not exist")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or ck.get("kind") != "grn-generator":
+        raise ValueError(f"'{path}' is not a GRN generator checkpoint written by this project")
+    model = GRN(config_from_dict(ck["config"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    return model.eval().to(device)

@@ -152,3 +152,14 @@ def test_calibration_spreads_steps():
     n = entropy_steps(e.double(), cfg) + cfg.warmup
     assert n.min() == 20 and n.max() == 50 and 25 < n.float().mean() < 45
     assert math.isfinite(cfg.k)
+
+
+def test_decision_entropies_match_the_full_run():
+    from grn.sampling import decision_entropies
+
+    model = _noisy_model(4)
+    y = torch.tensor([0, 5])
+    probe = decision_entropies(model, y, SamplerConfig(), sample_generators([3, 4]), warmup=3, t_max=12)
+    _, tr = refine(model, y, SamplerConfig(), sample_generators([3, 4]),
+                   entropy=EntropyConfig(warmup=3, k=1.0, b=0.0, t_min=4, t_max=12))
+    assert probe.tolist() == tr.decision_entropy
