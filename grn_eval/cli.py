@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from grn_eval import weights as W
 
@@ -62,9 +63,96 @@ def _cmd_weights_fingerprint(args) -> int:
     return 0
 
 
+def _overrides(args) -> dict:
+    out = {}
+    if getattr(args, "n_samples", None):
+        out["n_samples"] = args.n_samples
+    if getattr(args, "device", None):
+        out["device"] = args.device
+    if getattr(args, "batch_size", None):
+        out["batch_size"] = args.batch_size
+    return out
+
+
+def _cmd_validate(args) -> int:
+    from grn_eval.suite import SuiteError, load_suite
+
+    bad = 0
+    for path in args.suites:
+        try:
+            s = load_suite(path)
+            print(f"ok       {path}: {s.name} ({s.kind}), {len(s.models)} model settings, metrics {sorted(s.metrics)}")
+        except SuiteError as e:
+            bad += 1
+            print(f"invalid  {e}")
+    return 1 if bad else 0
+
+
+def _cmd_run(args) -> int:
+    from grn_eval.runner import run_suite
+    from grn_eval.suite import load_suite
+
+    suite = load_suite(args.suite, _overrides(args))
+    result = run_suite(suite, run_dir=args.run_dir, progress=not args.quiet)
+    for row in result["rows"]:
+        value = "n/a (" + row["reason"] + ")" if row["value"] is None else f"{row['value']:.6g}"
+        print(f"{row['model']:40s} seed {row['seed']:<3d} {row['metric']:18s} {value}")
+    print(f"results: {Path(args.run_dir or Path(suite.output_dir) / suite.name / suite.hash[:12]) / 'results.json'}")
+    return 0
+
+
+def _cmd_fid(args) -> int:
+    import json
+
+    import numpy as np
+
+    from grn.data import load_npz
+    from grn_eval.features import InceptionFeatures
+    from grn_eval.metrics.fid import frechet_terms, gaussian_stats
+
+    ex = InceptionFeatures(args.protocol, args.device)
+    samples = load_npz(args.samples)
+    mu1, s1 = gaussian_stats(ex(samples.images, progress=True)["pool"])
+    with np.load(args.ref) as f:
+        if "mu" in f.files and "sigma" in f.files:
+            mu2, s2, ref_kind = np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64), "statistics"
+        elif "arr_0" in f.files:
+            mu2, s2 = gaussian_stats(ex(load_npz(args.ref).images, progress=True)["pool"])
+            ref_kind = "ADM batch"
+        else:
+            print(f"error: {args.ref}: expected mu/sigma statistics or an ADM batch (arr_0); found {f.files}",
+                  file=sys.stderr)
+            return 2
+    terms = frechet_terms(mu1, s1, mu2, s2)
+    print(json.dumps({"fid": terms.total, "mean_term": terms.mean_term, "cov_term": terms.cov_term,
+                      "n_samples": len(samples), "reference": f"{args.ref} ({ref_kind}, sha256 "
+                      f"{W.sha256_file(args.ref)[:16]}...)", "protocol": ex.protocol}, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grn-eval", description="GRN-Eval: evaluation harness for visual generators")
     sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="validate suite files")
+    v.add_argument("suites", nargs="+")
+    v.set_defaults(func=_cmd_validate)
+
+    r = sub.add_parser("run", help="run a suite (resumes an interrupted run)")
+    r.add_argument("suite")
+    r.add_argument("--n-samples", type=int)
+    r.add_argument("--batch-size", type=int)
+    r.add_argument("--device", choices=["cpu", "cuda", "auto"])
+    r.add_argument("--run-dir", help="default: <output_dir>/<suite>/<suite hash>")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_cmd_run)
+
+    f = sub.add_parser("fid", help="FID of external samples (ADM .npz) against a reference batch or statistics")
+    f.add_argument("samples")
+    f.add_argument("--ref", required=True, help="ADM reference batch (arr_0) or statistics npz (mu, sigma)")
+    f.add_argument("--protocol", default="tf-inception", choices=["tf-inception", "clean-fid"])
+    f.add_argument("--device", default="cpu")
+    f.set_defaults(func=_cmd_fid)
 
     w = sub.add_parser("weights", help="offline-first weights: list, verify, prepare")
     wsub = w.add_subparsers(dest="action", required=True)
@@ -90,9 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from grn.data import DatasetError
+    from grn_eval.suite import SuiteError
+
     try:
         return args.func(args)
-    except W.WeightsError as e:
+    except (W.WeightsError, SuiteError, DatasetError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

@@ -34,8 +34,8 @@ def main(argv=None) -> int:
     print(f"\n== FID floor: MNIST train vs reference, N={args.n} per side ==")
     t0 = time.time()
     extractor = InceptionFeatures()
-    a = extractor(load_mnist("train").images[: args.n], progress=True)
-    b = extractor(load_mnist("reference").images[: args.n], progress=True)
+    a = extractor(load_mnist("train").images[: args.n], progress=True)["pool"]
+    b = extractor(load_mnist("reference").images[: args.n], progress=True)["pool"]
     terms = frechet_terms(*gaussian_stats(a), *gaussian_stats(b))
     print(json.dumps({"metric": "fid", "value": round(terms.total, 4), "mean_term": round(terms.mean_term, 4),
                       "cov_term": round(terms.cov_term, 4), "n": args.n, "protocol": extractor.protocol,

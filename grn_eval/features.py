@@ -1,4 +1,13 @@
-"""Feature extractors behind one interface: uint8 NHWC images in, float64 features out."""
+"""Feature extractors behind one interface: uint8 NHWC images in, float64 features out.
+
+Protocols (both use the TF Inception 2015-12-05 network with verified weights):
+  * `tf-inception`: torch-fidelity's `inception-v3-compat` path, its TF1-compatible bilinear
+    resize to 299 inside the network (what the GRN / JiT evaluation uses);
+  * `clean-fid`: clean-fid's PIL bicubic resize to 299 on float channels ("clean" mode),
+    then the same network.
+Both yield pool3 (2048-d) and, only with the official torch-fidelity weights file, the 1008
+logits for the Inception Score.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +17,74 @@ from tqdm.auto import tqdm
 
 from grn_eval import weights as W
 
+PROTOCOLS = ("tf-inception", "clean-fid")
+
+
+def _inception_from_normalized(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch-fidelity's InceptionV3 body on inputs already resized to 299 and scaled to [-1, 1]."""
+    for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+                 "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+                 "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool"):
+        x = getattr(model, name)(x)
+    pool = torch.flatten(x, 1)
+    return pool, pool.mm(model.fc.weight.T)  # logits without bias, as torch-fidelity's 'logits_unbiased'
+
 
 class InceptionFeatures:
-    """TF Inception 2015-12-05 pool3 (2048-d) through torch-fidelity's network and its
-    TF1-compatible bilinear resize to 299 (protocol `tf-inception`), with verified weights."""
+    """pool3 features (and IS logits when the official file is in use) under a named protocol."""
 
-    protocol_name = "tf-inception"
-
-    def __init__(self, device: str | torch.device = "cpu", weights_path=None, batch_size: int = 8):
+    def __init__(self, protocol: str = "tf-inception", device: str | torch.device = "cpu", weights_path=None,
+                 batch_size: int = 8):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown feature protocol '{protocol}'; allowed: {PROTOCOLS}")
+        self.protocol_name = protocol
         self.device = torch.device(device)
         self.model, self.resolved = W.load_inception(weights_path, self.device)
         self.batch_size = batch_size
+        if protocol == "clean-fid":
+            from cleanfid.resize import build_resizer
+
+            self._resize = build_resizer("clean")
+
+    @property
+    def has_logits(self) -> bool:
+        return bool(self.resolved.extra.get("official_file"))
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies what produces the features: protocol + weights file."""
+        return f"{self.protocol_name}:{self.resolved.sha256}"
 
     @property
     def protocol(self) -> dict:
-        return {"extractor": "inception-v3-compat pool3 2048", "resize": "tf1-bilinear-299",
-                "weights_sha256": self.resolved.sha256, "weights_source": self.resolved.source}
+        resize = {"tf-inception": "torch-fidelity tf1-compatible bilinear to 299",
+                  "clean-fid": "clean-fid PIL bicubic on float channels to 299"}[self.protocol_name]
+        return {"name": self.protocol_name, "network": "TF Inception 2015-12-05 (inception-v3-compat) pool3",
+                "resize": resize, "weights_sha256": self.resolved.sha256, "weights_source": self.resolved.source,
+                "is_logits": self.has_logits}
+
+    def _batch(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if images.shape[-1] == 1:
+            images = np.repeat(images, 3, axis=-1)
+        if self.protocol_name == "tf-inception":
+            x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(self.device)
+            pool, logits = self.model(x)
+            return pool, logits
+        x = np.stack([self._resize(im) for im in images]).astype(np.float32)  # [B, 299, 299, 3] in [0, 255]
+        x = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
+        return _inception_from_normalized(self.model, (x - 128) / 128)
 
     @torch.no_grad()
-    def __call__(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
-        out = []
+    def __call__(self, images: np.ndarray, progress: bool = False) -> dict[str, np.ndarray]:
+        """{'pool': [N, 2048] float64, 'logits': [N, 1008] float64 (only with the official weights)}."""
+        pools, logits = [], []
         starts = range(0, len(images), self.batch_size)
-        for s in tqdm(starts, desc="inception", disable=not progress, unit="batch"):
-            x = torch.from_numpy(np.ascontiguousarray(images[s : s + self.batch_size])).permute(0, 3, 1, 2)
-            if x.shape[1] == 1:
-                x = x.expand(-1, 3, -1, -1)
-            out.append(self.model(x.to(self.device))[0].double().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 2048))
+        for s in tqdm(starts, desc=f"features {self.protocol_name}", disable=not progress, unit="batch"):
+            p, lg = self._batch(np.asarray(images[s : s + self.batch_size]))
+            pools.append(p.double().cpu().numpy())
+            if self.has_logits:
+                logits.append(lg.double().cpu().numpy())
+        out = {"pool": np.concatenate(pools) if pools else np.zeros((0, 2048))}
+        if self.has_logits:
+            out["logits"] = np.concatenate(logits)
+        return out

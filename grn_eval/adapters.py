@@ -1,0 +1,143 @@
+"""The one place where the harness reaches model code: adapters from suite entries to models.
+
+A generation adapter turns (labels, per-sample seeds) into uint8 NHWC images plus a sampler
+trace; a reconstruction adapter turns uint8 NHWC images into their reconstructions. Any other
+generator (samples in an ADM .npz, another repository's model) plugs in the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grn_eval.suite import ModelEntry
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path)
+    return p if p.exists() else base / p
+
+
+class GRNAdapter:
+    kind = "generation"
+
+    def __init__(self, entry: ModelEntry, base: Path, device: torch.device):
+        from grn.sampling import PRESETS, EntropyConfig, SamplerConfig
+        from grn.train import load_generator, load_tokenizer
+
+        o = entry.options
+        if not o.get("checkpoint") or not o.get("tokenizer"):
+            raise ValueError(f"model '{entry.name}': the grn adapter needs 'checkpoint' and 'tokenizer'")
+        self.ckpt, self.tok_path = _resolve(o["checkpoint"], base), _resolve(o["tokenizer"], base)
+        self.model = load_generator(self.ckpt, device)
+        self.tokenizer = load_tokenizer(self.tok_path, device)
+        self.device = device
+        s = dict(o.get("sampler") or {})
+        base_cfg = PRESETS[s.pop("preset")] if "preset" in s else SamplerConfig()
+        if "cfg_interval" in s:
+            s["cfg_interval"] = tuple(s["cfg_interval"])
+        self.sampler = replace(base_cfg, **s)
+        e = dict(o["entropy"]) if o.get("entropy") is not None else None
+        self.calibrate = bool(e and e.pop("calibrate", False))
+        self.entropy = EntropyConfig(**{k: v for k, v in e.items() if k in {f.name for f in fields(EntropyConfig)}}) \
+            if e is not None else None
+        self.num_classes = self.model.cfg.num_classes
+
+    def prepare(self, n_calibration: int = 100) -> None:
+        """Fit the entropy schedule to this model when asked (official constants fit ImageNet GRN-B only)."""
+        if not self.calibrate:
+            return
+        from grn.sampling import calibrate_entropy_schedule, decision_entropies, sample_generators
+
+        y = torch.arange(n_calibration, device=self.device) % self.num_classes
+        e = decision_entropies(self.model, y, self.sampler, sample_generators(range(10**9, 10**9 + n_calibration)),
+                               warmup=self.entropy.warmup, t_max=self.entropy.t_max)
+        self.entropy = calibrate_entropy_schedule(e, self.entropy.t_min, self.entropy.t_max, self.entropy.warmup)
+        self.calibrate = False
+
+    @torch.no_grad()
+    def generate(self, labels: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, dict]:
+        from grn.sampling import refine, sample_generators
+
+        y = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        tokens, trace = refine(self.model, y, self.sampler, sample_generators(seeds), entropy=self.entropy)
+        return self.tokenizer.decode_tokens(tokens), trace.as_dict()
+
+    def provenance(self) -> dict:
+        return {"checkpoint": self.ckpt.name, "checkpoint_sha256": _sha256(self.ckpt),
+                "tokenizer": self.tok_path.name, "tokenizer_sha256": _sha256(self.tok_path),
+                "sampler": {**self.sampler.__dict__, "cfg_interval": list(self.sampler.cfg_interval)},
+                "entropy": None if self.entropy is None else self.entropy.__dict__}
+
+
+class NpzAdapter:
+    """Pre-generated samples in an ADM batch (arr_0 images, optional arr_1 labels), used in file order."""
+
+    kind = "generation"
+
+    def __init__(self, entry: ModelEntry, base: Path, device):
+        from grn.data import load_npz
+
+        self.path = _resolve(entry.options["path"], base)
+        self.data = load_npz(self.path)
+        self.num_classes = self.data.num_classes or 1
+        self._next = 0
+
+    def prepare(self, n_calibration: int = 0) -> None:
+        pass
+
+    def generate_range(self, start: int, stop: int) -> tuple[np.ndarray, dict]:
+        if stop > len(self.data):
+            raise ValueError(f"{self.path} holds {len(self.data)} samples, the suite asks for {stop}")
+        return self.data.batch(start, stop)[0], {}
+
+    def provenance(self) -> dict:
+        return {"path": self.path.name, "sha256": _sha256(self.path), "n": len(self.data)}
+
+
+class TokenizerAdapter:
+    kind = "reconstruction"
+
+    def __init__(self, entry: ModelEntry, base: Path, device):
+        from grn.train import load_tokenizer
+
+        self.ckpt = _resolve(entry.options["checkpoint"], base)
+        self.model = load_tokenizer(self.ckpt, device)
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        return self.model.reconstruct(images)
+
+    def provenance(self) -> dict:
+        return {"checkpoint": self.ckpt.name, "checkpoint_sha256": _sha256(self.ckpt),
+                "rounds": self.model.cfg.rounds, "latent_channels": self.model.cfg.latent_channels,
+                "stride": self.model.cfg.stride}
+
+
+class IdentityAdapter:
+    """Reconstruction = the input. For harness tests only (never a reported model)."""
+
+    kind = "reconstruction"
+
+    def __init__(self, entry, base, device):
+        pass
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        return np.array(images, copy=True)
+
+    def provenance(self) -> dict:
+        return {"note": "identity reconstruction (test adapter)"}
+
+
+ADAPTERS = {"grn": GRNAdapter, "npz": NpzAdapter, "tokenizer": TokenizerAdapter, "identity": IdentityAdapter}
+
+
+def build_adapter(entry: ModelEntry, base: Path, device: torch.device):
+    return ADAPTERS[entry.adapter](entry, base, device)

@@ -1,0 +1,42 @@
+"""CLIP score with open_clip: per sample 100 * max(cos(image, text), 0), then the mean.
+
+Weights come only from a local file or the Hugging Face hub cache (grn_eval.weights); without
+them the metric is "not available" with the fix, never computed with random weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from grn_eval import weights as W
+
+VERSION = "1"
+
+
+def load_clip(model_name: str, tag: str, weights_path=None, device="cpu"):
+    """Returns (model, preprocess, tokenizer, provenance); raises WeightsAbsent offline."""
+    import open_clip
+
+    path, source, checks = W.find_clip_weights(model_name, tag, weights_path)
+    model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(path), device=device)
+    provenance = {"model": model_name, "tag": tag, "file": path.name, "source": source, "checks": list(checks),
+                  "sha256": W.sha256_file(path)}
+    return model.eval(), preprocess, open_clip.get_tokenizer(model_name), provenance
+
+
+@torch.no_grad()
+def clip_scores(model, preprocess, tokenizer, images: np.ndarray, texts: list[str], device="cpu",
+                batch_size: int = 32) -> np.ndarray:
+    """Per-sample 100 * max(cos, 0) between image i and text i."""
+    if len(images) != len(texts):
+        raise ValueError(f"{len(images)} images for {len(texts)} texts")
+    out = []
+    for s in range(0, len(images), batch_size):
+        pix = torch.stack([preprocess(Image.fromarray(im)) for im in images[s : s + batch_size]]).to(device)
+        img = model.encode_image(pix).float()
+        txt = model.encode_text(tokenizer(texts[s : s + batch_size]).to(device)).float()
+        cos = torch.nn.functional.cosine_similarity(img, txt, dim=-1)
+        out.append((100 * cos.clamp(min=0)).double().cpu().numpy())
+    return np.concatenate(out)

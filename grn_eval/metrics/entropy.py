@@ -1,0 +1,25 @@
+"""Entropy-vs-steps from sampler traces (grn.sampling.Trace dictionaries of several shards)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+VERSION = "1"
+
+
+def aggregate(traces: list[dict]) -> dict:
+    """Per step: mean normalised entropy (conditional, guided) and refinement fractions, weighted by
+    the samples active at that step; per sample: the steps used."""
+    steps = max((len(t["entropy_cond"]) for t in traces), default=0)
+    out = {k: [] for k in ("entropy_cond", "entropy_guided", "filled", "kept", "rewritten", "erased", "active")}
+    for i in range(steps):
+        rows = [(t["active"][i], t) for t in traces if i < len(t["entropy_cond"])]
+        total = sum(a for a, _ in rows)
+        for k in out:
+            if k == "active":
+                out[k].append(total)
+            else:
+                out[k].append(float(sum(a * t[k][i] for a, t in rows) / total))
+    used = np.concatenate([np.asarray(t["steps_used"], float) for t in traces]) if traces else np.zeros(0)
+    return {"per_step": out, "steps_used": used.tolist(), "mean_steps": float(used.mean()) if len(used) else None,
+            "median_steps": float(np.median(used)) if len(used) else None}

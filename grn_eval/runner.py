@@ -1,0 +1,320 @@
+"""Suite execution: sample -> features -> statistics -> metrics -> results.json with provenance.
+
+Samples are made in shards of `batch_size`; shard k of seed s holds samples [k*B, (k+1)*B), and
+sample i uses the seed `s * 1_000_003 + i` and class `i % num_classes`, so results do not depend
+on how the work is split (or resumed). Each shard is written atomically; a re-run skips the
+finished shards. Features go through the content-addressed cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from grn.data import load_dataset, load_npz
+from grn_eval import weights as W
+from grn_eval.adapters import build_adapter
+from grn_eval.cache import FeatureCache, content_key
+from grn_eval.features import InceptionFeatures
+from grn_eval.metrics import entropy as entropy_metric
+from grn_eval.metrics import fid, isc, kid, latency, prc, recon
+from grn_eval.suite import Suite
+
+SEED_STRIDE = 1_000_003
+
+
+class Interrupted(RuntimeError):
+    """Raised by `stop_after_shards` to simulate a crash in tests."""
+
+
+def sample_seed(seed: int, index: int) -> int:
+    return seed * SEED_STRIDE + index
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("the suite asks for device 'cuda' but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def _atomic_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _atomic_npz(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    tmp.replace(path)
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _versions() -> dict:
+    out = {}
+    for pkg in ("grn-eval", "torch", "torchvision", "torch-fidelity", "clean-fid", "lpips", "numpy", "scipy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+class Runner:
+    def __init__(self, suite: Suite, run_dir: str | Path | None = None, progress: bool = True,
+                 cache: FeatureCache | None = None, stop_after_shards: int | None = None):
+        self.suite = suite
+        self.device = resolve_device(suite.device)
+        self.run_dir = Path(run_dir) if run_dir else Path(suite.output_dir) / suite.name / suite.hash[:12]
+        self.progress = progress
+        self.cache = cache or FeatureCache()
+        self.stop_after_shards = stop_after_shards
+        self._shards_done = 0
+        self._extractors: dict[str, InceptionFeatures] = {}
+        self.timings: dict[str, float] = {}
+
+    # -- pieces -----------------------------------------------------------------------------
+    def extractor(self, protocol: str) -> InceptionFeatures:
+        if protocol not in self._extractors:
+            self._extractors[protocol] = InceptionFeatures(protocol, self.device)
+        return self._extractors[protocol]
+
+    def features(self, images: np.ndarray, protocol: str) -> dict[str, np.ndarray]:
+        ex = self.extractor(protocol)
+        parts = [self.cache.features(ex, images[s : s + 256]) for s in range(0, len(images), 256)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+    def reference(self) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
+        """(images or None, labels or None, provenance) of the reference set."""
+        ref = self.suite.reference
+        base = self.suite.path.parent
+        limit = ref.get("limit", self.suite.n_samples)
+        if "dataset" in ref:
+            spec = dict(self.suite.datasets[ref["dataset"]])
+            data = load_dataset(spec.pop("name"), **spec)
+            images, labels = data.batch(0, min(limit, len(data)))
+            return images, labels, {"dataset": data.name, "n": len(images),
+                                    "sha256": content_key(images)}
+        key = "stats" if "stats" in ref else "npz"
+        path = Path(ref[key]) if Path(ref[key]).exists() else base / ref[key]
+        if not path.is_file():
+            raise FileNotFoundError(f"reference {key} file '{ref[key]}' not found; give the path of the "
+                                    f"{'statistics (.npz with mu, sigma)' if key == 'stats' else 'ADM batch'} file")
+        digest = W.sha256_file(path)
+        if ref.get("sha256") and digest != ref["sha256"]:
+            raise ValueError(f"reference file '{path}' has sha256 {digest}, the suite expects {ref['sha256']}")
+        if key == "stats":
+            return None, None, {"stats": path.name, "sha256": digest}
+        data = load_npz(path)
+        images, labels = data.batch(0, min(limit, len(data)))
+        return images, labels, {"npz": path.name, "sha256": digest, "n": len(images)}
+
+    def reference_stats(self, protocol: str, ref_images) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(mu, sigma, features or None)."""
+        if ref_images is None:
+            path = Path(self.suite.reference["stats"])
+            path = path if path.exists() else self.suite.path.parent / path
+            with np.load(path) as f:
+                return np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64), None
+        feats = self.features(ref_images, protocol)["pool"]
+        mu, sigma = fid.gaussian_stats(feats)
+        return mu, sigma, feats
+
+    # -- sampling in shards -----------------------------------------------------------------
+    def _shard_dir(self, entry, seed: int) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in entry.name)
+        return self.run_dir / "samples" / safe / f"seed{seed}"
+
+    def _checkpoint_shard(self) -> None:
+        self._shards_done += 1
+        if self.stop_after_shards is not None and self._shards_done >= self.stop_after_shards:
+            raise Interrupted(f"stopped after {self._shards_done} shards (simulated interruption)")
+
+    def generate(self, entry, adapter, seed: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        n, bs = self.suite.n_samples, self.suite.batch_size
+        folder = self._shard_dir(entry, seed)
+        images, labels, traces = [], [], []
+        for k in tqdm(range(0, (n + bs - 1) // bs), desc=f"{entry.name} seed {seed}", disable=not self.progress,
+                      unit="shard"):
+            path = folder / f"shard_{k:05d}.npz"
+            start, stop = k * bs, min(n, (k + 1) * bs)
+            if not path.exists():
+                idx = np.arange(start, stop)
+                if hasattr(adapter, "generate_range"):
+                    imgs, trace = adapter.generate_range(start, stop)
+                    labs = idx % adapter.num_classes
+                else:
+                    labs = idx % adapter.num_classes
+                    imgs, trace = adapter.generate(labs, [sample_seed(seed, int(i)) for i in idx])
+                _atomic_npz(path, arr_0=imgs, arr_1=labs, trace=np.frombuffer(json.dumps(trace).encode(), np.uint8))
+                self._checkpoint_shard()
+            with np.load(path) as f:
+                images.append(f["arr_0"])
+                labels.append(f["arr_1"])
+                traces.append(json.loads(f["trace"].tobytes().decode()))
+        return np.concatenate(images), np.concatenate(labels), traces
+
+    def reconstruct(self, entry, adapter, ref_images: np.ndarray) -> np.ndarray:
+        bs = self.suite.batch_size
+        folder = self._shard_dir(entry, 0)
+        out = []
+        for k in tqdm(range(0, (len(ref_images) + bs - 1) // bs), desc=entry.name, disable=not self.progress,
+                      unit="shard"):
+            path = folder / f"shard_{k:05d}.npz"
+            if not path.exists():
+                _atomic_npz(path, arr_0=adapter.reconstruct(ref_images[k * bs : (k + 1) * bs]))
+                self._checkpoint_shard()
+            with np.load(path) as f:
+                out.append(f["arr_0"])
+        return np.concatenate(out)
+
+    # -- metrics ----------------------------------------------------------------------------
+    def _row(self, entry, metric: str, value, seed, n, protocol: dict, version: str, extra=None, reason=None):
+        return {"suite": self.suite.name, "model": entry.name, "base_model": entry.base_name, "family": entry.family,
+                "setting": entry.grid, "metric": metric, "value": value, "seed": seed, "n": n,
+                "protocol": protocol, "version": version, "available": reason is None, "reason": reason,
+                "extra": extra or {}}
+
+    def generation_metrics(self, entry, adapter, seed, ref_images, ref_prov) -> list[dict]:
+        m = self.suite.metrics
+        t0 = time.perf_counter()
+        images, labels, traces = self.generate(entry, adapter, seed)
+        self.timings[f"sample:{entry.name}:{seed}"] = time.perf_counter() - t0
+        rows, n = [], len(images)
+        for name in ("fid", "kid", "prc"):
+            if name not in m:
+                continue
+            protocol_name = m[name].get("protocol", "tf-inception")
+            ex = self.extractor(protocol_name)
+            feats = self.features(images, protocol_name)
+            mu_r, sig_r, ref_feats = self.reference_stats(protocol_name, ref_images)
+            proto = {**ex.protocol, "reference": ref_prov}
+            if name == "fid":
+                terms = fid.frechet_terms(*fid.gaussian_stats(feats["pool"]), mu_r, sig_r)
+                rows.append(self._row(entry, "fid", terms.total, seed, n, {**proto, "sqrt_trace": terms.method},
+                                      "1", {"mean_term": terms.mean_term, "cov_term": terms.cov_term}))
+            elif ref_feats is None:
+                rows.append(self._row(entry, name, None, seed, n, proto, "1",
+                                      reason=f"not available: {name} needs reference features, not only statistics"))
+            elif name == "kid":
+                o = m["kid"]
+                res = kid.kid(feats["pool"], ref_feats, o.get("subsets", 100), o.get("subset_size", 1000), seed)
+                rows.append(self._row(entry, "kid", res["kid_mean"], seed, n, {**proto, "kernel": "cubic polynomial",
+                                      "subsets": res["subsets"], "subset_size": res["subset_size"]}, kid.VERSION,
+                                      {"kid_std": res["kid_std"]}))
+            else:
+                res = prc.precision_recall(ref_feats, feats["pool"], m["prc"].get("k", 3), self.device)
+                for key in ("precision", "recall"):
+                    rows.append(self._row(entry, key, res[key], seed, n, {**proto, "k": res["k"]}, prc.VERSION))
+        if "isc" in m:
+            ex = self.extractor("tf-inception")
+            try:
+                res = isc.inception_score(self.features(images, "tf-inception").get("logits"),
+                                          m["isc"].get("splits", 10))
+                rows.append(self._row(entry, "isc", res["isc_mean"], seed, n, ex.protocol, isc.VERSION,
+                                      {"isc_std": res["isc_std"], "splits": res["splits"]}))
+            except isc.NotAvailable as e:
+                rows.append(self._row(entry, "isc", None, seed, n, ex.protocol, isc.VERSION, reason=str(e)))
+        if "entropy" in m and traces and traces[0]:
+            agg = entropy_metric.aggregate(traces)
+            rows.append(self._row(entry, "mean_steps", agg["mean_steps"], seed, n, {"source": "sampler trace"},
+                                  entropy_metric.VERSION, agg))
+        if "latency" in m and hasattr(adapter, "generate"):
+            o = m["latency"]
+            bs = self.suite.batch_size
+
+            def one_batch(start):
+                idx = np.arange(start, start + bs)
+                return adapter.generate(idx % adapter.num_classes, [sample_seed(seed, int(i)) for i in idx])[1]
+
+            res = latency.measure(one_batch, bs, self.device, o.get("warmup", 1), o.get("repeats", 3))
+            rows.append(self._row(entry, "seconds_per_image", res["seconds_per_image_mean"], seed, bs,
+                                  {"device": str(self.device), "device_name": _device_name(self.device),
+                                   "threads": torch.get_num_threads()}, latency.VERSION, res))
+        return rows
+
+    def reconstruction_metrics(self, entry, adapter, ref_images, ref_prov) -> list[dict]:
+        m = self.suite.metrics
+        recons = self.reconstruct(entry, adapter, ref_images)
+        rows, n = [], len(recons)
+        pair_proto = {"reference": ref_prov, "images": "uint8, per image then mean"}
+        if "psnr" in m:
+            rows.append(self._row(entry, "psnr", float(recon.psnr_per_image(ref_images, recons).mean()), 0, n,
+                                  {**pair_proto, "data_range": 255}, recon.VERSION))
+        if "ssim" in m:
+            rows.append(self._row(entry, "ssim", float(recon.ssim_per_image(ref_images, recons).mean()), 0, n,
+                                  {**pair_proto, "data_range": 255, "channel_axis": -1}, recon.VERSION))
+        if "lpips" in m:
+            for net in m["lpips"].get("nets", ["alex", "vgg"]):
+                model, r = W.load_lpips(net, device=self.device)
+                value = float(recon.lpips_per_image(model, ref_images, recons, device=self.device).mean())
+                rows.append(self._row(entry, f"lpips_{net}", value, 0, n, {**pair_proto, "weights": r.provenance()},
+                                      recon.VERSION))
+        if "rfid" in m:
+            protocol_name = m["rfid"].get("protocol", "tf-inception")
+            ex = self.extractor(protocol_name)
+            mu_r, sig_r, _ = self.reference_stats(protocol_name, ref_images)
+            terms = fid.frechet_terms(*fid.gaussian_stats(self.features(recons, protocol_name)["pool"]), mu_r, sig_r)
+            rows.append(self._row(entry, "rfid", terms.total, 0, n, {**ex.protocol, "reference": ref_prov,
+                                  "sqrt_trace": terms.method}, "1",
+                                  {"mean_term": terms.mean_term, "cov_term": terms.cov_term}))
+        return rows
+
+    # -- the whole suite --------------------------------------------------------------------
+    def run(self) -> dict:
+        t_start = time.perf_counter()
+        ref_images, _, ref_prov = self.reference()
+        rows, models = [], {}
+        for entry in self.suite.models:
+            adapter = build_adapter(entry, self.suite.path.parent, self.device)
+            if adapter.kind == "generation":
+                adapter.prepare()
+                for seed in self.suite.seeds:
+                    rows += self.generation_metrics(entry, adapter, seed, ref_images, ref_prov)
+            else:
+                if ref_images is None:
+                    raise ValueError("a reconstruction suite needs reference images (dataset or npz), not stats")
+                rows += self.reconstruction_metrics(entry, adapter, ref_images, ref_prov)
+            models[entry.name] = {"adapter": entry.adapter, "setting": entry.grid, **adapter.provenance()}
+        self.timings["total"] = time.perf_counter() - t_start
+        weights_used = {p: ex.resolved.provenance() for p, ex in self._extractors.items()}
+        result = {
+            "suite": self.suite.name, "suite_file": self.suite.path.name, "suite_hash": self.suite.hash,
+            "resolved_config": self.suite.resolved, "git_commit": _git_commit(), "versions": _versions(),
+            "device": {"type": self.device.type, "name": _device_name(self.device), "platform": platform.platform()},
+            "weights": weights_used, "reference": ref_prov, "models": models, "timings": self.timings,
+            "cache": {"hits": self.cache.hits, "misses": self.cache.misses}, "rows": rows,
+        }
+        _atomic_json(self.run_dir / "results.json", result)
+        return result
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def run_suite(suite: Suite, **kwargs) -> dict:
+    return Runner(suite, **kwargs).run()

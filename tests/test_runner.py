@@ -1,0 +1,96 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from grn.data import load_mnist, save_npz
+from grn_eval import weights as W
+from grn_eval.cache import FeatureCache
+from grn_eval.runner import Interrupted, Runner, run_suite
+from grn_eval.suite import load_suite
+
+SUITES = Path(__file__).parent / "suites"
+
+
+def _gen_suite(tmp_path, overrides=None):
+    shutil.copy(SUITES / "gen_npz.yaml", tmp_path / "gen_npz.yaml")
+    save_npz(tmp_path / "samples.npz", load_mnist("train").images[:40], load_mnist("train").labels[:40])
+    return load_suite(tmp_path / "gen_npz.yaml", overrides)
+
+
+def _values(result):
+    return {(r["model"], r["metric"], r["seed"]): r["value"] for r in result["rows"]}
+
+
+def test_identity_reconstruction_suite(tmp_path):
+    res = run_suite(load_suite(SUITES / "recon_identity.yaml"), run_dir=tmp_path / "run", progress=False)
+    v = {r["metric"]: r["value"] for r in res["rows"]}
+    assert v["psnr"] == np.inf and v["ssim"] == 1.0 and v["lpips_alex"] == pytest.approx(0, abs=1e-7)
+    assert abs(v["rfid"]) < 1e-3  # identical features; N=40 < 2048 leaves only rounding in zero eigenvalues
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["suite_hash"] == res["suite_hash"] and "tf-inception" in saved["weights"]
+    lp = next(r for r in saved["rows"] if r["metric"] == "lpips_alex")
+    assert lp["protocol"]["weights"]["sha256"] == W.load_lpips("alex")[1].sha256
+    assert saved["reference"]["dataset"] == "photos32/val" and len(saved["reference"]["sha256"]) == 64
+
+
+def test_generation_metrics_match_torch_fidelity(tmp_path):
+    """Parity: our FID and KID equal torch-fidelity's calculate_metrics on the same images and weights."""
+    import torch_fidelity
+
+    suite = _gen_suite(tmp_path, {"seeds": [2020]})  # torch-fidelity's default KID subset seed
+    res = run_suite(suite, run_dir=tmp_path / "run", progress=False)
+    v = {r["metric"]: r for r in res["rows"]}
+
+    class DS(torch.utils.data.Dataset):
+        def __init__(self, images):
+            self.x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.x[i]
+
+    _, inc = W.load_inception()
+    ref = torch_fidelity.calculate_metrics(
+        input1=DS(load_mnist("train").images[:40]), input2=DS(load_mnist("reference").images[:40]), fid=True, kid=True,
+        kid_subsets=10, kid_subset_size=20, feature_extractor="inception-v3-compat",
+        feature_extractor_weights_path=str(inc.path), cuda=False, cache=False, verbose=False, batch_size=16)
+    assert v["fid"]["value"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-4)
+    assert v["kid"]["value"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4, abs=1e-6)
+    assert 0 <= v["precision"]["value"] <= 1 and 0 <= v["recall"]["value"] <= 1
+    assert v["isc"]["value"] is None and "not available: needs" in v["isc"]["reason"]
+    assert v["fid"]["extra"]["mean_term"] + v["fid"]["extra"]["cov_term"] == pytest.approx(v["fid"]["value"])
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    suite = _gen_suite(tmp_path)
+    full = run_suite(suite, run_dir=tmp_path / "full", progress=False)
+    with pytest.raises(Interrupted):
+        Runner(suite, run_dir=tmp_path / "resumed", progress=False, stop_after_shards=2).run()
+    assert len(list((tmp_path / "resumed").rglob("shard_*.npz"))) == 2
+    resumed = run_suite(suite, run_dir=tmp_path / "resumed", progress=False)
+    assert _values(resumed) == _values(full)
+
+
+def test_cache_hit_changes_nothing_but_time(tmp_path):
+    suite = _gen_suite(tmp_path)
+    cache = FeatureCache(tmp_path / "cache")
+    cold = Runner(suite, run_dir=tmp_path / "a", progress=False, cache=cache).run()
+    warm_cache = FeatureCache(tmp_path / "cache")
+    warm = Runner(suite, run_dir=tmp_path / "b", progress=False, cache=warm_cache).run()
+    assert _values(cold) == _values(warm)
+    assert warm_cache.misses == 0 and warm_cache.hits > 0 and cold["cache"]["misses"] > 0
+
+
+def test_features_do_not_depend_on_batch_size():
+    from grn_eval.features import InceptionFeatures
+
+    images = load_mnist("reference").images[:6]
+    a = InceptionFeatures(batch_size=6)(images)["pool"]
+    b = InceptionFeatures(batch_size=1)(images)["pool"]
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
