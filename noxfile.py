@@ -107,7 +107,7 @@ EMBEDDED_TOKENIZERS = ["mnist"] + [f"photo_M{m}" for m in (1, 2, 3, 4, 6, 8, "nu
 
 @nox.session
 def train_embedded(session: nox.Session) -> None:
-    """Re-train the committed embedded tokenizers (resumable) and re-measure them.
+    """Re-train the committed embedded tokenizers (resumable), then run mnist_recon and hbq_rounds.
 
     `nox -s train_embedded -- mnist photo_M4` trains only those. Checkpoints land in
     grn/checkpoints/, training folders in $GRN_CACHE/train/.
@@ -124,8 +124,21 @@ def train_embedded(session: nox.Session) -> None:
                     "--out", str(out), "--lpips-weights", lpips_path, external=True, env=_env())
         session.run(PYTHON, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
                     str(out / "tokenizer.pt"), f"grn/checkpoints/tokenizer_{name}.pt", external=True)
-    run_py(session, "-m", "grn_eval.tokenizer_eval", "grn/checkpoints/tokenizer_mnist.pt", "--dataset", "mnist",
-           "--out", "results/tokenizers/mnist.json")
-    photos = [f"grn/checkpoints/tokenizer_photo_M{m}.pt" for m in (1, 2, 3, 4, 6, 8, "null")]
-    run_py(session, "-m", "grn_eval.tokenizer_eval", *photos, "--dataset", "photos",
-           "--out", "results/tokenizers/photos_rounds.json")
+    for suite in ("mnist_recon", "hbq_rounds"):
+        run_py(session, "-m", "grn_eval.cli", "run", f"suites/{suite}.yaml")
+
+
+# One session per suite file, named after it: `nox -s <suite> -- --n-samples 100 --device cuda`.
+def _suite_session(path: Path) -> None:
+    def run_suite(session: nox.Session) -> None:
+        ensure_venv(session)
+        run_py(session, "-m", "grn_eval.cli", "run", str(path.relative_to(ROOT)), *session.posargs)
+
+    description = next((line.split(":", 1)[1].strip() for line in path.read_text().splitlines()
+                        if line.startswith("description:")), "")
+    run_suite.__doc__ = f"Run suites/{path.name}: {description}"
+    nox.session(name=path.stem)(run_suite)
+
+
+for _path in sorted((ROOT / "suites").glob("*.yaml")):
+    _suite_session(_path)

@@ -173,7 +173,34 @@ class Runner:
                 images.append(f["arr_0"])
                 labels.append(f["arr_1"])
                 traces.append(json.loads(f["trace"].tobytes().decode()))
-        return np.concatenate(images), np.concatenate(labels), traces
+        images, labels = np.concatenate(images), np.concatenate(labels)
+        self.export(folder, images, labels)
+        self.per_sample_log(folder, seed, labels, traces)
+        return images, labels, traces
+
+    def export(self, folder: Path, images: np.ndarray, labels: np.ndarray | None) -> None:
+        """Optional exports: an ADM batch (arr_0 uint8 NHWC, arr_1 labels) and/or one PNG per sample."""
+        if "npz" in self.suite.export:
+            _atomic_npz(folder / "samples.npz", **{"arr_0": images, **({"arr_1": labels} if labels is not None
+                                                                        else {})})
+        if "png" in self.suite.export:
+            from PIL import Image
+
+            (folder / "png").mkdir(parents=True, exist_ok=True)
+            for i, im in enumerate(images):
+                Image.fromarray(im).save(folder / "png" / f"{i:06d}.png")
+
+    def per_sample_log(self, folder: Path, seed: int, labels: np.ndarray, traces: list[dict]) -> None:
+        """One line per sample: index, class, sampling seed, steps used (and decision entropy)."""
+        steps = [s for t in traces for s in t.get("steps_used", [])]
+        if not steps:
+            return
+        ent = [e for t in traces for e in (t.get("decision_entropy") or [None] * len(t.get("steps_used", [])))]
+        lines = [json.dumps({"index": i, "label": int(labels[i]), "seed": sample_seed(seed, i), "steps": steps[i],
+                             "decision_entropy": ent[i]}) for i in range(len(steps))]
+        tmp = folder / f".per_sample.jsonl.{os.getpid()}.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(folder / "per_sample.jsonl")
 
     def reconstruct(self, entry, adapter, ref_images: np.ndarray) -> np.ndarray:
         bs = self.suite.batch_size
@@ -187,7 +214,9 @@ class Runner:
                 self._checkpoint_shard()
             with np.load(path) as f:
                 out.append(f["arr_0"])
-        return np.concatenate(out)
+        recons = np.concatenate(out)
+        self.export(folder, recons, None)
+        return recons
 
     # -- metrics ----------------------------------------------------------------------------
     def _row(self, entry, metric: str, value, seed, n, protocol: dict, version: str, extra=None, reason=None):

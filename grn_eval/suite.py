@@ -28,7 +28,8 @@ class SuiteError(ValueError):
 # ---------------------------------------------------------------------------------------
 
 TOP_KEYS = {"name", "description", "include", "defaults", "datasets", "models", "metrics", "reference", "seeds",
-            "n_samples", "batch_size", "device", "output_dir", "table", "gate"}
+            "n_samples", "batch_size", "device", "output_dir", "table", "gate", "export"}
+EXPORTS = ("npz", "png")
 
 ADAPTER_KEYS = {
     "grn": {"checkpoint", "tokenizer", "sampler", "entropy"},
@@ -87,6 +88,7 @@ class Suite:
     output_dir: str
     table: dict = field(default_factory=dict)
     gate: dict = field(default_factory=dict)
+    export: tuple[str, ...] = ()
     resolved: dict = field(default_factory=dict)  # the merged YAML, for provenance
 
     @property
@@ -274,6 +276,9 @@ def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
     if len(set(names)) != len(names):
         raise _err(path, "models", f"duplicate model labels {sorted({n for n in names if names.count(n) > 1})}")
 
+    export = data.get("export", [])
+    if not isinstance(export, list) or any(e not in EXPORTS for e in export):
+        raise _err(path, "export", f"a list drawn from {list(EXPORTS)}")
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise _err(path, "seeds", "a list of integers")
@@ -281,4 +286,4 @@ def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
                  metrics=metrics, reference=reference, datasets=datasets, seeds=tuple(seeds),
                  n_samples=data.get("n_samples", 1000), batch_size=data.get("batch_size", 50),
                  device=data.get("device", "cpu"), output_dir=data.get("output_dir", "results/runs"),
-                 table=data.get("table") or {}, gate=data.get("gate") or {}, resolved=data)
+                 table=data.get("table") or {}, gate=data.get("gate") or {}, export=tuple(export), resolved=data)

@@ -94,3 +94,50 @@ def test_features_do_not_depend_on_batch_size():
     a = InceptionFeatures(batch_size=6)(images)["pool"]
     b = InceptionFeatures(batch_size=1)(images)["pool"]
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_exports_and_per_sample_logs(tmp_path):
+    suite = _gen_suite(tmp_path, {"export": ["npz", "png"]})
+    run_suite(suite, run_dir=tmp_path / "run", progress=False)
+    folder = next((tmp_path / "run" / "samples").glob("*/seed0"))
+    from grn.data import load_npz
+
+    batch = load_npz(folder / "samples.npz")
+    assert np.array_equal(batch.images, load_mnist("train").images[:40]) and len(list((folder / "png").glob("*.png"))) == 40
+
+
+def _tiny_grn_checkpoints(tmp_path):
+    from grn.generator import build_generator, config_dict
+    from grn.tokenizer import build_tokenizer
+    from grn.train import export_tokenizer, save_atomic
+
+    export_tokenizer(build_tokenizer("hbq-mnist", enc_dim=8, dec_dim=8), tmp_path / "tok.pt")
+    torch.manual_seed(0)
+    g = build_generator("GRN-T", hidden=32, depth=2, heads=2)
+    with torch.no_grad():
+        g.net.final_layer.linear.weight.normal_(0, 0.3)
+    save_atomic({"kind": "grn-generator", "name": "GRN-T", "config": config_dict(g.cfg), "state_dict": g.state_dict()},
+                tmp_path / "gen.pt")
+
+
+def test_grn_adapter_suite_with_entropy_and_latency(tmp_path):
+    """The grn adapter end to end without Inception: entropy-vs-steps, latency, per-sample logs."""
+    _tiny_grn_checkpoints(tmp_path)
+    (tmp_path / "s.yaml").write_text(
+        "name: tiny\ndatasets: {ref: {name: mnist, split: reference}}\n"
+        "models:\n"
+        "  - {name: fixed, adapter: grn, checkpoint: gen.pt, tokenizer: tok.pt, sampler: {steps: [4, 8]}}\n"
+        "  - {name: guided, adapter: grn, checkpoint: gen.pt, tokenizer: tok.pt, sampler: {steps: 12},\n"
+        "     entropy: {warmup: 2, t_min: 4, t_max: 12, calibrate: true}}\n"
+        "metrics: {entropy: {}, latency: {warmup: 1, repeats: 2}}\nreference: {dataset: ref}\n"
+        "n_samples: 12\nbatch_size: 6\n")
+    res = run_suite(load_suite(tmp_path / "s.yaml"), run_dir=tmp_path / "run", progress=False)
+    steps = {r["model"]: r for r in res["rows"] if r["metric"] == "mean_steps"}
+    assert steps["fixed[sampler.steps=4]"]["value"] == 4 and steps["fixed[sampler.steps=8]"]["value"] == 8
+    guided = steps["guided"]
+    assert 4 <= guided["value"] <= 12 and len(guided["extra"]["steps_used"]) == 12
+    lat = [r for r in res["rows"] if r["metric"] == "seconds_per_image"]
+    assert len(lat) == 3 and all(r["value"] > 0 and r["extra"]["nfe_per_image"] >= 4 for r in lat)
+    logs = (tmp_path / "run" / "samples" / "guided" / "seed0" / "per_sample.jsonl").read_text().splitlines()
+    assert len(logs) == 12 and json.loads(logs[0])["decision_entropy"] is not None
+    assert res["models"]["guided"]["entropy"]["k"] != 700.0  # calibrated to this model
