@@ -103,7 +103,8 @@ def test_exports_and_per_sample_logs(tmp_path):
     from grn.data import load_npz
 
     batch = load_npz(folder / "samples.npz")
-    assert np.array_equal(batch.images, load_mnist("train").images[:40]) and len(list((folder / "png").glob("*.png"))) == 40
+    assert np.array_equal(batch.images, load_mnist("train").images[:40])
+    assert len(list((folder / "png").glob("*.png"))) == 40
 
 
 def _tiny_grn_checkpoints(tmp_path):
