@@ -130,6 +130,66 @@ def _cmd_fid(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from grn_eval import report
+
+    df = report.load_results(args.runs)
+    for path in report.export(df, args.out):
+        print(f"wrote {path}")
+    print(report.summarize(df).to_string(index=False, max_colwidth=48))
+    return 0
+
+
+def _cmd_table(args) -> int:
+    import pandas as pd
+
+    from grn_eval import report, tables
+
+    df = report.load_results(args.runs)
+    lit = pd.concat([pd.read_csv(p) for p in args.literature]) if args.literature else None
+    metrics = args.metrics.split(",") if args.metrics else sorted(set(df["metric"]))
+    for path in tables.write_tables(df, metrics, args.out, args.title, lit):
+        print(f"wrote {path}")
+    print(Path(args.out).with_suffix(".md").read_text())
+    return 0
+
+
+def _cmd_gate(args) -> int:
+    from grn_eval import gate, report
+
+    df = report.load_results(args.runs)
+    if args.update:
+        gate.write_baseline(gate.make_baseline(df, Path(args.baseline).stem), args.baseline)
+        print(f"wrote baseline {args.baseline} from {len(df)} rows; review it before committing")
+        return 0
+    verdict = gate.compare(df, gate.read_baseline(args.baseline))
+    if verdict.empty:
+        print("error: the baseline covers none of these results (other models or metrics?)", file=sys.stderr)
+        return 2
+    print(verdict.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    if gate.failed(verdict):
+        print("\nGATE FAILED: see the rows marked REGRESSION / FAIL")
+        return 1
+    print("\ngate passed")
+    return 0
+
+
+def _cmd_publish(args) -> int:
+    import pandas as pd
+
+    from grn_eval.publish import publish
+    from grn_eval.suite import load_suite
+
+    root = Path(args.results)
+    lit_files = sorted((root / "literature").glob("*.csv"))
+    for name in args.suites:
+        suite = load_suite(Path(args.suites_dir) / f"{name}.yaml")
+        lit = pd.concat([pd.read_csv(p) for p in lit_files]) if args.with_literature and lit_files else None
+        for path in publish(suite, root, lit):
+            print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grn-eval", description="GRN-Eval: evaluation harness for visual generators")
     sub = p.add_subparsers(dest="command", required=True)
@@ -153,6 +213,32 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--protocol", default="tf-inception", choices=["tf-inception", "clean-fid"])
     f.add_argument("--device", default="cpu")
     f.set_defaults(func=_cmd_fid)
+
+    rp = sub.add_parser("report", help="results files -> tidy CSV / Parquet and a seed summary")
+    rp.add_argument("runs", nargs="+", help="results.json files or folders holding them")
+    rp.add_argument("--out", required=True, help="output prefix, e.g. results/reports/mnist_gen")
+    rp.set_defaults(func=_cmd_report)
+
+    tb = sub.add_parser("table", help="paper-style Markdown and LaTeX tables")
+    tb.add_argument("runs", nargs="+")
+    tb.add_argument("--metrics", help="comma-separated, in column order")
+    tb.add_argument("--literature", nargs="*", help="CSV files from results/literature/")
+    tb.add_argument("--title", default="")
+    tb.add_argument("--out", required=True, help="output prefix (.md and .tex are written)")
+    tb.set_defaults(func=_cmd_table)
+
+    g = sub.add_parser("gate", help="compare runs with a baseline; non-zero exit on a regression")
+    g.add_argument("runs", nargs="+")
+    g.add_argument("--baseline", required=True, help="results/baselines/NAME.json")
+    g.add_argument("--update", action="store_true", help="write the baseline from these runs instead")
+    g.set_defaults(func=_cmd_gate)
+
+    pb = sub.add_parser("publish", help="newest run of each suite -> results/reports, tables, plots")
+    pb.add_argument("suites", nargs="+")
+    pb.add_argument("--suites-dir", default="suites")
+    pb.add_argument("--results", default="results")
+    pb.add_argument("--with-literature", action="store_true")
+    pb.set_defaults(func=_cmd_publish)
 
     w = sub.add_parser("weights", help="offline-first weights: list, verify, prepare")
     wsub = w.add_subparsers(dest="action", required=True)

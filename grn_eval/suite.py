@@ -276,6 +276,15 @@ def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
     if len(set(names)) != len(names):
         raise _err(path, "models", f"duplicate model labels {sorted({n for n in names if names.count(n) > 1})}")
 
+    table = data.get("table") or {}
+    if not isinstance(table, dict):
+        raise _err(path, "table", "a mapping {metrics: [...], title: ..., plots: [...]}")
+    _check_keys(path, "table", table, {"metrics", "title", "plots", "quality_metric"})
+    from grn_eval.publish import PLOTS
+
+    for k, p in enumerate(table.get("plots", [])):
+        if p not in PLOTS:
+            raise _err(path, f"table.plots[{k}]", f"unknown plot {p!r}; allowed: {sorted(PLOTS)}")
     export = data.get("export", [])
     if not isinstance(export, list) or any(e not in EXPORTS for e in export):
         raise _err(path, "export", f"a list drawn from {list(EXPORTS)}")

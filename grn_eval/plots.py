@@ -1,0 +1,162 @@
+"""Plots from results (matplotlib; PNG and PDF): quality vs steps, quality vs latency with the Pareto
+front, entropy per sampling step, entropy-guided step counts, HBQ rounds vs reconstruction quality,
+sample grids. Every figure has a title, axis labels with units and a legend where it has series.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from grn_eval.report import LOWER_IS_BETTER, summarize  # noqa: E402
+
+
+def _save(fig, prefix: Path) -> list[Path]:
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    paths = [prefix.with_suffix(".png"), prefix.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p, dpi=130)
+    plt.close(fig)
+    return paths
+
+
+def quality_vs_steps(df: pd.DataFrame, metric: str, prefix: Path) -> list[Path]:
+    """`metric` against the number of sampling steps, one line per base model (grid over sampler.steps)."""
+    s = summarize(df[df["metric"].isin([metric, "mean_steps"])])
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for model, g in s.groupby("base_model"):
+        q = g[g["metric"] == metric].set_index("model")
+        st = g[g["metric"] == "mean_steps"].set_index("model")
+        common = q.index.intersection(st.index)
+        if len(common) < 1:
+            continue
+        order = np.argsort(st.loc[common, "mean"].to_numpy())
+        x, y = st.loc[common, "mean"].to_numpy()[order], q.loc[common, "mean"].to_numpy()[order]
+        err = q.loc[common, "std"].to_numpy()[order]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=model)
+    ax.set_xlabel("sampling steps (mean per image)")
+    ax.set_ylabel(f"{metric} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)")
+    ax.set_title(f"{metric} vs sampling steps")
+    ax.legend(fontsize=8)
+    return _save(fig, prefix)
+
+
+def pareto_front(points: np.ndarray) -> np.ndarray:
+    """Indices of the points not dominated when lower is better on both axes."""
+    order = np.argsort(points[:, 0])
+    front, best = [], np.inf
+    for i in order:
+        if points[i, 1] < best:
+            front.append(i)
+            best = points[i, 1]
+    return np.asarray(front, dtype=int)
+
+
+def quality_vs_latency(df: pd.DataFrame, metric: str, prefix: Path) -> list[Path]:
+    s = summarize(df[df["metric"].isin([metric, "seconds_per_image"])])
+    q = s[s["metric"] == metric].set_index("model")["mean"]
+    t = s[s["metric"] == "seconds_per_image"].set_index("model")["mean"]
+    common = q.index.intersection(t.index)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    if len(common):
+        pts = np.stack([t[common].to_numpy(), q[common].to_numpy()], 1)
+        sign = 1 if metric in LOWER_IS_BETTER else -1
+        front = pareto_front(np.stack([pts[:, 0], sign * pts[:, 1]], 1))
+        for (x, y), name in zip(pts, common):
+            ax.scatter(x, y)
+            ax.annotate(name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        f = pts[front]
+        ax.plot(f[:, 0], f[:, 1], "k--", lw=1, label="Pareto front")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("latency (seconds per image)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs latency")
+    return _save(fig, prefix)
+
+
+def _entropy_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df["metric"] == "mean_steps") & df["available"]]
+
+
+def entropy_vs_step(df: pd.DataFrame, prefix: Path) -> list[Path]:
+    """Mean normalised conditional entropy per step, one line per model, band = spread over seeds."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for model, g in _entropy_rows(df).groupby("model"):
+        curves = [json.loads(e)["per_step"]["entropy_cond"] for e in g["extra"]]
+        n = min(map(len, curves))
+        arr = np.asarray([c[:n] for c in curves])
+        x = np.arange(1, n + 1)
+        ax.plot(x, arr.mean(0), label=model)
+        if len(arr) > 1:
+            ax.fill_between(x, arr.min(0), arr.max(0), alpha=0.2)
+    ax.set_xlabel("sampling step")
+    ax.set_ylabel("mean normalised entropy (fraction of log K)")
+    ax.set_title("predictive entropy during refinement")
+    ax.legend(fontsize=7)
+    return _save(fig, prefix)
+
+
+def entropy_guided_steps(df: pd.DataFrame, prefix: Path) -> list[Path]:
+    """Histogram of per-image step counts for models whose counts vary."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for model, g in _entropy_rows(df).groupby("model"):
+        steps = np.concatenate([json.loads(e)["steps_used"] for e in g["extra"]])
+        if steps.min() == steps.max():
+            continue
+        ax.hist(steps, bins=np.arange(steps.min(), steps.max() + 2) - 0.5, alpha=0.6, label=model)
+    ax.set_xlabel("steps used per image")
+    ax.set_ylabel("images")
+    ax.set_title("entropy-guided step counts")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    return _save(fig, prefix)
+
+
+def rounds_vs_quality(df: pd.DataFrame, prefix: Path, metrics=("psnr", "lpips_vgg", "rfid")) -> list[Path]:
+    """Reconstruction quality against HBQ rounds; the continuous model as a horizontal line."""
+    s = summarize(df[df["metric"].isin(metrics)])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
+    for ax, m in zip(np.atleast_1d(axes), metrics):
+        sub = s[s["metric"] == m]
+        rounds = {row["model"]: _rounds_of(df, row["model"]) for _, row in sub.iterrows()}
+        disc = sorted((r, v) for (mdl, r), v in zip(rounds.items(), sub["mean"]) if r is not None)
+        cont = [v for (mdl, r), v in zip(rounds.items(), sub["mean"]) if r is None]
+        if disc:
+            ax.plot([r for r, _ in disc], [v for _, v in disc], "o-", label="HBQ, M rounds")
+        for v in cont:
+            ax.axhline(v, color="k", ls="--", label="continuous (no quantization)")
+        ax.set_xlabel("HBQ rounds M (bits per latent channel)")
+        ax.set_ylabel(m + (" (dB)" if m == "psnr" else ""))
+        ax.set_title(f"{m} vs rounds")
+        ax.legend(fontsize=8)
+    return _save(fig, prefix)
+
+
+def _rounds_of(df: pd.DataFrame, model: str):
+    """Rounds from the model's provenance (recorded by the tokenizer adapter); None = continuous."""
+    value = df.loc[df["model"] == model, "model.rounds"].iloc[0]
+    return None if pd.isna(value) else int(value)
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, per_class: int, prefix: Path, title: str) -> list[Path]:
+    """Rows = classes, columns = the first `per_class` samples of each class."""
+    classes = sorted(set(labels.tolist()))
+    h, w = images.shape[1:3]
+    canvas = np.full((len(classes) * (h + 2), per_class * (w + 2), 3), 255, np.uint8)
+    for r, c in enumerate(classes):
+        for k, i in enumerate(np.flatnonzero(labels == c)[:per_class]):
+            canvas[r * (h + 2) : r * (h + 2) + h, k * (w + 2) : k * (w + 2) + w] = images[i]
+    fig, ax = plt.subplots(figsize=(per_class * 0.6 + 1, len(classes) * 0.6 + 0.6))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_yticks([r * (h + 2) + h / 2 for r in range(len(classes))], [f"class {c}" for c in classes], fontsize=7)
+    ax.set_xticks([])
+    ax.set_title(title, fontsize=9)
+    return _save(fig, prefix)

@@ -1,0 +1,94 @@
+"""Results files -> one tidy pandas DataFrame (a row per model x setting x metric x seed).
+
+`grn-eval report RUNS... --out PREFIX` writes PREFIX.csv, PREFIX.parquet and PREFIX_summary.csv
+(mean, std, n over seeds). RUNS are results.json files or folders that hold them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+# Which direction is better, for tables, plots and the gate.
+LOWER_IS_BETTER = {"fid", "kid", "rfid", "lpips_alex", "lpips_vgg", "seconds_per_image", "mean_steps"}
+HIGHER_IS_BETTER = {"isc", "precision", "recall", "psnr", "ssim", "clip_score", "prompt_accuracy"}
+
+
+# Model provenance fields copied into the table (the rest stays in results.json).
+MODEL_COLUMNS = ("rounds", "latent_channels", "checkpoint", "checkpoint_sha256")
+
+
+def better(metric: str) -> str | None:
+    if metric in LOWER_IS_BETTER:
+        return "lower"
+    if metric in HIGHER_IS_BETTER:
+        return "higher"
+    return None
+
+
+def find_results(paths) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(p.rglob("results.json"))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"'{p}' is neither a results.json file nor a folder holding some")
+    return out
+
+
+def protocol_id(protocol: dict) -> str:
+    """A short, stable id of everything that defines how a number was computed."""
+    return hashlib.sha256(json.dumps(protocol, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def load_results(paths) -> pd.DataFrame:
+    rows = []
+    for path in find_results(paths):
+        res = json.loads(path.read_text())
+        for r in res["rows"]:
+            prov = res.get("models", {}).get(r["model"], {})
+            rows.append({
+                "suite": res["suite"], "run": path.parent.name, "suite_hash": res["suite_hash"][:12],
+                "git_commit": (res.get("git_commit") or "")[:12], "device": res["device"]["type"],
+                "device_name": res["device"].get("name"), "model": r["model"], "base_model": r["base_model"],
+                "family": r["family"], "setting": json.dumps(r["setting"], sort_keys=True),
+                **{f"setting.{k}": v for k, v in r["setting"].items()},
+                "metric": r["metric"], "value": r["value"], "seed": r["seed"], "n": r["n"],
+                "available": r["available"], "reason": r["reason"], "version": r["version"],
+                "protocol_id": protocol_id(r["protocol"]), "protocol": json.dumps(r["protocol"], sort_keys=True,
+                                                                                 default=str),
+                "extra": json.dumps(r.get("extra", {}), default=str),
+                **{f"model.{k}": v for k, v in prov.items() if k in MODEL_COLUMNS},
+            })
+    if not rows:
+        raise ValueError(f"no result rows found in {list(map(str, paths))}")
+    return pd.DataFrame(rows)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (over seeds; 0 for one seed) and the number of seeds per suite x model x metric."""
+    keys = ["suite", "family", "base_model", "model", "setting", "metric", "protocol_id", "n"]
+    ok = df[df["available"] & df["value"].notna()]
+    g = ok.groupby(keys, dropna=False, sort=False)["value"]
+    out = g.agg(mean="mean", std="std", seeds="count").reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def export(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = [prefix.with_suffix(".csv"), prefix.with_name(prefix.name + "_summary.csv")]
+    df.to_csv(paths[0], index=False)
+    summarize(df).to_csv(paths[1], index=False)
+    try:
+        df.to_parquet(prefix.with_suffix(".parquet"), index=False)
+        paths.append(prefix.with_suffix(".parquet"))
+    except ImportError:  # pyarrow is a dev extra
+        pass
+    return paths

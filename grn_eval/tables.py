@@ -1,0 +1,139 @@
+"""Paper-style tables (Markdown and LaTeX booktabs) from results and literature numbers.
+
+Rows are grouped by family (diffusion / AR / masked / GRN / tokenizer ...); each column header
+carries the better direction (an arrow); the best value per column is bold; several seeds show
+mean ± std; N and the protocol go to footnotes. Literature rows (results/literature/*.csv) are
+marked "reported", measured rows "measured".
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from grn_eval.report import better, summarize
+
+FAMILY_ORDER = ["diffusion", "flow", "AR", "masked", "GRN", "tokenizer", "external"]
+LABELS = {"fid": "FID", "kid": "KID", "rfid": "rFID", "isc": "IS", "precision": "Prec.", "recall": "Rec.",
+          "psnr": "PSNR", "ssim": "SSIM", "lpips_alex": "LPIPS-A", "lpips_vgg": "LPIPS-V",
+          "seconds_per_image": "s/img", "mean_steps": "steps", "clip_score": "CLIP", "prompt_accuracy": "Acc."}
+
+
+def _fmt(mean: float, std: float, seeds: int, digits: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    s = f"{mean:.{digits}f}"
+    return s + (f" ± {std:.{digits}f}" if seeds > 1 else "")
+
+
+def _digits(metric: str) -> int:
+    return {"kid": 4, "ssim": 3, "lpips_alex": 3, "lpips_vgg": 3, "precision": 3, "recall": 3,
+            "seconds_per_image": 4, "mean_steps": 1}.get(metric, 2)
+
+
+def build_table(df: pd.DataFrame, metrics: list[str], literature: pd.DataFrame | None = None) -> dict:
+    """A table as data: {'columns', 'groups': [(family, [row dicts])], 'footnotes'}."""
+    s = summarize(df)
+    s = s[s["metric"].isin(metrics)]
+    rows = {}
+    for _, r in s.iterrows():
+        row = rows.setdefault(r["model"], {"model": r["model"], "family": r["family"], "source": "measured",
+                                           "cells": {}})
+        row["cells"][r["metric"]] = (r["mean"], r["std"], int(r["seeds"]))
+    if literature is not None:
+        for _, r in literature.iterrows():
+            row = rows.setdefault(f"{r['model']} [{r['source_id'] if 'source_id' in r else 'lit'}]",
+                                  {"model": r["model"], "family": r["family"], "source": "reported", "cells": {}})
+            for m in metrics:
+                if m in r and pd.notna(r[m]):
+                    row["cells"][m] = (float(r[m]), 0.0, 1)
+    best = {}
+    for m in metrics:
+        vals = [row["cells"][m][0] for row in rows.values() if m in row["cells"] and row["source"] == "measured"]
+        direction = better(m)
+        if vals and direction:
+            best[m] = min(vals) if direction == "lower" else max(vals)
+    groups = []
+    for fam in FAMILY_ORDER + sorted({r["family"] for r in rows.values()} - set(FAMILY_ORDER)):
+        members = [r for r in rows.values() if r["family"] == fam]
+        if members:
+            groups.append((fam, members))
+    notes = []
+    for m in metrics:
+        sub = s[s["metric"] == m]
+        if len(sub):
+            notes.append(f"{LABELS.get(m, m)}: N = {', '.join(map(str, sorted(set(sub['n']))))}; protocol "
+                         f"{', '.join(sorted(set(sub['protocol_id'])))}; seeds {int(sub['seeds'].max())}")
+    return {"columns": metrics, "groups": groups, "best": best, "footnotes": notes}
+
+
+def _header(m: str) -> str:
+    arrow = {"lower": "↓", "higher": "↑"}.get(better(m) or "", "")
+    return f"{LABELS.get(m, m)} {arrow}".strip()
+
+
+def to_markdown(table: dict, title: str = "") -> str:
+    cols = table["columns"]
+    lines = [f"**{title}**", ""] if title else []
+    lines += ["| model | | " + " | ".join(_header(m) for m in cols) + " |",
+              "|---|---|" + "---:|" * len(cols)]
+    for fam, members in table["groups"]:
+        lines.append(f"| *{fam}* | |" + " |" * len(cols))
+        for r in members:
+            cells = []
+            for m in cols:
+                if m not in r["cells"]:
+                    cells.append("–")
+                    continue
+                mean, std, seeds = r["cells"][m]
+                text = _fmt(mean, std, seeds, _digits(m))
+                cells.append(f"**{text}**" if r["source"] == "measured" and table["best"].get(m) == mean else text)
+            lines.append(f"| {r['model']} | {r['source']} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"{i + 1}. {n}" for i, n in enumerate(table["footnotes"])]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(table: dict, title: str = "") -> str:
+    cols = table["columns"]
+
+    def esc(t: str) -> str:
+        return t.replace("_", r"\_").replace("%", r"\%").replace("#", r"\#")
+
+    arrows = {"lower": r"$\downarrow$", "higher": r"$\uparrow$"}
+    head = " & ".join(f"{LABELS.get(m, esc(m))} {arrows.get(better(m) or '', '')}".strip() for m in cols)
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "r" * len(cols) + "}", r"\toprule",
+             f"Model & & {head} \\\\", r"\midrule"]
+    for gi, (fam, members) in enumerate(table["groups"]):
+        if gi:
+            lines.append(r"\midrule")
+        lines.append(rf"\multicolumn{{{len(cols) + 2}}}{{l}}{{\textit{{{esc(fam)}}}}} \\")
+        for r in members:
+            cells = []
+            for m in cols:
+                if m not in r["cells"]:
+                    cells.append("--")
+                    continue
+                mean, std, seeds = r["cells"][m]
+                text = _fmt(mean, std, seeds, _digits(m)).replace("±", r"$\pm$")
+                cells.append(rf"\textbf{{{text}}}" if r["source"] == "measured" and table["best"].get(m) == mean
+                             else text)
+            lines.append(f"{esc(r['model'])} & {r['source']} & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if title:
+        lines.append(rf"\caption{{{esc(title)}}}")
+    lines.append(r"\end{table}")
+    lines += ["% " + n for n in table["footnotes"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(df: pd.DataFrame, metrics: list[str], prefix: str | Path, title: str = "",
+                 literature: pd.DataFrame | None = None) -> list[Path]:
+    table = build_table(df, metrics, literature)
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    md, tex = prefix.with_suffix(".md"), prefix.with_suffix(".tex")
+    md.write_text(to_markdown(table, title))
+    tex.write_text(to_latex(table, title))
+    return [md, tex]
