@@ -303,3 +303,27 @@ class Backbone(nn.Module):
             h = h[:, n_ctx:]
         with torch.autocast(h.device.type, enabled=False):  # the output layer runs in fp32
             return self.final_layer(h.float(), c.float())
+
+    def forward_causal(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, start: int = 0,
+                       cache: KVCache | None = None) -> torch.Tensor:
+        """Causal pass over raster positions [start, start + n): x [B, in_channels, n] -> [B, n, out_channels].
+
+        The in-context class tokens (in_context_start must be 0) form the prefix and enter with the
+        first call; with a `cache`, later calls feed only new positions (autoregressive decoding)."""
+        if self.cfg.in_context_start != 0:
+            raise ValueError("causal mode needs in_context_start = 0 (the class prefix enters at the first block)")
+        b, _, n = x.shape
+        c, y_emb = self.condition(t, y)
+        h = self.x_embedder(x.unsqueeze(2)) + self.pos_embed[:, start : start + n]  # a 1 x n "image"
+        n_ctx = self.cfg.in_context_len
+        first = start == 0
+        if first and n_ctx > 0:
+            h = torch.cat([y_emb.unsqueeze(1).expand(-1, n_ctx, -1) + self.in_context_posemb, h], dim=1)
+        lo = 0 if first else n_ctx + start
+        rope = (self.rope_in_context_cos[lo : n_ctx + start + n], self.rope_in_context_sin[lo : n_ctx + start + n])
+        for i, block in enumerate(self.blocks):
+            h = block(h, c, rope, causal=True, cache=cache, block=i)
+        if first and n_ctx > 0:
+            h = h[:, n_ctx:]
+        with torch.autocast(h.device.type, enabled=False):
+            return self.final_layer(h.float(), c.float())

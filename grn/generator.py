@@ -56,6 +56,8 @@ class GRNConfig:
 
 
 class GRN(nn.Module):
+    kind = "grn"
+
     def __init__(self, cfg: GRNConfig):
         super().__init__()
         if cfg.layout not in ("ind", "bit"):

@@ -333,22 +333,27 @@ class GeneratorTrainConfig:
         return cls(**d)
 
 
-def encode_dataset(tokenizer: HBQTokenizer, images, layout: str, batch_size: int = 256) -> torch.Tensor:
-    """All images -> generator tokens with the frozen tokenizer (once, before training)."""
-    out = [tokenizer.tokenize(images[s : s + batch_size], layout) for s in range(0, len(images), batch_size)]
+def encode_dataset(tokenizer: HBQTokenizer, images, model, batch_size: int = 256) -> torch.Tensor:
+    """All images -> the model's training targets with the frozen tokenizer (once, before training):
+    HBQ tokens for the token models, the continuous tanh latents for the flow baseline."""
+    if model.kind == "flow":
+        out = [tokenizer.encode(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
+    else:
+        layout = getattr(model.cfg, "layout", "ind")
+        out = [tokenizer.tokenize(images[s : s + batch_size], layout) for s in range(0, len(images), batch_size)]
     return torch.cat(out).cpu()
 
 
 def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: int | None = None,
                     progress: bool = True) -> list[dict]:
-    """Train (or resume) a token generator in `out_dir`; returns the per-step losses of this call."""
-    from grn.generator import build_generator, config_dict
+    """Train (or resume) a generator (GRN or a baseline) in `out_dir`; returns this call's per-step losses."""
+    from grn.registry import build_model, checkpoint_record
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rank, world, device = init_distributed()
     torch.manual_seed(cfg.seed)
-    model = build_generator(cfg.generator, **cfg.generator_overrides).to(device)
+    model = build_model(cfg.generator, **cfg.generator_overrides).to(device)
     emas = [copy.deepcopy(model).requires_grad_(False) for _ in cfg.ema_decays]
     opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
@@ -368,11 +373,12 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
 
     tokenizer = load_tokenizer(cfg.tokenizer, device)
     data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
-    tokens = encode_dataset(tokenizer, data.images, model.cfg.layout)
+    tokens = encode_dataset(tokenizer, data.images, model)
     labels = torch.as_tensor(data.labels, dtype=torch.long)
-    if tuple(tokens.shape[1:]) != tuple(model.token_shape):
-        raise ValueError(f"tokenizer gives tokens {tuple(tokens.shape[1:])} but {cfg.generator} expects "
-                         f"{tuple(model.token_shape)}; set generator_overrides (grid, latent_channels, rounds)")
+    want = tuple(model.latent_shape if model.kind == "flow" else model.token_shape)
+    if tuple(tokens.shape[1:]) != want:
+        raise ValueError(f"tokenizer gives {tuple(tokens.shape[1:])} but {cfg.generator} expects {want}; set "
+                         f"generator_overrides (grid, latent_channels, rounds)")
     ddp = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
                                                                                                    enabled=False)
@@ -411,11 +417,9 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
                              "emas": [e.state_dict() for e in emas], "opt": opt.state_dict(),
                              "sched": sched.state_dict()}, ckpt_path)
     if rank == 0 and stop == cfg.steps:
-        state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in emas[0].state_dict().items()}
-        save_atomic({"kind": "grn-generator", "name": cfg.generator, "config": config_dict(model.cfg),
-                     "state_dict": state, "ema_decay": cfg.ema_decays[0], "steps": cfg.steps,
-                     "train_config": portable_config(cfg),
-                     "tokenizer_sha256": _sha256(cfg.tokenizer)}, out_dir / "generator.pt")
+        save_atomic(checkpoint_record(model, cfg.generator, emas[0].state_dict(), ema_decay=cfg.ema_decays[0],
+                                      steps=cfg.steps, train_config=portable_config(cfg),
+                                      tokenizer_sha256=_sha256(cfg.tokenizer)), out_dir / "generator.pt")
     return history
 
 
@@ -426,14 +430,7 @@ def _sha256(path) -> str:
 
 
 def load_generator(path: str | Path, device="cpu"):
-    from grn.generator import GRN, config_from_dict
+    """Any generator checkpoint written by this project (see grn.registry.load_model)."""
+    from grn.registry import load_model
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"generator checkpoint '{path}' does not exist")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or ck.get("kind") != "grn-generator":
-        raise ValueError(f"'{path}' is not a GRN generator checkpoint written by this project")
-    model = GRN(config_from_dict(ck["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
-    return model.eval().to(device)
+    return load_model(path, device)

@@ -26,29 +26,49 @@ def _resolve(path: str, base: Path) -> Path:
     return p if p.exists() else base / p
 
 
-class GRNAdapter:
+def _sampler_class(kind: str):
+    from grn.baselines.ar import ARSamplerConfig
+    from grn.baselines.flow import FlowSamplerConfig
+    from grn.baselines.maskgit import MaskGITSamplerConfig
+    from grn.sampling import SamplerConfig
+
+    return {"grn": SamplerConfig, "ar": ARSamplerConfig, "maskgit": MaskGITSamplerConfig,
+            "flow": FlowSamplerConfig}[kind]
+
+
+class GeneratorAdapter:
+    """A trained generator checkpoint (GRN or a baseline) + its tokenizer -> images and a trace."""
+
     kind = "generation"
 
     def __init__(self, entry: ModelEntry, base: Path, device: torch.device):
-        from grn.sampling import PRESETS, EntropyConfig, SamplerConfig
+        from grn.sampling import PRESETS, EntropyConfig
         from grn.train import load_generator, load_tokenizer
 
         o = entry.options
         if not o.get("checkpoint") or not o.get("tokenizer"):
-            raise ValueError(f"model '{entry.name}': the grn adapter needs 'checkpoint' and 'tokenizer'")
+            raise ValueError(f"model '{entry.name}': the {entry.adapter} adapter needs 'checkpoint' and 'tokenizer'")
         self.ckpt, self.tok_path = _resolve(o["checkpoint"], base), _resolve(o["tokenizer"], base)
         self.model = load_generator(self.ckpt, device)
+        if self.model.kind != entry.adapter:
+            raise ValueError(f"model '{entry.name}': checkpoint {self.ckpt.name} holds a '{self.model.kind}' model, "
+                             f"the suite says adapter '{entry.adapter}'")
         self.tokenizer = load_tokenizer(self.tok_path, device)
         self.device = device
         s = dict(o.get("sampler") or {})
-        base_cfg = PRESETS[s.pop("preset")] if "preset" in s else SamplerConfig()
+        cls = _sampler_class(self.model.kind)
+        allowed = {f.name for f in fields(cls)} | ({"preset"} if self.model.kind == "grn" else set())
+        unknown = sorted(set(s) - allowed)
+        if unknown:
+            raise ValueError(f"model '{entry.name}': sampler settings {unknown} do not apply to a "
+                             f"{self.model.kind} model; allowed: {sorted(allowed)}")
+        base_cfg = PRESETS[s.pop("preset")] if "preset" in s else cls()
         if "cfg_interval" in s:
             s["cfg_interval"] = tuple(s["cfg_interval"])
         self.sampler = replace(base_cfg, **s)
         e = dict(o["entropy"]) if o.get("entropy") is not None else None
         self.calibrate = bool(e and e.pop("calibrate", False))
-        self.entropy = EntropyConfig(**{k: v for k, v in e.items() if k in {f.name for f in fields(EntropyConfig)}}) \
-            if e is not None else None
+        self.entropy = EntropyConfig(**e) if e is not None else None
         self.num_classes = self.model.cfg.num_classes
 
     def prepare(self, n_calibration: int = 100) -> None:
@@ -68,14 +88,21 @@ class GRNAdapter:
         from grn.sampling import refine, sample_generators
 
         y = torch.as_tensor(labels, dtype=torch.long, device=self.device)
-        tokens, trace = refine(self.model, y, self.sampler, sample_generators(seeds), entropy=self.entropy)
-        return self.tokenizer.decode_tokens(tokens), trace.as_dict()
+        gens = sample_generators(seeds)
+        if self.model.kind == "grn":
+            tokens, trace = refine(self.model, y, self.sampler, gens, entropy=self.entropy)
+            return self.tokenizer.decode_tokens(tokens), trace.as_dict()
+        out, trace = self.model.sample(y, self.sampler, gens)
+        if self.model.kind == "flow":
+            return self.tokenizer.decode_latent(out), trace
+        return self.tokenizer.decode_tokens(out), trace
 
     def provenance(self) -> dict:
-        return {"checkpoint": self.ckpt.name, "checkpoint_sha256": _sha256(self.ckpt),
-                "tokenizer": self.tok_path.name, "tokenizer_sha256": _sha256(self.tok_path),
-                "sampler": {**self.sampler.__dict__, "cfg_interval": list(self.sampler.cfg_interval)},
-                "entropy": None if self.entropy is None else self.entropy.__dict__}
+        sampler = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.sampler.__dict__.items()}
+        return {"kind": self.model.kind, "checkpoint": self.ckpt.name, "checkpoint_sha256": _sha256(self.ckpt),
+                "tokenizer": self.tok_path.name, "tokenizer_sha256": _sha256(self.tok_path), "sampler": sampler,
+                "entropy": None if self.entropy is None else self.entropy.__dict__,
+                "parameters": sum(p.numel() for p in self.model.parameters())}
 
 
 class NpzAdapter:
@@ -136,7 +163,8 @@ class IdentityAdapter:
         return {"note": "identity reconstruction (test adapter)"}
 
 
-ADAPTERS = {"grn": GRNAdapter, "npz": NpzAdapter, "tokenizer": TokenizerAdapter, "identity": IdentityAdapter}
+ADAPTERS = {"grn": GeneratorAdapter, "ar": GeneratorAdapter, "maskgit": GeneratorAdapter, "flow": GeneratorAdapter,
+            "npz": NpzAdapter, "tokenizer": TokenizerAdapter, "identity": IdentityAdapter}
 
 
 def build_adapter(entry: ModelEntry, base: Path, device: torch.device):

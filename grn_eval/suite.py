@@ -33,14 +33,20 @@ EXPORTS = ("npz", "png")
 
 ADAPTER_KEYS = {
     "grn": {"checkpoint", "tokenizer", "sampler", "entropy"},
+    "ar": {"checkpoint", "tokenizer", "sampler"},
+    "maskgit": {"checkpoint", "tokenizer", "sampler"},
+    "flow": {"checkpoint", "tokenizer", "sampler"},
     "tokenizer": {"checkpoint"},
     "npz": {"path"},
     "identity": set(),
 }
 MODEL_COMMON = {"name", "adapter", "family", "label"}
+DEFAULT_FAMILY = {"grn": "GRN", "ar": "AR", "maskgit": "masked", "flow": "diffusion", "tokenizer": "tokenizer",
+                  "npz": "external", "identity": "external"}
 
+# The union over samplers; each adapter accepts its own subset (grn/sampling.py, grn/baselines/*).
 SAMPLER_KEYS = {"steps": int, "schedule": str, "temperature": float, "cfg": float, "cfg_interval": list,
-                "monotone": bool, "preset": str}
+                "monotone": bool, "preset": str, "top_k": int, "choice_temperature": float, "method": str}
 ENTROPY_KEYS = {"warmup": int, "k": float, "b": float, "t_min": int, "t_max": int, "calibrate": bool}
 
 METRIC_OPTIONS = {
@@ -213,8 +219,8 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
         label = name + ("[" + ",".join(f"{k}={v}" for k, v in varying.items()) + "]" if varying else "")
         opts = {k: v for k, v in raw.items() if k not in ("name", "family", "label")}
         opts.update(checkpoint=ck, sampler=sampler, entropy=entropy)
-        entries.append(ModelEntry(label, name, adapter, raw.get("family", "GRN" if adapter == "grn" else adapter),
-                                  opts, varying))
+        family = raw.get("family", DEFAULT_FAMILY.get(adapter, adapter))
+        entries.append(ModelEntry(label, name, adapter, family, opts, varying))
     return entries
 
 
