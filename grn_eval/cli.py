@@ -89,10 +89,19 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_run(args) -> int:
+    import os
+
     from grn_eval.runner import run_suite
     from grn_eval.suite import load_suite
 
     suite = load_suite(args.suite, _overrides(args))
+    if "RANK" in os.environ:  # launched by torchrun: shard sampling and features across the processes
+        from grn.train import init_distributed
+
+        rank, _, _ = init_distributed()
+        if rank != 0:
+            run_suite(suite, run_dir=args.run_dir, progress=False)
+            return 0
     result = run_suite(suite, run_dir=args.run_dir, progress=not args.quiet)
     for row in result["rows"]:
         value = "n/a (" + row["reason"] + ")" if row["value"] is None else f"{row['value']:.6g}"

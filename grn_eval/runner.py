@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from grn.data import load_dataset, load_npz
@@ -93,6 +94,18 @@ class Runner:
         self._shards_done = 0
         self._extractors: dict[str, InceptionFeatures] = {}
         self.timings: dict[str, float] = {}
+        # under torchrun: shards and feature blocks are split by index modulo the world size
+        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if self.world > 1 and not self.cache.enabled:
+            raise ValueError("a distributed run exchanges features through the feature cache; enable it")
+
+    def _mine(self, k: int) -> bool:
+        return k % self.world == self.rank
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
 
     # -- pieces -----------------------------------------------------------------------------
     def extractor(self, protocol: str) -> InceptionFeatures:
@@ -100,9 +113,17 @@ class Runner:
             self._extractors[protocol] = InceptionFeatures(protocol, self.device)
         return self._extractors[protocol]
 
+    FEATURE_BLOCK = 256  # fixed blocks: the same cache entries whatever the number of processes
+
     def features(self, images: np.ndarray, protocol: str) -> dict[str, np.ndarray]:
         ex = self.extractor(protocol)
-        parts = [self.cache.features(ex, images[s : s + 256]) for s in range(0, len(images), 256)]
+        blocks = [images[s : s + self.FEATURE_BLOCK] for s in range(0, len(images), self.FEATURE_BLOCK)]
+        if self.world > 1:  # each rank fills the cache for its blocks, then everyone reads all of them
+            for j, block in enumerate(blocks):
+                if self._mine(j):
+                    self.cache.features(ex, block)
+            self._barrier()
+        parts = [self.cache.features(ex, block) for block in blocks]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
     def reference(self) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
@@ -159,7 +180,7 @@ class Runner:
                       unit="shard"):
             path = folder / f"shard_{k:05d}.npz"
             start, stop = k * bs, min(n, (k + 1) * bs)
-            if not path.exists():
+            if not path.exists() and self._mine(k):
                 idx = np.arange(start, stop)
                 if hasattr(adapter, "generate_range"):
                     imgs, trace = adapter.generate_range(start, stop)
@@ -169,13 +190,16 @@ class Runner:
                     imgs, trace = adapter.generate(labs, [sample_seed(seed, int(i)) for i in idx])
                 _atomic_npz(path, arr_0=imgs, arr_1=labs, trace=np.frombuffer(json.dumps(trace).encode(), np.uint8))
                 self._checkpoint_shard()
-            with np.load(path) as f:
+        self._barrier()
+        for k in range(0, (n + bs - 1) // bs):
+            with np.load(folder / f"shard_{k:05d}.npz") as f:
                 images.append(f["arr_0"])
                 labels.append(f["arr_1"])
                 traces.append(json.loads(f["trace"].tobytes().decode()))
         images, labels = np.concatenate(images), np.concatenate(labels)
-        self.export(folder, images, labels)
-        self.per_sample_log(folder, seed, labels, traces)
+        if self.rank == 0:
+            self.export(folder, images, labels)
+            self.per_sample_log(folder, seed, labels, traces)
         return images, labels, traces
 
     def export(self, folder: Path, images: np.ndarray, labels: np.ndarray | None) -> None:
@@ -209,13 +233,16 @@ class Runner:
         for k in tqdm(range(0, (len(ref_images) + bs - 1) // bs), desc=entry.name, disable=not self.progress,
                       unit="shard"):
             path = folder / f"shard_{k:05d}.npz"
-            if not path.exists():
+            if not path.exists() and self._mine(k):
                 _atomic_npz(path, arr_0=adapter.reconstruct(ref_images[k * bs : (k + 1) * bs]))
                 self._checkpoint_shard()
-            with np.load(path) as f:
+        self._barrier()
+        for k in range(0, (len(ref_images) + bs - 1) // bs):
+            with np.load(folder / f"shard_{k:05d}.npz") as f:
                 out.append(f["arr_0"])
         recons = np.concatenate(out)
-        self.export(folder, recons, None)
+        if self.rank == 0:
+            self.export(folder, recons, None)
         return recons
 
     # -- metrics ----------------------------------------------------------------------------
@@ -269,7 +296,7 @@ class Runner:
             agg = entropy_metric.aggregate(traces)
             rows.append(self._row(entry, "mean_steps", agg["mean_steps"], seed, n, {"source": "sampler trace"},
                                   entropy_metric.VERSION, agg))
-        if "latency" in m and hasattr(adapter, "generate"):
+        if "latency" in m and hasattr(adapter, "generate") and self.rank == 0:  # timed alone, not beside the others
             o = m["latency"]
             bs = self.suite.batch_size
 
@@ -335,7 +362,9 @@ class Runner:
             "weights": weights_used, "reference": ref_prov, "models": models, "timings": self.timings,
             "cache": {"hits": self.cache.hits, "misses": self.cache.misses}, "rows": rows,
         }
-        _atomic_json(self.run_dir / "results.json", result)
+        result["world_size"] = self.world
+        if self.rank == 0:
+            _atomic_json(self.run_dir / "results.json", result)
         return result
 
 
