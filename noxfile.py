@@ -142,3 +142,10 @@ def _suite_session(path: Path) -> None:
 
 for _path in sorted((ROOT / "suites").glob("*.yaml")):
     _suite_session(_path)
+
+
+@nox.session
+def gpu_check(session: nox.Session) -> None:
+    """Exercise every CUDA path (minutes) and write results/bench/gpu_check.json."""
+    ensure_venv(session)
+    run_py(session, "-m", "benchmarks.gpu_check")

@@ -10,7 +10,7 @@ import benchmarks
 
 
 def main(argv: list[str]) -> int:
-    names = [m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")]
+    names = [m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")]  # not gpu_check
     chosen = [n for n in names if not argv or n.removeprefix("bench_") in argv or n in argv]
     if not chosen:
         print(f"no benchmark matches {argv}; available: {[n.removeprefix('bench_') for n in names]}")

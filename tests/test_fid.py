@@ -64,3 +64,12 @@ def test_few_samples_warn_loudly():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="do not match"):
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+def test_torch_form_equals_numpy_form():
+    from grn_eval.metrics.fid import frechet_distance_torch
+
+    rng = np.random.default_rng(5)
+    a = gaussian_stats(rng.standard_normal((300, 40)))
+    b = gaussian_stats(rng.standard_normal((300, 40)) * 1.3 + 0.2)
+    assert frechet_distance_torch(*a, *b) == pytest.approx(frechet_distance(*a, *b), rel=1e-10)

@@ -84,3 +84,17 @@ def frechet_terms(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> FrechetTerm
 def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> float:
     """Fréchet distance d^2 between N(mu1, sigma1) and N(mu2, sigma2) (the FID formula)."""
     return frechet_terms(mu1, sigma1, mu2, sigma2, method).total
+
+
+def frechet_distance_torch(mu1, sigma1, mu2, sigma2, device="cpu") -> float:
+    """The symmetric eigh form in float64 with torch (runs on a GPU when given one)."""
+    import torch
+
+    t = [torch.as_tensor(np.asarray(a, np.float64), device=device) for a in (mu1, sigma1, mu2, sigma2)]
+    m1, s1, m2, s2 = t
+    w, v = torch.linalg.eigh(s1)
+    a = (v * w.clamp(min=0).sqrt()) @ v.T
+    m = a @ s2 @ a
+    tr = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
+    diff = m1 - m2
+    return float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * tr)
