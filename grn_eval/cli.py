@@ -80,8 +80,10 @@ def _cmd_validate(args) -> int:
     bad = 0
     for path in args.suites:
         try:
-            s = load_suite(path)
-            print(f"ok       {path}: {s.name} ({s.kind}), {len(s.models)} model settings, metrics {sorted(s.metrics)}")
+            s = load_suite(path, check_assets=False)
+            needs = f"; to run it set {', '.join(s.needs)}" if s.needs else ""
+            print(f"ok       {path}: {s.name} ({s.kind}), {len(s.models)} model settings, metrics "
+                  f"{sorted(s.metrics)}{needs}")
         except SuiteError as e:
             bad += 1
             print(f"invalid  {e}")

@@ -13,6 +13,8 @@ import copy
 import hashlib
 import itertools
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +97,7 @@ class Suite:
     table: dict = field(default_factory=dict)
     gate: dict = field(default_factory=dict)
     export: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # unset ${VAR} placeholders (only when loaded without check_assets)
     resolved: dict = field(default_factory=dict)  # the merged YAML, for provenance
 
     @property
@@ -120,6 +123,25 @@ def _merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
+
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value, needs: set):
+    """Replace ${VAR} in strings by the environment's value; remember the unset ones in `needs`."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, needs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, needs) for v in value]
+    if isinstance(value, str):
+        def sub(m):
+            if m.group(1) in os.environ:
+                return os.environ[m.group(1)]
+            needs.add(m.group(1))
+            return m.group(0)
+        return _PLACEHOLDER.sub(sub, value)
+    return value
 
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
@@ -205,7 +227,7 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
     ckpt_grid = [(c, {"checkpoint": Path(c).name} if isinstance(ckpts, list) else {})
                  for c in (ckpts if isinstance(ckpts, list) else [ckpts])]
     for j, (c, _) in enumerate(ckpt_grid):
-        if c is not None:
+        if c is not None and not _PLACEHOLDER.search(str(c)):
             _check_type(path, f"{where}.checkpoint" + (f"[{j}]" if isinstance(ckpts, list) else ""), c, str)
             if not (path.parent / c).exists() and not Path(c).exists():
                 raise _err(path, f"{where}.checkpoint", f"file '{c}' not found (relative to the suite or the "
@@ -224,10 +246,18 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
     return entries
 
 
-def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
-    """Read, merge includes, validate. `overrides` (e.g. from the command line) win over the file."""
+def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bool = True) -> Suite:
+    """Read, merge includes, validate. `overrides` (e.g. from the command line) win over the file.
+
+    Paths may use ${VAR} placeholders (ImageNet folders, reference statistics, official checkpoints).
+    With `check_assets` an unset variable or a missing file is an error before anything is built;
+    without it (`grn-eval validate`) the suite is checked for structure and its needs are listed."""
     path = Path(path)
-    data = _merge(_read_yaml(path), overrides or {})
+    needs: set = set()
+    data = _expand_env(_merge(_read_yaml(path), overrides or {}), needs)
+    if needs and check_assets:
+        raise SuiteError(f"{path}: needs the environment variables {sorted(needs)} (paths of data, reference "
+                         f"statistics or checkpoints that are not part of this repository); set them and run again")
     _check_keys(path, "", data, TOP_KEYS)
     for key in ("name",):
         if key not in data:
@@ -301,4 +331,5 @@ def load_suite(path: str | Path, overrides: dict | None = None) -> Suite:
                  metrics=metrics, reference=reference, datasets=datasets, seeds=tuple(seeds),
                  n_samples=data.get("n_samples", 1000), batch_size=data.get("batch_size", 50),
                  device=data.get("device", "cpu"), output_dir=data.get("output_dir", "results/runs"),
-                 table=data.get("table") or {}, gate=data.get("gate") or {}, export=tuple(export), resolved=data)
+                 table=data.get("table") or {}, gate=data.get("gate") or {}, export=tuple(export), resolved=data,
+                 needs=tuple(sorted(needs)))

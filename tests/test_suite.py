@@ -90,5 +90,17 @@ def test_committed_suites_validate():
     from pathlib import Path
 
     suites = sorted((Path(__file__).resolve().parents[1] / "suites").glob("*.yaml"))
+    assert {"mnist_gen", "smoke", "hbq_rounds", "imagenet_gen", "imagenet_recon"} <= {p.stem for p in suites}
     for p in suites:
-        load_suite(p)
+        load_suite(p, check_assets=False)
+
+
+def test_missing_imagenet_assets_fail_fast_with_one_message(monkeypatch):
+    from pathlib import Path
+
+    for var in ("GRN_IMAGENET_VAL", "GRN_IMAGENET_REF", "GRN_B_CHECKPOINT", "GRN_IMAGENET_TOKENIZER"):
+        monkeypatch.delenv(var, raising=False)
+    root = Path(__file__).resolve().parents[1] / "suites"
+    for name in ("imagenet_gen", "imagenet_recon"):
+        with pytest.raises(SuiteError, match=r"needs the environment variables \[.*GRN_IMAGENET"):
+            load_suite(root / f"{name}.yaml")
