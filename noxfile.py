@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import nox
@@ -70,9 +71,14 @@ def setup(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The fast test suite (what CI runs)."""
+    """The fast test suite, then the smoke suite gated against results/baselines/smoke.json (what CI runs)."""
     ensure_venv(session)
     run_py(session, "-m", "pytest", "-q", *session.posargs)
+    if session.posargs:  # a selection of tests: skip the gate
+        return
+    run_dir = Path(tempfile.mkdtemp(prefix="grn-smoke-"))  # a fresh run; features still come from the cache
+    run_py(session, "-m", "grn_eval.cli", "run", "suites/smoke.yaml", "--run-dir", str(run_dir), "--quiet")
+    run_py(session, "-m", "grn_eval.cli", "gate", str(run_dir), "--baseline", "results/baselines/smoke.json")
 
 
 @nox.session

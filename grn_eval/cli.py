@@ -71,6 +71,8 @@ def _overrides(args) -> dict:
         out["device"] = args.device
     if getattr(args, "batch_size", None):
         out["batch_size"] = args.batch_size
+    if getattr(args, "seeds", None):
+        out["seeds"] = [int(x) for x in args.seeds.split(",")]
     return out
 
 
@@ -214,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-samples", type=int)
     r.add_argument("--batch-size", type=int)
     r.add_argument("--device", choices=["cpu", "cuda", "auto"])
+    r.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2,3,4")
     r.add_argument("--run-dir", help="default: <output_dir>/<suite>/<suite hash>")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_cmd_run)

@@ -1,54 +1,89 @@
-"""The embedded demo: verify the real weights, then measure real numbers on embedded data.
+"""The embedded demo, end to end on CPU: verified weights -> the committed (or freshly trained)
+MNIST tokenizer and generators -> suites/mnist_gen.yaml -> a table and plots.
 
-It grows with the project; today it runs the largest embedded pipeline that exists:
-weights verification, and the data-vs-data FID floor of MNIST-5k (train vs reference split)
-with the verified TF-FID Inception, plus LPIPS known answers on bundled photos.
+`nox -s demo` (or `python -m grn_eval.demo`). Checkpoints missing from grn/checkpoints/ are
+trained first with the configs in grn/configs/ (minutes each on CPU).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
 import time
+from pathlib import Path
 
-import torch
+import yaml
 
-from grn.data import load_mnist, load_photos, to_model_input
 from grn_eval import weights as W
-from grn_eval.features import InceptionFeatures
-from grn_eval.metrics.fid import frechet_terms, gaussian_stats
+from grn_eval.publish import PLOTS
+from grn_eval.report import load_results
+from grn_eval.runner import run_suite
+from grn_eval.suite import load_suite
+from grn_eval.tables import build_table, to_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = {  # committed checkpoint -> the config that reproduces it
+    "tokenizer_mnist.pt": "tokenizer_mnist.yaml",
+    "generator_mnist.pt": "generator_mnist.yaml",
+    "maskgit_mnist.pt": "maskgit_mnist.yaml",
+    "ar_mnist.pt": "ar_mnist.yaml",
+    "flow_mnist.pt": "flow_mnist.yaml",
+}
+
+
+def ensure_checkpoints() -> None:
+    from grn import train
+
+    for ckpt, config in CHECKPOINTS.items():
+        dst = ROOT / "grn" / "checkpoints" / ckpt
+        if dst.exists():
+            continue
+        print(f"{ckpt} is missing: training it with grn/configs/{config} (resumable)")
+        raw = yaml.safe_load((ROOT / "grn" / "configs" / config).read_text())
+        out = W.cache_root() / "train" / dst.stem
+        if ckpt.startswith("tokenizer"):
+            raw["lpips_weights"] = str(W.load_lpips(raw.get("lpips_net", "vgg"))[1].path)
+            train.train_tokenizer(train.TokenizerTrainConfig.from_dict(raw), out)
+            shutil.copy(out / "tokenizer.pt", dst)
+        else:
+            raw["tokenizer"] = str(ROOT / raw["tokenizer"])
+            train.train_generator(train.GeneratorTrainConfig.from_dict(raw), out)
+            shutil.copy(out / "generator.pt", dst)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m grn_eval.demo")
-    p.add_argument("--n", type=int, default=200, help="images per side for the FID floor")
+    p.add_argument("--n-samples", type=int, help="override the suite's samples per model")
+    p.add_argument("--out", default=str(ROOT / "results" / "runs" / "demo"))
     args = p.parse_args(argv)
+    t0 = time.perf_counter()
 
     print("== weights ==")
     statuses = W.verify(["inception-fid", "lpips-alex", "lpips-vgg"])
     for s in statuses:
-        print(f"{s.state:9s} {s.name}: {s.detail[:160]}")
+        print(f"{s.state:9s} {s.name}: {s.detail[:150]}")
     if W.exit_code(statuses):
         return 1
 
-    print(f"\n== FID floor: MNIST train vs reference, N={args.n} per side ==")
-    t0 = time.time()
-    extractor = InceptionFeatures()
-    a = extractor(load_mnist("train").images[: args.n], progress=True)["pool"]
-    b = extractor(load_mnist("reference").images[: args.n], progress=True)["pool"]
-    terms = frechet_terms(*gaussian_stats(a), *gaussian_stats(b))
-    print(json.dumps({"metric": "fid", "value": round(terms.total, 4), "mean_term": round(terms.mean_term, 4),
-                      "cov_term": round(terms.cov_term, 4), "n": args.n, "protocol": extractor.protocol,
-                      "seconds": round(time.time() - t0, 1)}, indent=1))
+    print("\n== checkpoints ==")
+    ensure_checkpoints()
+    print("all present in grn/checkpoints/")
 
-    print("\n== LPIPS on bundled photo crops (val, 64px): neighbours vs far apart ==")
-    photos = load_photos("val", crop_size=64)
-    for net in ("alex", "vgg"):
-        model, r = W.load_lpips(net)
-        with torch.no_grad():
-            near = float(model(to_model_input(photos.images[:1]), to_model_input(photos.images[1:2])))
-            far = float(model(to_model_input(photos.images[:1]), to_model_input(photos.images[90:91])))
-        print(f"lpips-{net}: crop0-crop1 {near:.4f}  crop0-crop90 {far:.4f}  (weights sha256 {r.sha256[:12]})")
+    print("\n== suites/mnist_gen.yaml ==")
+    overrides = {"n_samples": args.n_samples} if args.n_samples else {}
+    suite = load_suite(ROOT / "suites" / "mnist_gen.yaml", overrides)
+    out = Path(args.out)
+    run_suite(suite, run_dir=out / "run")
+    df = load_results([out / "run"])
+    table = to_markdown(build_table(df, suite.table["metrics"]), suite.table["title"])
+    (out / "table.md").write_text(table)
+    plots = []
+    for name in suite.table.get("plots", []):
+        plots += PLOTS[name](df, suite.table.get("quality_metric", "fid"), out / f"mnist_gen_{name}")
+    print("\n" + table)
+    print(f"results: {out / 'run' / 'results.json'}")
+    print("plots:   " + ", ".join(str(p) for p in plots if p.suffix == ".png"))
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     return 0
 
 

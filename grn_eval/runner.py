@@ -8,6 +8,7 @@ finished shards. Features go through the content-addressed cache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -338,8 +339,32 @@ class Runner:
         return rows
 
     # -- the whole suite --------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """The suite plus the content of every file its models read: shards of another fingerprint are
+        never mixed into this run."""
+        h = hashlib.sha256(self.suite.hash.encode())
+        for entry in self.suite.models:
+            for key in ("checkpoint", "tokenizer", "path"):
+                value = entry.options.get(key)
+                if value:
+                    p = Path(value) if Path(value).exists() else self.suite.path.parent / value
+                    h.update(W.sha256_file(p).encode() if p.is_file() else value.encode())
+        return h.hexdigest()
+
+    def _claim_run_dir(self) -> None:
+        marker = self.run_dir / "run.json"
+        fp = self.fingerprint()
+        if marker.exists():
+            if json.loads(marker.read_text())["fingerprint"] != fp:
+                raise ValueError(f"run folder '{self.run_dir}' holds a run of another suite configuration or other "
+                                 f"checkpoints; use another --run-dir (or delete that folder) to start afresh")
+        elif self.rank == 0:
+            _atomic_json(marker, {"fingerprint": fp, "suite": self.suite.name})
+        self._barrier()
+
     def run(self) -> dict:
         t_start = time.perf_counter()
+        self._claim_run_dir()
         ref_images, _, ref_prov = self.reference()
         rows, models = [], {}
         for entry in self.suite.models:

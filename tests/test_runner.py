@@ -142,3 +142,11 @@ def test_grn_adapter_suite_with_entropy_and_latency(tmp_path):
     logs = (tmp_path / "run" / "samples" / "guided" / "seed0" / "per_sample.jsonl").read_text().splitlines()
     assert len(logs) == 12 and json.loads(logs[0])["decision_entropy"] is not None
     assert res["models"]["guided"]["entropy"]["k"] != 700.0  # calibrated to this model
+
+
+def test_a_run_folder_of_another_configuration_is_refused(tmp_path):
+    suite = _gen_suite(tmp_path)
+    run_suite(suite, run_dir=tmp_path / "run", progress=False)
+    other = _gen_suite(tmp_path, {"n_samples": 20})
+    with pytest.raises(ValueError, match="another suite configuration"):
+        run_suite(other, run_dir=tmp_path / "run", progress=False)
