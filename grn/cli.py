@@ -60,6 +60,18 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_convert_official(args) -> int:
+    from grn.convert import CheckpointError, convert_official_generator
+
+    try:
+        out = convert_official_generator(args.generator, args.name, args.out, args.weights)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({args.name}, {args.weights} weights)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grn", description="Generative Refinement Networks: models and training")
     sub = p.add_subparsers(dest="command", required=True)
@@ -88,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--tokenizer", help="override the tokenizer checkpoint")
     tg.add_argument("--steps", type=int, help="override the number of steps")
     tg.set_defaults(func=_cmd_train)
+
+    c = sub.add_parser("convert", help="convert released checkpoints into this project's format")
+    csub = c.add_subparsers(dest="what", required=True)
+    co = csub.add_parser("official", help="an official GRN C2I generator checkpoint")
+    co.add_argument("--generator", required=True, help="the official .pth (keys under net. in model_ema1 ...)")
+    co.add_argument("--name", default="GRN-B", choices=["GRN-B", "GRN-L", "GRN-H", "GRN-G"])
+    co.add_argument("--weights", default="ema1", choices=["ema1", "ema2", "raw"])
+    co.add_argument("--out", required=True, help="output .pt in this project's format")
+    co.set_defaults(func=_cmd_convert_official)
     return p
 
 
