@@ -108,28 +108,12 @@ def demo(session: nox.Session) -> None:
     run_py(session, "-m", "grn_eval.demo", *session.posargs)
 
 
-EMBEDDED_TOKENIZERS = ["mnist"] + [f"photo_M{m}" for m in (1, 2, 3, 4, 6, 8, "null")]
-
-
 @nox.session
 def train_embedded(session: nox.Session) -> None:
-    """Re-train the committed embedded tokenizers (resumable), then run mnist_recon and hbq_rounds.
-
-    `nox -s train_embedded -- mnist photo_M4` trains only those. Checkpoints land in
-    grn/checkpoints/, training folders in $GRN_CACHE/train/.
-    """
+    """Re-train the committed checkpoints in grn/checkpoints/ from grn/configs/ (resumable; hours on CPU),
+    then run mnist_recon and hbq_rounds. `nox -s train_embedded -- tokenizer_mnist` trains only those."""
     ensure_venv(session)
-    names = session.posargs or EMBEDDED_TOKENIZERS
-    cache = Path(os.environ.get("GRN_CACHE", Path.home() / ".cache" / "grn")).expanduser() / "train"
-    for name in names:
-        net = "vgg" if name == "mnist" else "alex"
-        lpips_path = session.run(str(BIN / "grn-eval"), "weights", "path", f"lpips-{net}", silent=True,
-                                 external=True, env=_env()).strip().splitlines()[-1]
-        out = cache / f"tokenizer_{name}"
-        session.run(str(BIN / "grn"), "train", "tokenizer", "--config", f"grn/configs/tokenizer_{name}.yaml",
-                    "--out", str(out), "--lpips-weights", lpips_path, external=True, env=_env())
-        session.run(PYTHON, "-c", "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])",
-                    str(out / "tokenizer.pt"), f"grn/checkpoints/tokenizer_{name}.pt", external=True)
+    run_py(session, "-m", "grn_eval.embedded", "--retrain", *session.posargs)
     for suite in ("mnist_recon", "hbq_rounds"):
         run_py(session, "-m", "grn_eval.cli", "run", f"suites/{suite}.yaml")
 

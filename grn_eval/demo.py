@@ -8,12 +8,10 @@ trained first with the configs in grn/configs/ (minutes each on CPU).
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
-import yaml
-
+from grn_eval import embedded
 from grn_eval import weights as W
 from grn_eval.publish import PLOTS
 from grn_eval.report import load_results
@@ -22,33 +20,6 @@ from grn_eval.suite import load_suite
 from grn_eval.tables import build_table, to_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINTS = {  # committed checkpoint -> the config that reproduces it
-    "tokenizer_mnist.pt": "tokenizer_mnist.yaml",
-    "generator_mnist.pt": "generator_mnist.yaml",
-    "maskgit_mnist.pt": "maskgit_mnist.yaml",
-    "ar_mnist.pt": "ar_mnist.yaml",
-    "flow_mnist.pt": "flow_mnist.yaml",
-}
-
-
-def ensure_checkpoints() -> None:
-    from grn import train
-
-    for ckpt, config in CHECKPOINTS.items():
-        dst = ROOT / "grn" / "checkpoints" / ckpt
-        if dst.exists():
-            continue
-        print(f"{ckpt} is missing: training it with grn/configs/{config} (resumable)")
-        raw = yaml.safe_load((ROOT / "grn" / "configs" / config).read_text())
-        out = W.cache_root() / "train" / dst.stem
-        if ckpt.startswith("tokenizer"):
-            raw["lpips_weights"] = str(W.load_lpips(raw.get("lpips_net", "vgg"))[1].path)
-            train.train_tokenizer(train.TokenizerTrainConfig.from_dict(raw), out)
-            shutil.copy(out / "tokenizer.pt", dst)
-        else:
-            raw["tokenizer"] = str(ROOT / raw["tokenizer"])
-            train.train_generator(train.GeneratorTrainConfig.from_dict(raw), out)
-            shutil.copy(out / "generator.pt", dst)
 
 
 def main(argv=None) -> int:
@@ -66,7 +37,7 @@ def main(argv=None) -> int:
         return 1
 
     print("\n== checkpoints ==")
-    ensure_checkpoints()
+    embedded.ensure(embedded.DEMO)
     print("all present in grn/checkpoints/")
 
     print("\n== suites/mnist_gen.yaml ==")

@@ -1,0 +1,70 @@
+"""The project's own small checkpoints (grn/checkpoints/) and the configs that reproduce them.
+
+`python -m grn_eval.embedded [NAME ...] [--retrain]` trains what is missing (or everything named,
+with --retrain) into $GRN_CACHE/train/<name> (resumable) and copies the result into
+grn/checkpoints/. Tokenizers take their LPIPS weights from the verified weights manager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import yaml
+
+from grn_eval import weights as W
+
+ROOT = Path(__file__).resolve().parents[1]
+# checkpoint stem -> config in grn/configs/ (order matters: the tokenizer before its generators)
+CHECKPOINTS = {
+    "tokenizer_mnist": "tokenizer_mnist.yaml",
+    "generator_mnist": "generator_mnist.yaml",
+    "maskgit_mnist": "maskgit_mnist.yaml",
+    "ar_mnist": "ar_mnist.yaml",
+    "flow_mnist": "flow_mnist.yaml",
+    **{f"tokenizer_photo_M{m}": f"tokenizer_photo_M{m}.yaml" for m in (1, 2, 3, 4, 6, 8, "null")},
+}
+DEMO = ["tokenizer_mnist", "generator_mnist", "maskgit_mnist", "ar_mnist", "flow_mnist"]
+
+
+def train_one(name: str) -> Path:
+    from grn import train
+
+    raw = yaml.safe_load((ROOT / "grn" / "configs" / CHECKPOINTS[name]).read_text())
+    out = W.cache_root() / "train" / name
+    dst = ROOT / "grn" / "checkpoints" / f"{name}.pt"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if name.startswith("tokenizer"):
+        raw["lpips_weights"] = str(W.load_lpips(raw.get("lpips_net", "vgg"))[1].path)
+        train.train_tokenizer(train.TokenizerTrainConfig.from_dict(raw), out)
+        shutil.copy(out / "tokenizer.pt", dst)
+    else:
+        raw["tokenizer"] = str(ROOT / raw["tokenizer"])
+        train.train_generator(train.GeneratorTrainConfig.from_dict(raw), out)
+        shutil.copy(out / "generator.pt", dst)
+    return dst
+
+
+def ensure(names=None, retrain: bool = False) -> None:
+    for name in names or list(CHECKPOINTS):
+        if name not in CHECKPOINTS:
+            raise ValueError(f"unknown embedded checkpoint '{name}'; known: {sorted(CHECKPOINTS)}")
+        dst = ROOT / "grn" / "checkpoints" / f"{name}.pt"
+        if dst.exists() and not retrain:
+            continue
+        print(f"training {name} with grn/configs/{CHECKPOINTS[name]} (resumable)")
+        train_one(name)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m grn_eval.embedded")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--retrain", action="store_true")
+    a = p.parse_args(argv)
+    ensure(a.names or None, a.retrain)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
