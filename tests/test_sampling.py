@@ -34,7 +34,7 @@ class Oracle(torch.nn.Module):
 
 def _noisy_model(seed=0, **kw):
     torch.manual_seed(seed)
-    model = build_generator("GRN-T", **kw).eval()
+    model = build_generator("GRN-T", **{"hidden": 64, "depth": 2, "heads": 2, **kw}).eval()
     with torch.no_grad():  # non-trivial logits for sampler tests
         model.net.final_layer.linear.weight.normal_(0, 0.3)
         for b in model.net.blocks:
