@@ -32,6 +32,7 @@ class SuiteError(ValueError):
 TOP_KEYS = {"name", "description", "include", "defaults", "datasets", "models", "metrics", "reference", "seeds",
             "n_samples", "batch_size", "device", "output_dir", "table", "gate", "export"}
 EXPORTS = ("npz", "png")
+PRESENTATION_KEYS = {"table", "description", "gate"}
 
 ADAPTER_KEYS = {
     "grn": {"checkpoint", "tokenizer", "sampler", "entropy"},
@@ -102,7 +103,9 @@ class Suite:
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()
+        """What defines the numbers (presentation keys such as `table` and `description` excluded)."""
+        defining = {k: v for k, v in self.resolved.items() if k not in PRESENTATION_KEYS}
+        return hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
     def kind(self) -> str:
