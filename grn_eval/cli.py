@@ -200,6 +200,11 @@ def _cmd_publish(args) -> int:
         lit = pd.concat([pd.read_csv(p) for p in lit_files]) if args.with_literature and lit_files else None
         for path in publish(suite, root, lit):
             print(f"wrote {path}")
+    if args.readme:
+        from grn_eval.publish import update_readme
+
+        update_readme(Path(args.readme_file), root / "tables" / f"{args.readme}.md")
+        print(f"README main table <- results/tables/{args.readme}.md")
     return 0
 
 
@@ -252,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--suites-dir", default="suites")
     pb.add_argument("--results", default="results")
     pb.add_argument("--with-literature", action="store_true")
+    pb.add_argument("--readme", help="also copy this suite's table into the README's main-table section")
+    pb.add_argument("--readme-file", default="README.md")
     pb.set_defaults(func=_cmd_publish)
 
     w = sub.add_parser("weights", help="offline-first weights: list, verify, prepare")

@@ -39,3 +39,16 @@ def publish(suite, results_root: Path, literature=None) -> list[Path]:
     for name in spec.get("plots", []):
         written += PLOTS[name](df, quality, results_root / "plots" / f"{suite.name}_{name}")
     return written
+
+
+README_START, README_END = "<!-- main-table:start -->", "<!-- main-table:end -->"
+
+
+def update_readme(readme: Path, table: Path) -> None:
+    """Put the generated main table between the README's markers (so the README cannot drift)."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{table.read_text().strip()}\n{README_END}{tail}")

@@ -101,3 +101,26 @@ def test_cli_gate_exit_codes(tiny_run, tmp_path, capsys):
     assert cli.main(["gate", run, "--baseline", str(tmp_path / "b.json"), "--update"]) == 0
     assert cli.main(["gate", run, "--baseline", str(tmp_path / "b.json")]) == 0
     assert "gate passed" in capsys.readouterr().out
+
+
+def test_readme_main_table_is_the_generated_one():
+    from pathlib import Path
+
+    from grn_eval.publish import README_END, README_START
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
+    generated = root / "results" / "tables" / "mnist_gen.md"
+    assert generated.exists() and section == generated.read_text().strip()
+
+
+def test_literature_files_have_sources_and_protocols():
+    from pathlib import Path
+
+    import pandas as pd
+
+    for path in (Path(__file__).resolve().parents[1] / "results" / "literature").glob("*.csv"):
+        lit = pd.read_csv(path)
+        assert {"model", "family", "source", "protocol", "confidence"} <= set(lit.columns)
+        assert lit["source"].notna().all() and lit["protocol"].notna().all(), path
