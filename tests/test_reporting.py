@@ -111,8 +111,8 @@ def test_readme_main_table_is_the_generated_one():
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
     section = readme.split(README_START, 1)[1].split(README_END, 1)[0].strip()
-    generated = root / "results" / "tables" / "mnist_gen.md"
-    assert generated.exists() and section == generated.read_text().strip()
+    generated = [p.read_text().strip() for p in (root / "results" / "tables").glob("*.md")]
+    assert section and section in generated  # copied by `grn-eval publish --readme`, never typed
 
 
 def test_literature_files_have_sources_and_protocols():
