@@ -14,7 +14,7 @@ the null class with probability 0.1 for classifier-free guidance.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -148,10 +148,6 @@ def build_generator(name: str, **overrides) -> GRN:
     if name not in GENERATORS:
         raise ValueError(f"unknown generator '{name}'; allowed: {sorted(GENERATORS)}")
     return GENERATORS[name](**overrides)
-
-
-def config_dict(cfg: GRNConfig) -> dict:
-    return asdict(cfg)
 
 
 def config_from_dict(d: dict) -> GRNConfig:

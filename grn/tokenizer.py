@@ -13,7 +13,7 @@ tensor); inside everything is float NCHW in [-1, 1].
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -272,7 +272,3 @@ def build_tokenizer(name_or_cfg: str | TokenizerConfig, **overrides) -> HBQToken
     cfg = tokenizer_config(name_or_cfg, **overrides) if isinstance(name_or_cfg, str) \
         else replace(name_or_cfg, **overrides)
     return HBQTokenizer(cfg)
-
-
-def config_to_dict(cfg: TokenizerConfig) -> dict:
-    return asdict(cfg)

@@ -43,6 +43,15 @@ def init_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
+def _checked_keys(cls, d: dict, what: str) -> dict:
+    """A copy of `d` after checking that every key is a field of the config dataclass `cls`."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} training keys {unknown}; allowed: {sorted(known)}")
+    return dict(d)
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
@@ -137,11 +146,7 @@ class TokenizerTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TokenizerTrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown tokenizer training keys {unknown}; allowed: {sorted(known)}")
-        return cls(**d)
+        return cls(**_checked_keys(cls, d, "tokenizer"))
 
     def model_config(self) -> TokenizerConfig:
         return tokenizer_config(self.tokenizer, **self.tokenizer_overrides)
@@ -323,11 +328,7 @@ class GeneratorTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorTrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown generator training keys {unknown}; allowed: {sorted(known)}")
-        d = dict(d)
+        d = _checked_keys(cls, d, "generator")
         if "ema_decays" in d:
             d["ema_decays"] = tuple(d["ema_decays"])
         return cls(**d)

@@ -9,7 +9,7 @@ logits, temperature and top-k.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -131,7 +131,3 @@ class ARModel(nn.Module):
 
 def build_ar(**overrides) -> ARModel:
     return ARModel(replace(ARConfig(), **overrides))
-
-
-def ar_config_dict(cfg: ARConfig) -> dict:
-    return asdict(cfg)

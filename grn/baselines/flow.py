@@ -8,7 +8,7 @@ Heun steps and CFG inside an interval of t.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -122,7 +122,3 @@ def integrate(velocity, x0: torch.Tensor, steps: int, method: str = "heun", last
 
 def build_flow(**overrides) -> FlowModel:
     return FlowModel(replace(FlowConfig(), **overrides))
-
-
-def flow_config_dict(cfg: FlowConfig) -> dict:
-    return asdict(cfg)

@@ -11,7 +11,7 @@ temperature). Once unmasked, an element never changes: the monotone decoding GRN
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -147,7 +147,3 @@ class MaskGITModel(nn.Module):
 
 def build_maskgit(**overrides) -> MaskGITModel:
     return MaskGITModel(replace(MaskGITConfig(), **overrides))
-
-
-def maskgit_config_dict(cfg: MaskGITConfig) -> dict:
-    return asdict(cfg)
