@@ -13,7 +13,7 @@ from pathlib import Path
 
 from grn_eval import embedded
 from grn_eval import weights as W
-from grn_eval.publish import PLOTS
+from grn_eval.publish import write_plot
 from grn_eval.report import load_results
 from grn_eval.runner import run_suite
 from grn_eval.suite import load_suite
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     (out / "table.md").write_text(table)
     plots = []
     for name in suite.table.get("plots", []):
-        plots += PLOTS[name](df, suite.table.get("quality_metric", "fid"), out / f"mnist_gen_{name}")
+        plots += write_plot(name, df, out / "run", suite.table.get("quality_metric", "fid"), out / f"mnist_gen_{name}")
     print("\n" + table)
     print(f"results: {out / 'run' / 'results.json'}")
     print("plots:   " + ", ".join(str(p) for p in plots if p.suffix == ".png"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from grn_eval import plots, report, tables
 
 PLOTS = {
@@ -18,6 +20,26 @@ PLOTS = {
     "entropy_guided_steps": lambda df, q, p: plots.entropy_guided_steps(df, p),
     "rounds_vs_quality": lambda df, q, p: plots.rounds_vs_quality(df, p),
 }
+PLOT_NAMES = sorted([*PLOTS, "sample_grids"])
+
+
+def sample_grids(run_dir: Path, prefix: Path, per_class: int = 8) -> list[Path]:
+    """One grid per generated setting (rows = classes) from the run's first seed's sample shards."""
+    written = []
+    for setting in sorted(p for p in (run_dir / "samples").glob("*") if p.is_dir()):
+        seeds = sorted(setting.glob("seed*"), key=lambda p: int(p.name[4:]))
+        shards = sorted(seeds[0].glob("shard_*.npz")) if seeds else []
+        if not shards:
+            continue
+        images, labels = [], []
+        for path in shards:
+            with np.load(path) as f:
+                images.append(f["arr_0"])
+                labels.append(f["arr_1"])
+        title = f"{setting.name} ({seeds[0].name}, first {per_class} samples per class)"
+        written += plots.sample_grid(np.concatenate(images), np.concatenate(labels), per_class,
+                                     Path(f"{prefix}_{setting.name}"), title)
+    return written
 
 
 def newest_run(runs_root: Path, suite: str) -> Path:
@@ -37,8 +59,15 @@ def publish(suite, results_root: Path, literature=None) -> list[Path]:
                                    spec.get("title", suite.description), literature)
     quality = spec.get("quality_metric", metrics[0])
     for name in spec.get("plots", []):
-        written += PLOTS[name](df, quality, results_root / "plots" / f"{suite.name}_{name}")
+        written += write_plot(name, df, run.parent, quality, results_root / "plots" / f"{suite.name}_{name}")
     return written
+
+
+def write_plot(name: str, df, run_dir: Path, quality: str, prefix: Path) -> list[Path]:
+    """A plot named in a suite's `table.plots`; sample grids read the run's shards, the rest the results."""
+    if name == "sample_grids":
+        return sample_grids(run_dir, prefix)
+    return PLOTS[name](df, quality, prefix)
 
 
 README_START, README_END = "<!-- main-table:start -->", "<!-- main-table:end -->"

@@ -319,11 +319,11 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
     if not isinstance(table, dict):
         raise _err(path, "table", "a mapping {metrics: [...], title: ..., plots: [...]}")
     _check_keys(path, "table", table, {"metrics", "title", "plots", "quality_metric"})
-    from grn_eval.publish import PLOTS
+    from grn_eval.publish import PLOT_NAMES
 
     for k, p in enumerate(table.get("plots", [])):
-        if p not in PLOTS:
-            raise _err(path, f"table.plots[{k}]", f"unknown plot {p!r}; allowed: {sorted(PLOTS)}")
+        if p not in PLOT_NAMES:
+            raise _err(path, f"table.plots[{k}]", f"unknown plot {p!r}; allowed: {PLOT_NAMES}")
     export = data.get("export", [])
     if not isinstance(export, list) or any(e not in EXPORTS for e in export):
         raise _err(path, "export", f"a list drawn from {list(EXPORTS)}")

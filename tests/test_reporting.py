@@ -73,6 +73,14 @@ def test_plots_are_written(tiny_run, tmp_path):
         assert png.stat().st_size > 5000 and pdf.exists()
 
 
+def test_sample_grids_one_per_setting(tiny_run, tmp_path):
+    from grn_eval.publish import sample_grids
+
+    written = sample_grids(tiny_run / "run", tmp_path / "grid", per_class=2)
+    pngs = sorted(p.name for p in written if p.suffix == ".png")
+    assert len(pngs) == 3 and all(p.startswith("grid_") for p in pngs)  # fixed[4], fixed[8], guided
+
+
 def test_pareto_front():
     pts = np.array([[1.0, 5.0], [2.0, 3.0], [3.0, 4.0], [4.0, 1.0]])
     assert plots.pareto_front(pts).tolist() == [0, 1, 3]
