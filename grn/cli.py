@@ -61,14 +61,30 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_convert_official(args) -> int:
-    from grn.convert import CheckpointError, convert_official_generator
+    from pathlib import Path
 
+    from grn.convert import CheckpointError, convert_official_generator, convert_official_tokenizer
+
+    if not (args.generator or args.tokenizer):
+        print("error: give --generator and/or --tokenizer", file=sys.stderr)
+        return 2
+    # --out: a .pt file for a single generator (as before), else a folder for generator.pt / tokenizer.pt
+    single = args.out.endswith(".pt") and not (args.generator and args.tokenizer)
+    if args.tokenizer and single:
+        print("error: with --tokenizer, --out is a folder (the tokenizer is written as tokenizer.pt)", file=sys.stderr)
+        return 2
+    out = Path(args.out)  # folders are made when the files are written
     try:
-        out = convert_official_generator(args.generator, args.name, args.out, args.weights)
+        if args.generator:
+            path = convert_official_generator(args.generator, args.name, out if single else out / "generator.pt",
+                                              args.weights)
+            print(f"wrote {path} ({args.name}, {args.weights} weights)")
+        if args.tokenizer:
+            path = convert_official_tokenizer(args.tokenizer, out / "tokenizer.pt")
+            print(f"wrote {path} (HBQ tokenizer hbq-f16-d16, float32)")
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out} ({args.name}, {args.weights} weights)")
     return 0
 
 
@@ -103,11 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("convert", help="convert released checkpoints into this project's format")
     csub = c.add_subparsers(dest="what", required=True)
-    co = csub.add_parser("official", help="an official GRN C2I generator checkpoint")
-    co.add_argument("--generator", required=True, help="the official .pth (keys under net. in model_ema1 ...)")
+    co = csub.add_parser("official", help="official GRN C2I generator and/or HBQ tokenizer checkpoints")
+    co.add_argument("--generator", help="the official generator .pth (keys under net. in model_ema1 ...)")
     co.add_argument("--name", default="GRN-B", choices=["GRN-B", "GRN-L", "GRN-H", "GRN-G"])
     co.add_argument("--weights", default="ema1", choices=["ema1", "ema2", "raw"])
-    co.add_argument("--out", required=True, help="output .pt in this project's format")
+    co.add_argument("--tokenizer", help="the official HBQ image tokenizer .ckpt (weights in ema or vae)")
+    co.add_argument("--out", required=True, help="output folder (generator.pt, tokenizer.pt); a .pt file for a "
+                                                 "generator alone")
     co.set_defaults(func=_cmd_convert_official)
     return p
 

@@ -1,21 +1,43 @@
-"""Official checkpoint key mapping (the released GRN class-to-image generators).
+"""Official checkpoint key mapping (the released GRN class-to-image generators and HBQ tokenizer).
 
-Official C2I checkpoints hold the network under the prefix `net.` inside `model`, `model_ema1`
-(EMA 0.9999, used for evaluation) and `model_ema2` (EMA 0.9996). This project's GRN keeps the same
-module tree under `net.`, so the mapping is the identity on keys; what is checked is that every
-key is present with its shape and nothing is left over. (The official causal-3D tokenizer is not
-converted here.)
+Generators: official C2I checkpoints hold the network under the prefix `net.` inside `model`,
+`model_ema1` (EMA 0.9999, used for evaluation) and `model_ema2` (EMA 0.9996). This project's GRN
+keeps the same module tree under `net.`, so the mapping is the identity on keys; what is checked is
+that every key is present with its shape and nothing is left over.
+
+Tokenizer: the official HBQ tokenizer is a causal-3D (Wan2.2-style) VAE; its checkpoint holds the
+weights in `ema` (preferred) or `vae`. Images are single frames, and on a single frame:
+  * a causal conv3d pads time with 2 * pad zero frames on the left, so only the LAST temporal kernel
+    slice meets the frame: it is a conv2d with weight[:, :, -1];
+  * the temporal re-sampling convolutions (`time_conv`) are skipped on the first frame (encoder: the
+    frame only goes into the cache; decoder: the cache is marked and the frame passes unchanged);
+  * the parameter-free shortcuts still fold/unfold a time factor of 2 (see grn/tokenizer.py avg_down /
+    dup_up), and the official patchify orders the 2x2 patch as (column, row) where pixel_unshuffle
+    uses (row, column): the input conv's input channels and the head's output channels are permuted.
+Every official key is either consumed or listed in OFFICIAL_TOKENIZER_UNUSED with the reason.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
 
 from grn.generator import GRN, build_generator
+from grn.tokenizer import HBQTokenizer, build_tokenizer
 
 EMA_KEYS = {"ema1": "model_ema1", "ema2": "model_ema2", "raw": "model"}
+OFFICIAL_SIZES = ("GRN-B", "GRN-L", "GRN-H", "GRN-G")
+TOKENIZER_ENTRIES = ("ema", "vae")  # where official tokenizer checkpoints keep the weights, preferred first
+
+# Official tokenizer keys that have no counterpart in the single-frame model (regex on the key -> why).
+OFFICIAL_TOKENIZER_UNUSED = {
+    r"encoder\.downsamples\.\d+\.downsamples\.\d+\.time_conv\.(weight|bias)":
+        "temporal down-sampling conv (kernel 3x1x1, stride 2 in time): the first frame skips it (it is only cached)",
+    r"decoder\.upsamples\.\d+\.upsamples\.\d+\.time_conv\.(weight|bias)":
+        "temporal up-sampling conv (doubles the frames): the first frame skips it",
+}
 
 
 class CheckpointError(ValueError):
@@ -31,6 +53,29 @@ def _load(path_or_state):
     return path_or_state
 
 
+def _check_layout(what: str, state: dict, want: dict) -> None:
+    """Strict layout check: every key of `want` (key -> shape) present with its shape, nothing else."""
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    if missing or unexpected:
+        raise CheckpointError(f"{what}: the checkpoint does not match the official layout: "
+                              f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                              f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+    for k, shape in want.items():
+        if tuple(state[k].shape) != tuple(shape):
+            raise CheckpointError(f"{what}: key '{k}' has shape {tuple(state[k].shape)}, expected {tuple(shape)} "
+                                  f"(is this the right model size?)")
+
+
+# ---------------------------------------------------------------------------------------
+# Generators
+# ---------------------------------------------------------------------------------------
+
+
+def is_official_generator(ckpt) -> bool:
+    return isinstance(ckpt, dict) and "kind" not in ckpt and any(k in ckpt for k in EMA_KEYS.values())
+
+
 def official_generator_state(ckpt: dict, which: str = "ema1") -> dict:
     """The `net.`-prefixed generator weights out of an official checkpoint dict."""
     if which not in EMA_KEYS:
@@ -44,21 +89,26 @@ def official_generator_state(ckpt: dict, which: str = "ema1") -> dict:
     return {k: v for k, v in state.items() if k.startswith("net.")}
 
 
-def load_official_generator(path_or_state_dict, name: str = "GRN-B", which: str = "ema1", **overrides) -> GRN:
-    """An official GRN_ind C2I generator as this project's GRN (strict: every key, every shape)."""
+def official_generator_name(state: dict) -> str:
+    """Which released size (GRN-B/L/H/G) a `net.` state dict has: the one whose layout it matches."""
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    for name in OFFICIAL_SIZES:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in build_generator(name).state_dict().items()}
+        if want == have:
+            return name
+    raise CheckpointError(f"the generator weights match none of the official sizes {list(OFFICIAL_SIZES)}")
+
+
+def load_official_generator(path_or_state_dict, name: str | None = "GRN-B", which: str = "ema1",
+                            **overrides) -> GRN:
+    """An official GRN_ind C2I generator as this project's GRN (strict: every key, every shape).
+    name=None: the size is read off the weights."""
     state = official_generator_state(_load(path_or_state_dict), which)
+    name = name or official_generator_name(state)
     model = build_generator(name, **overrides)
     want = model.state_dict()
-    missing = [k for k in want if k not in state]
-    unexpected = [k for k in state if k not in want]
-    if missing or unexpected:
-        raise CheckpointError(f"{name}: the checkpoint does not match the official layout: "
-                              f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-                              f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
-    for k, v in want.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{name}: key '{k}' has shape {tuple(state[k].shape)}, expected {tuple(v.shape)} "
-                                  f"(is this the right model size?)")
+    _check_layout(name, state, {k: v.shape for k, v in want.items()})
     model.load_state_dict({k: state[k].float() for k in want})
     return model.eval()
 
@@ -72,4 +122,135 @@ def convert_official_generator(src, name: str, out: str | Path, which: str = "em
     out = Path(out)
     save_atomic(checkpoint_record(model, name, model.state_dict(), source=f"official {which}",
                                   source_file=Path(src).name if isinstance(src, (str, Path)) else None), out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------------------
+
+
+def is_official_tokenizer(ckpt) -> bool:
+    return isinstance(ckpt, dict) and "kind" not in ckpt and any(k in ckpt for k in TOKENIZER_ENTRIES)
+
+
+def official_tokenizer_state(ckpt: dict) -> dict:
+    """The tokenizer weights out of an official checkpoint dict: `ema` if present, else `vae`."""
+    for entry in TOKENIZER_ENTRIES:
+        if entry in ckpt:
+            return ckpt[entry]
+    if all(isinstance(k, str) for k in ckpt) and "encoder.conv1.weight" in ckpt:
+        return ckpt  # already a bare state dict
+    raise CheckpointError(f"no 'ema' or 'vae' entry in the tokenizer checkpoint (found {sorted(ckpt)[:6]})")
+
+
+def _official_key(key: str, num_res_blocks: int) -> str:
+    """This project's tokenizer key -> the official key (the official module tree, renamed)."""
+    n = num_res_blocks
+    rules = (
+        (r"^encoder\.conv_in\.", "encoder.conv1."),
+        (r"^encoder\.down\.(\d+)\.res\.(\d+)\.", r"encoder.downsamples.\1.downsamples.\2."),
+        (r"^encoder\.down\.(\d+)\.down\.", rf"encoder.downsamples.\1.downsamples.{n}.resample.1."),
+        (r"^encoder\.mid\.", "encoder.middle."),
+        (r"^encoder\.conv1\.", "conv1."),  # the (mu, logvar) 1x1 conv sits at the top level
+        (r"^decoder\.conv2\.", "conv2."),
+        (r"^decoder\.conv_in\.", "decoder.conv1."),
+        (r"^decoder\.mid\.", "decoder.middle."),
+        (r"^decoder\.up\.(\d+)\.res\.(\d+)\.", r"decoder.upsamples.\1.upsamples.\2."),
+        (r"^decoder\.up\.(\d+)\.up\.", rf"decoder.upsamples.\1.upsamples.{n + 1}.resample.1."),
+    )
+    for pattern, replacement in rules:
+        new, hits = re.subn(pattern, replacement, key)
+        if hits:
+            return new
+    return key  # encoder.head.*, decoder.head.*
+
+
+def _official_shape(official_key: str, shape: tuple) -> tuple:
+    """The official shape of a tensor: causal-3D convs have a temporal kernel equal to the spatial one
+    and their RMS norms one more trailing axis; the spatial re-sampling convs and the attention are 2D."""
+    if ".resample." in official_key or ".middle.1." in official_key:
+        return shape
+    if official_key.endswith(".gamma"):
+        return (*shape, 1)
+    if len(shape) == 4:
+        return (*shape[:2], shape[2], *shape[2:])
+    return shape
+
+
+def official_tokenizer_layout(model: HBQTokenizer) -> dict[str, tuple[str | None, tuple]]:
+    """official key -> (this project's key, or None for an unused official key; official shape)."""
+    cfg = model.cfg
+    if not (cfg.mid_attention and cfg.patch == 2):
+        raise ValueError("the official layout has the middle attention and a 2x2 patchify")
+    layout = {}
+    for key, v in model.state_dict().items():
+        official = _official_key(key, cfg.num_res_blocks)
+        layout[official] = (key, _official_shape(official, tuple(v.shape)))
+    n = cfg.num_res_blocks
+    for i, block in enumerate(model.encoder.down):
+        if block.temporal and block.down is not None:
+            c = block.out_dim
+            layout[f"encoder.downsamples.{i}.downsamples.{n}.time_conv.weight"] = (None, (c, c, 3, 1, 1))
+            layout[f"encoder.downsamples.{i}.downsamples.{n}.time_conv.bias"] = (None, (c,))
+    for i, block in enumerate(model.decoder.up):
+        if block.temporal and block.up is not None:
+            c = block.out_dim  # the official time_conv makes 2 frames' channels
+            layout[f"decoder.upsamples.{i}.upsamples.{n + 1}.time_conv.weight"] = (None, (2 * c, c, 3, 1, 1))
+            layout[f"decoder.upsamples.{i}.upsamples.{n + 1}.time_conv.bias"] = (None, (2 * c,))
+    for key, (ours, _) in layout.items():
+        if ours is None and not any(re.fullmatch(p, key) for p in OFFICIAL_TOKENIZER_UNUSED):
+            raise AssertionError(f"official key '{key}' is neither used nor listed as unused")
+    return layout
+
+
+def _patch_order(patch: int) -> torch.Tensor:
+    """Index map ours -> official for the 3 x patch x patch patchified channels: pixel_unshuffle orders
+    them (channel, row, column), the official patchify (channel, column, row)."""
+    return torch.arange(3 * patch * patch).view(3, patch, patch).transpose(1, 2).reshape(-1)
+
+
+def load_official_tokenizer(path_or_state_dict, name: str = "hbq-f16-d16", **overrides) -> HBQTokenizer:
+    """The official HBQ image tokenizer as this project's HBQTokenizer, for single images
+    (strict: every official key consumed or listed in OFFICIAL_TOKENIZER_UNUSED, every shape checked)."""
+    state = official_tokenizer_state(_load(path_or_state_dict))
+    model = build_tokenizer(name, **overrides)
+    layout = official_tokenizer_layout(model)
+    _check_layout(f"tokenizer {name}", state, {k: shape for k, (_, shape) in layout.items()})
+    want = model.state_dict()
+    converted = {}
+    for key, (ours, _) in layout.items():
+        if ours is None:
+            continue
+        v = state[key].float()
+        if v.dim() == 5:
+            v = v[:, :, -1]  # causal in time: a single frame meets only the last temporal kernel slice
+        converted[ours] = v.reshape(want[ours].shape)  # RMS norm gammas: (C, 1, 1, 1) -> (C, 1, 1)
+    order = _patch_order(model.cfg.patch).to(converted["encoder.conv_in.weight"].device)
+    converted["encoder.conv_in.weight"] = converted["encoder.conv_in.weight"][:, order]
+    converted["decoder.head.2.weight"] = converted["decoder.head.2.weight"][order]
+    converted["decoder.head.2.bias"] = converted["decoder.head.2.bias"][order]
+    model.load_state_dict(converted)
+    return model.eval()
+
+
+def load_any_tokenizer(path: str | Path, device="cpu") -> HBQTokenizer:
+    """A tokenizer file in this project's format, or an official one (told apart by its `ema`/`vae` entries)."""
+    from grn.train import load_tokenizer
+
+    ckpt = _load(path) if Path(path).is_file() else None
+    if is_official_tokenizer(ckpt):
+        return load_official_tokenizer(ckpt).to(device)
+    return load_tokenizer(path, device)  # also the errors for a missing or foreign file
+
+
+def convert_official_tokenizer(src, out: str | Path) -> Path:
+    """Write the official tokenizer in this project's format, in float32 (the released weights' precision)."""
+    from grn.train import export_tokenizer
+
+    model = load_official_tokenizer(src)
+    out = Path(out)
+    export_tokenizer(model, out, dtype=torch.float32,
+                     extra={"source": "official", "source_file": Path(src).name if isinstance(src, (str, Path))
+                            else None})
     return out

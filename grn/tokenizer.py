@@ -6,6 +6,11 @@ RMS norm -> SiLU -> 3x3 conv, twice; parameter-free shortcuts around every down-
 a 2x2 space-to-depth patchify at the input and its inverse at the output. The encoder's head
 predicts (mu, logvar) as in the official checkpoint; only mu is used, bounded by tanh.
 
+The official model is causal 3D; on a single frame its causal convolutions are 2D convolutions
+with the last temporal kernel slice and its temporal down/up-sampling convolutions are skipped.
+What a single frame still sees of the time axis is in the shortcuts (`temporal_downsample`); the
+config fields after `dropout` describe those official details (grn/convert.py loads the weights).
+
 Boundary convention: `encode`, `tokenize`, `reconstruct` take uint8 NHWC images (numpy or
 tensor); inside everything is float NCHW in [-1, 1].
 """
@@ -33,21 +38,37 @@ class TokenizerConfig:
     dim_mult: tuple[int, ...] = (1, 2, 4, 4)
     num_res_blocks: int = 2  # encoder; the decoder uses one more per level
     patch: int = 2  # space-to-depth at the input
-    mid_attention: bool = False  # the official training copy runs the middle attention as identity
+    mid_attention: bool = False  # single-head attention in the middle blocks (else identity)
     dropout: float = 0.0
+    # Official (Wan-style) layout; the defaults are this project's own layout and keep its checkpoints as they are.
+    dec_dim_mult: tuple[int, ...] | None = None  # decoder widths / dec_dim from the middle block to the head
+    #   (len(dim_mult) + 1 entries); None = (*reversed(dim_mult), dim_mult[0]). Official: (4, 4, 4, 2, 1).
+    temporal_downsample: tuple[int, ...] = ()  # per re-sampling encoder level, 1 where the video model also
+    #   halves time (the decoder mirrors it). For one frame only the parameter-free shortcuts change.
+    last_level_shortcut: bool = False  # the official encoder also adds x around its last (non-down-sampling) level
+
+    def __post_init__(self):
+        # configs read back from checkpoints hold lists
+        for name in ("dim_mult", "dec_dim_mult", "temporal_downsample"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
 
     @property
     def stride(self) -> int:
         return self.patch * 2 ** (len(self.dim_mult) - 1)
 
 
-# name -> config. `hbq-f16-d16` has the official image tokenizer's shape (256x256 -> 16x16 x 16 ch x 4 bits).
+# name -> config. `hbq-f16-d16` is the official image tokenizer (HBQ_image_tokenizer_16dim_M4: 256x256 -> 16x16
+# x 16 ch x 4 bits) in its single-frame form. The middle attention runs, as in the official C2I code that encodes
+# the generators' targets and decodes their samples (the official tokenizer-training copy skips it).
 TOKENIZERS: dict[str, TokenizerConfig] = {
     "hbq-mnist": TokenizerConfig(latent_channels=4, rounds=4, enc_dim=32, dec_dim=32, dim_mult=(1, 2),
                                  num_res_blocks=1),
     "hbq-photo": TokenizerConfig(latent_channels=8, rounds=4, enc_dim=48, dec_dim=48, dim_mult=(1, 2),
                                  num_res_blocks=1),
-    "hbq-f16-d16": TokenizerConfig(latent_channels=16, rounds=4),
+    "hbq-f16-d16": TokenizerConfig(latent_channels=16, rounds=4, mid_attention=True, dec_dim_mult=(4, 4, 4, 2, 1),
+                                   temporal_downsample=(0, 1, 1), last_level_shortcut=True),
 }
 
 
@@ -104,48 +125,77 @@ class AttentionBlock(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
-def avg_down(x: torch.Tensor, out_dim: int) -> torch.Tensor:
-    """Parameter-free down-sampling shortcut: pixel-unshuffle by 2, then mean over channel groups."""
-    x = F.pixel_unshuffle(x, 2)
+def avg_down(x: torch.Tensor, out_dim: int, temporal: bool = False, spatial: bool = True) -> torch.Tensor:
+    """Parameter-free down-sampling shortcut: pixel-unshuffle by 2, then mean over channel groups.
+
+    temporal: the official video shortcut also folds 2 frames into the channels (slot order: channel,
+    frame, row, column). A single frame is causally padded with one zero frame in front, so the frame-0
+    slots are zeros and still count in the mean."""
+    if spatial:
+        x = F.pixel_unshuffle(x, 2)
     b, c, h, w = x.shape
+    if temporal:
+        slots = 4 if spatial else 1
+        x = x.view(b, c // slots, 1, slots, h, w)  # the frame slot goes between channel and spatial slots
+        x = torch.cat([torch.zeros_like(x), x], dim=2).reshape(b, 2 * c, h, w)
+        c *= 2
     return x.reshape(b, out_dim, c // out_dim, h, w).mean(2)
 
 
-def dup_up(x: torch.Tensor, out_dim: int) -> torch.Tensor:
-    """Parameter-free up-sampling shortcut: repeat channels, then pixel-shuffle by 2."""
-    repeats = out_dim * 4 // x.shape[1]
-    return F.pixel_shuffle(x.repeat_interleave(repeats, dim=1), 2)
+def dup_up(x: torch.Tensor, out_dim: int, temporal: bool = False) -> torch.Tensor:
+    """Parameter-free up-sampling shortcut: repeat channels, then pixel-shuffle by 2.
+
+    temporal: the official video shortcut also unfolds 2 frames from the channels; for the first
+    (here: only) frame it keeps the second of them."""
+    frames = 2 if temporal else 1
+    repeats = out_dim * 4 * frames // x.shape[1]
+    x = x.repeat_interleave(repeats, dim=1)
+    if temporal:
+        b, _, h, w = x.shape
+        x = x.view(b, out_dim, frames, 4, h, w)[:, :, -1].reshape(b, out_dim * 4, h, w)
+    return F.pixel_shuffle(x, 2)
 
 
 class DownBlock(nn.Module):
-    def __init__(self, in_dim, out_dim, num_res, downsample, dropout):
+    def __init__(self, in_dim, out_dim, num_res, downsample, dropout, temporal=False, shortcut_always=False):
         super().__init__()
         self.res = nn.Sequential(*[ResidualBlock(in_dim if i == 0 else out_dim, out_dim, dropout)
                                    for i in range(num_res)])
         self.down = nn.Conv2d(out_dim, out_dim, 3, stride=2) if downsample else None
         self.in_dim, self.out_dim = in_dim, out_dim
+        self.temporal, self.shortcut_always = temporal, shortcut_always
 
     def forward(self, x):
         y = self.res(x)
         if self.down is None:
-            return y
+            # the official block keeps its shortcut without re-sampling: a channel-group mean (identity when
+            # the widths agree, as in the official last level)
+            return (y + avg_down(x, self.out_dim, spatial=False)) if self.shortcut_always else y
         # asymmetric zero padding (right/bottom) as in the official resample, then the parameter-free shortcut
-        return self.down(F.pad(y, (0, 1, 0, 1))) + avg_down(x, self.out_dim)
+        return self.down(F.pad(y, (0, 1, 0, 1))) + avg_down(x, self.out_dim, self.temporal)
 
 
 class UpBlock(nn.Module):
-    def __init__(self, in_dim, out_dim, num_res, upsample, dropout):
+    def __init__(self, in_dim, out_dim, num_res, upsample, dropout, temporal=False):
         super().__init__()
         self.res = nn.Sequential(*[ResidualBlock(in_dim if i == 0 else out_dim, out_dim, dropout)
                                    for i in range(num_res)])
         self.up = nn.Conv2d(out_dim, out_dim, 3, padding=1) if upsample else None
-        self.out_dim = out_dim
+        self.out_dim, self.temporal = out_dim, temporal
 
     def forward(self, x):
         y = self.res(x)
         if self.up is None:
             return y
-        return self.up(F.interpolate(y, scale_factor=2.0, mode="nearest")) + dup_up(x, self.out_dim)
+        # nearest: for an exact 2x scale the same pixels as the official "nearest-exact"
+        return self.up(F.interpolate(y, scale_factor=2.0, mode="nearest")) + dup_up(x, self.out_dim, self.temporal)
+
+
+def _temporal_flags(temporal_downsample, n: int) -> list[bool]:
+    """Temporal flags of the n - 1 re-sampling levels (missing entries are False); the decoder
+    takes them in reverse order, as the official model does."""
+    flags = [bool(f) for f in temporal_downsample[: n - 1]]
+    return flags + [False] * (n - 1 - len(flags))
 
 
 def _mid(dim, attention, dropout):
@@ -159,7 +209,9 @@ class Encoder(nn.Module):
         dims = [cfg.enc_dim * m for m in (1, *cfg.dim_mult)]
         self.conv_in = nn.Conv2d(3 * cfg.patch**2, dims[0], 3, padding=1)
         n = len(cfg.dim_mult)
-        self.down = nn.Sequential(*[DownBlock(dims[i], dims[i + 1], cfg.num_res_blocks, i < n - 1, cfg.dropout)
+        temporal = _temporal_flags(cfg.temporal_downsample, n) + [False]  # the last level does not re-sample
+        self.down = nn.Sequential(*[DownBlock(dims[i], dims[i + 1], cfg.num_res_blocks, i < n - 1, cfg.dropout,
+                                              temporal[i], cfg.last_level_shortcut)
                                     for i in range(n)])
         self.mid = _mid(dims[-1], cfg.mid_attention, cfg.dropout)
         self.head = nn.Sequential(RMSNorm2d(dims[-1]), nn.SiLU(),
@@ -177,12 +229,17 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, cfg: TokenizerConfig):
         super().__init__()
-        dims = [cfg.dec_dim * m for m in (*reversed(cfg.dim_mult), cfg.dim_mult[0])]
         n = len(cfg.dim_mult)
+        mults = cfg.dec_dim_mult or (*reversed(cfg.dim_mult), cfg.dim_mult[0])
+        if len(mults) != n + 1:
+            raise ValueError(f"dec_dim_mult needs {n + 1} entries (middle block, then each level), got {mults}")
+        dims = [cfg.dec_dim * m for m in mults]
+        temporal = _temporal_flags(cfg.temporal_downsample, n)[::-1] + [False]  # mirrors the encoder
         self.conv2 = nn.Conv2d(cfg.latent_channels, cfg.latent_channels, 1)
         self.conv_in = nn.Conv2d(cfg.latent_channels, dims[0], 3, padding=1)
         self.mid = _mid(dims[0], cfg.mid_attention, cfg.dropout)
-        self.up = nn.Sequential(*[UpBlock(dims[i], dims[i + 1], cfg.num_res_blocks + 1, i < n - 1, cfg.dropout)
+        self.up = nn.Sequential(*[UpBlock(dims[i], dims[i + 1], cfg.num_res_blocks + 1, i < n - 1, cfg.dropout,
+                                          temporal[i])
                                   for i in range(n)])
         self.head = nn.Sequential(RMSNorm2d(dims[-1]), nn.SiLU(), nn.Conv2d(dims[-1], 3 * cfg.patch**2, 3, padding=1))
         self.patch = cfg.patch
