@@ -174,7 +174,9 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, x, rope, causal=False, cache: KVCache | None = None, block: int = 0):
+    def forward(self, x, rope, causal=False, cache: KVCache | None = None, block: int = 0,
+                attn_mask: torch.Tensor | None = None):
+        """`attn_mask` (bool, True = may attend, broadcast to [B, heads, n, n]) restricts a bidirectional pass."""
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(self.q_norm(q), *rope), apply_rope(self.k_norm(k), *rope)
@@ -182,7 +184,7 @@ class Attention(nn.Module):
             k, v = cache.extend(block, k, v)
         # softmax in fp32 whatever the autocast dtype
         is_causal = causal and q.shape[2] > 1
-        mask = None
+        mask = attn_mask
         if is_causal and k.shape[2] != q.shape[2]:  # queries are the last n positions of the keys
             offset = k.shape[2] - q.shape[2]
             mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=x.device).tril(offset)
@@ -219,6 +221,22 @@ class Block(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
         x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1), rope, causal, cache, block)
         return x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+class PlainBlock(nn.Module):
+    """A pre-norm block without adaLN (GRN-2B's text/video blocks, `use_ada_layer_norm=0`): conditioning
+    enters as tokens of the sequence instead. Used by the text-conditioned GRN and its text encoder."""
+
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = RMSNorm(hidden)
+        self.attn = Attention(hidden, heads)
+        self.norm2 = RMSNorm(hidden)
+        self.mlp = SwiGLU(hidden, int(hidden * mlp_ratio))
+
+    def forward(self, x, rope, attn_mask=None):
+        x = x + self.attn(self.norm1(x), rope, attn_mask=attn_mask)
+        return x + self.mlp(self.norm2(x))
 
 
 class FinalLayer(nn.Module):

@@ -55,7 +55,41 @@ class GRNConfig:
         return (self.token_channels, self.grid, self.grid)
 
 
-class GRN(nn.Module):
+def onehot_input(tokens: torch.Tensor, k: int, dtype) -> torch.Tensor:
+    """[B, D, h, w] labels -> [B, K*D, h, w], class-major (all channels' class 0, then class 1, ...)."""
+    b, d, h, w = tokens.shape
+    x = F.one_hot(tokens.long(), k).permute(0, 4, 1, 2, 3)  # [B, K, D, h, w]
+    return x.reshape(b, k * d, h, w).to(dtype)
+
+
+class RefinementTokens:
+    """What every GRN (class- or text-conditioned) shares, read from `self.cfg`: the token layout the
+    sampler sees, the corruption process and the distribution of t."""
+
+    @property
+    def token_shape(self):
+        return self.cfg.token_shape
+
+    @property
+    def token_classes(self) -> int:
+        return self.cfg.token_classes
+
+    @property
+    def bit_rounds(self) -> int | None:
+        """M for the `bit` layout (round-major channels: the sampler traces each bit plane), else None."""
+        return self.cfg.rounds if self.cfg.layout == "bit" else None
+
+    def corrupt(self, tokens: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
+        """Replace each element by a uniform random label with probability 1 - t (per sample t)."""
+        rand = torch.randint(0, self.cfg.token_classes, tokens.shape, generator=generator, device=tokens.device)
+        keep = torch.rand(tokens.shape, generator=generator, device=tokens.device) < t.view(-1, 1, 1, 1)
+        return torch.where(keep, tokens, rand)
+
+    def sample_t(self, n: int, generator=None, device=None) -> torch.Tensor:
+        return torch.sigmoid(torch.randn(n, generator=generator, device=device) * self.cfg.p_std + self.cfg.p_mean)
+
+
+class GRN(RefinementTokens, nn.Module):
     kind = "grn"
 
     def __init__(self, cfg: GRNConfig):
@@ -69,25 +103,12 @@ class GRN(nn.Module):
             heads=cfg.heads, bottleneck=cfg.bottleneck, num_classes=cfg.num_classes,
             in_context_len=cfg.in_context_len, in_context_start=cfg.in_context_start, dropout=cfg.dropout))
 
-    # the sampler's view of a model
-    @property
-    def token_shape(self):
-        return self.cfg.token_shape
-
-    @property
-    def token_classes(self) -> int:
-        return self.cfg.token_classes
-
     @property
     def null_class(self) -> int:
         return self.cfg.num_classes
 
     def onehot(self, tokens: torch.Tensor) -> torch.Tensor:
-        """[B, D, h, w] labels -> [B, K*D, h, w], class-major (all channels' class 0, then class 1, ...)."""
-        b, d, h, w = tokens.shape
-        k = self.cfg.token_classes
-        x = F.one_hot(tokens.long(), k).permute(0, 4, 1, 2, 3)  # [B, K, D, h, w]
-        return x.reshape(b, k * d, h, w).to(self.net.pos_embed.dtype)
+        return onehot_input(tokens, self.cfg.token_classes, self.net.pos_embed.dtype)
 
     def forward(self, tokens: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """tokens [B, D, h, w], t [B] clean fraction, y [B] class (num_classes = null) -> logits [B, K, D, h, w]."""
@@ -96,14 +117,6 @@ class GRN(nn.Module):
         return out.reshape(b, h, w, self.cfg.token_classes, d).permute(0, 3, 4, 1, 2)
 
     # -- training -------------------------------------------------------------------------
-    def corrupt(self, tokens: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
-        """Replace each element by a uniform random label with probability 1 - t (per sample t)."""
-        rand = torch.randint(0, self.cfg.token_classes, tokens.shape, generator=generator, device=tokens.device)
-        keep = torch.rand(tokens.shape, generator=generator, device=tokens.device) < t.view(-1, 1, 1, 1)
-        return torch.where(keep, tokens, rand)
-
-    def sample_t(self, n: int, generator=None, device=None) -> torch.Tensor:
-        return torch.sigmoid(torch.randn(n, generator=generator, device=device) * self.cfg.p_std + self.cfg.p_mean)
 
     def loss(self, tokens: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
              forward=None) -> torch.Tensor:

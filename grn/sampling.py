@@ -16,6 +16,14 @@ or kept with a different value (rewritten): global refinement. The last step (t_
 keeps everything. `monotone=True` is the ablation: once kept, always kept with its value
 (MaskGIT-style), everything else equal.
 
+Conditioning `y` is whatever the model takes: class indices [B] (grn/generator.py) or text ids
+[B, L] (grn/t2i.py). The unconditional CFG stream uses the null class, the model's empty prompt
+(`model.null_condition`) or an explicit `uncond` batch (a negative prompt).
+
+The official T2I/T2V sampler differs in three settings, all available here (preset
+"GRN-2B-t2i"): the `t2i-cosine` keep schedule, guidance at every step, and `realised_t`
+(the next step is told the fraction of elements actually kept, not the scheduled one).
+
 Randomness is per sample: each sample owns a `torch.Generator`, so a sample's result does not
 depend on what else is in its batch (beyond floating-point reduction order in the network).
 """
@@ -35,11 +43,12 @@ import torch
 @dataclass(frozen=True)
 class SamplerConfig:
     steps: int = 50
-    schedule: str = "linear"  # 'linear': t_i = i/S; 'cosine': t_i = 1 - cos(pi/2 * i/S)
+    schedule: str = "linear"  # 'linear': t_i = i/S; 'cosine': t_i = 1 - cos(pi/2 * i/S); 't2i-cosine': below
     temperature: float = 1.0
     cfg: float = 1.0
     cfg_interval: tuple[float, float] = (0.0, 1.0)  # guidance where lo < t < hi (t = clean fraction)
     monotone: bool = False  # ablation: MaskGIT-style monotone keeping
+    realised_t: bool = False  # feed the realised kept fraction as the next t (official T2I sampler)
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,12 @@ class EntropyConfig:
 PRESETS: dict[str, SamplerConfig] = {
     "GRN-B-imagenet": SamplerConfig(steps=50, temperature=1.31, cfg=2.35, cfg_interval=(0.44, 1.0)),
     "GRN-L-imagenet": SamplerConfig(steps=50, temperature=1.3, cfg=2.0, cfg_interval=(0.42, 1.0)),
+    # GRN-2B text-to-image (t2i_infer.py / grn.py@2a3353d): 50 steps, CFG 3.0 at every step (the code
+    # guides where t >= 0; the interval here is open, so it must reach below 0), temperature 1.1
+    "GRN-2B-t2i": SamplerConfig(steps=50, schedule="t2i-cosine", temperature=1.1, cfg=3.0, cfg_interval=(-1.0, 2.0),
+                                realised_t=True),
 }
+T2I_MAX_KEEP = 0.999  # the official T2I schedule never keeps more than this fraction before the last step
 
 
 def schedule(steps: int, kind: str = "linear") -> torch.Tensor:
@@ -69,7 +83,16 @@ def schedule(steps: int, kind: str = "linear") -> torch.Tensor:
         t = 1 - torch.cos(math.pi / 2 * u)
         t[-1] = 1.0  # exactly: the last step keeps everything
         return t
-    raise ValueError(f"unknown schedule '{kind}'; allowed: 'linear', 'cosine'")
+    if kind == "t2i-cosine":
+        # official T2I: after step i keep 0.999 (1 - cos(pi/2 min(1, (i+1)/(S-1)))), so the second-to-last
+        # step already reaches 0.999; the last step's sampled predictions are the output (t_S = 1 here)
+        if steps < 2:
+            raise ValueError("the t2i-cosine schedule needs at least 2 steps")
+        v = (torch.arange(steps + 1, dtype=torch.float64) / (steps - 1)).clamp(max=1.0)
+        t = T2I_MAX_KEEP * (1 - torch.cos(math.pi / 2 * v))
+        t[-1] = 1.0
+        return t
+    raise ValueError(f"unknown schedule '{kind}'; allowed: 'linear', 'cosine', 't2i-cosine'")
 
 
 def sample_generators(seeds, device="cpu") -> list[torch.Generator]:
@@ -97,16 +120,30 @@ class Trace:
     nfe: list[int] = field(default_factory=list)  # network evaluations (per sample, CFG counts 2)
     steps_used: list[int] = field(default_factory=list)  # per sample
     decision_entropy: list[float] = field(default_factory=list)  # per sample (entropy-guided only)
+    # `bit` layout only, per step and per bit plane (MSB first): conditional entropy, and the fraction
+    # of elements whose value changed from the step's input to its output
+    entropy_bits: list[list[float]] = field(default_factory=list)
+    changed_bits: list[list[float]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+def element_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """H(softmax(logits)) / log K per element. logits [B, K, ...] -> [B, ...]."""
+    logp = torch.log_softmax(logits.float(), dim=1)
+    return -(logp.exp() * logp).sum(1) / math.log(logits.shape[1])
+
+
 def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Mean over elements of H(softmax(logits)) / log K, per sample. logits [B, K, ...] -> [B]."""
-    logp = torch.log_softmax(logits.float(), dim=1)
-    h = -(logp.exp() * logp).sum(1)
-    return h.flatten(1).mean(1) / math.log(logits.shape[1])
+    return element_entropy(logits).flatten(1).mean(1)
+
+
+def per_bit_plane(x: torch.Tensor, rounds: int) -> list[float]:
+    """Mean of a [B, M*d, h, w] per-element quantity for each bit plane (round-major `bit` layout)."""
+    b, md, h, w = x.shape
+    return x.float().reshape(b, rounds, md // rounds, h, w).mean(dim=(0, 2, 3, 4)).tolist()
 
 
 # ---------------------------------------------------------------------------------------
@@ -125,14 +162,22 @@ def _categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return idx.clamp_(max=probs.shape[1] - 1)
 
 
-def guided_logits(model, z, t, y, scale, interval) -> tuple[torch.Tensor, torch.Tensor]:
-    """(conditional logits, guided logits). Guidance w = scale where lo < t < hi, else 1 (per sample)."""
+def null_condition(model, y: torch.Tensor) -> torch.Tensor:
+    """The unconditional stream's conditioning: the model's empty prompt, else its null class."""
+    if hasattr(model, "null_condition"):
+        return model.null_condition(y)
+    return torch.full_like(y, model.null_class)
+
+
+def guided_logits(model, z, t, y, scale, interval, uncond=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(conditional logits, guided logits). Guidance w = scale where lo < t < hi, else 1 (per sample).
+    `uncond` (same shape as y) replaces the null condition, e.g. a negative prompt."""
     lo, hi = interval
     w = torch.where((t > lo) & (t < hi), torch.full_like(t, scale), torch.ones_like(t))
     if scale == 1.0 or not bool((w != 1).any()):
         lc = model(z, t, y)
         return lc, lc
-    null = torch.full_like(y, model.null_class)
+    null = null_condition(model, y) if uncond is None else uncond
     both = model(torch.cat([z, z]), torch.cat([t, t]), torch.cat([y, null]))
     lc, lu = both.chunk(2)
     return lc, lu + w.view(-1, *[1] * (lc.dim() - 1)).to(lc.dtype) * (lc - lu)
@@ -145,9 +190,10 @@ def guided_logits(model, z, t, y, scale, interval) -> tuple[torch.Tensor, torch.
 
 @torch.no_grad()
 def refine(model, y: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Generator],
-           entropy: EntropyConfig | None = None) -> tuple[torch.Tensor, Trace]:
-    """Sample tokens [B, D, h, w] for classes y [B]. With `entropy`, each sample picks its own
-    number of steps after the warm-up (and finished samples leave the batch)."""
+           entropy: EntropyConfig | None = None, uncond: torch.Tensor | None = None) -> tuple[torch.Tensor, Trace]:
+    """Sample tokens [B, D, h, w] for conditions y (classes [B] or text ids [B, L]). With `entropy`,
+    each sample picks its own number of steps after the warm-up (and finished samples leave the
+    batch). `uncond` is the unconditional CFG stream's conditioning (default: the null one)."""
     device = y.device
     b = y.shape[0]
     if len(generators) != b:
@@ -161,7 +207,9 @@ def refine(model, y: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Ge
     # per-sample schedule state
     total = cfg.steps if entropy is None else entropy.t_max
     base = schedule(total, cfg.schedule)
-    t = torch.zeros(b, dtype=torch.float64, device=device)
+    t = torch.zeros(b, dtype=torch.float64, device=device)  # scheduled clean fraction (drives the loop)
+    t_in = t.clone()  # what the network is told: t, or the realised kept fraction (cfg.realised_t)
+    rounds = getattr(model, "bit_rounds", None)
     n_steps = torch.full((b,), total, dtype=torch.long, device=device)  # remaining steps after the decision
     temp = torch.full((b,), cfg.temperature, dtype=torch.float64, device=device)
     steps_used = torch.zeros(b, dtype=torch.long, device=device)
@@ -173,7 +221,8 @@ def refine(model, y: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Ge
         if active.numel() == 0:
             break
         za, ta, ya = z[active], t[active], y[active]
-        lc, logits = guided_logits(model, za, ta.float(), ya, cfg.cfg, cfg.cfg_interval)
+        ua = None if uncond is None else uncond[active]
+        lc, logits = guided_logits(model, za, t_in[active].float(), ya, cfg.cfg, cfg.cfg_interval, ua)
 
         if entropy is not None and i == entropy.warmup:
             e = normalized_entropy(lc).double()  # conditional, no guidance, no temperature
@@ -209,7 +258,7 @@ def refine(model, y: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Ge
             else pred[finished]
 
         n_el = keep.numel()
-        trace.t.append(float(ta.mean()))
+        trace.t.append(float(t_in[active].mean()))
         trace.entropy_cond.append(float(normalized_entropy(lc).mean()))
         trace.entropy_guided.append(float(normalized_entropy(torch.log(probs.clamp_min(1e-30))).mean()))
         trace.filled.append(float((keep & ~prev_kept).sum()) / n_el)
@@ -218,10 +267,14 @@ def refine(model, y: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Ge
         trace.erased.append(float((~keep & prev_kept).sum()) / n_el)
         trace.active.append(int(active.numel()))
         trace.nfe.append(2 if logits is not lc else 1)
+        if rounds:
+            trace.entropy_bits.append(per_bit_plane(element_entropy(lc), rounds))
+            trace.changed_bits.append(per_bit_plane(new_z != prev_z, rounds))
 
         z[active] = new_z
         kept_prev[active] = keep
         t[active] = t_next.to(t.dtype)
+        t_in[active] = keep.flatten(1).double().mean(1) if cfg.realised_t else t_next.to(t.dtype)
         steps_used[active] += 1
 
     trace.steps_used = steps_used.tolist()

@@ -76,6 +76,20 @@ def _overrides(args) -> dict:
     return out
 
 
+def _clip_needs(suite) -> str:
+    """A note when a suite's CLIP score needs weights this machine lacks (the run would stop there)."""
+    if "clip_score" not in suite.metrics:
+        return ""
+    o = suite.metrics["clip_score"]
+    model, tag = W.load_manifest()["clip_defaults"][0].split("/")
+    model, tag = o.get("model", model), o.get("tag", tag)
+    try:
+        W.find_clip_weights(model, tag, o.get("weights_path"))
+        return ""
+    except W.WeightsError:
+        return f"; to run it provide the CLIP weights clip:{model}/{tag} (${W.CLIP_ENV} or the Hugging Face cache)"
+
+
 def _cmd_validate(args) -> int:
     from grn_eval.suite import SuiteError, load_suite
 
@@ -84,6 +98,7 @@ def _cmd_validate(args) -> int:
         try:
             s = load_suite(path, check_assets=False)
             needs = f"; to run it set {', '.join(s.needs)}" if s.needs else ""
+            needs += _clip_needs(s)
             print(f"ok       {path}: {s.name} ({s.kind}), {len(s.models)} model settings, metrics "
                   f"{sorted(s.metrics)}{needs}")
         except SuiteError as e:

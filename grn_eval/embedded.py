@@ -23,6 +23,8 @@ CHECKPOINTS = {
     "maskgit_mnist": "maskgit_mnist.yaml",
     "ar_mnist": "ar_mnist.yaml",
     "flow_mnist": "flow_mnist.yaml",
+    "t2i_mnist": "t2i_mnist.yaml",  # the text-conditioned GRN on the MNIST captions
+    "digit_classifier": "digit_classifier.yaml",  # the judge of prompt_accuracy (not a generator)
     **{f"tokenizer_photo_M{m}": f"tokenizer_photo_M{m}.yaml" for m in (1, 2, 3, 4, 6, 8, "null")},
 }
 DEMO = ["tokenizer_mnist", "generator_mnist", "maskgit_mnist", "ar_mnist", "flow_mnist"]
@@ -35,7 +37,11 @@ def train_one(name: str) -> Path:
     out = W.cache_root() / "train" / name
     dst = ROOT / "grn" / "checkpoints" / f"{name}.pt"
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if name.startswith("tokenizer"):
+    if name == "digit_classifier":
+        from grn_eval import digit_classifier as dc
+
+        dc.save(dc.train(dc.ClassifierTrainConfig(**raw)), dst)
+    elif name.startswith("tokenizer"):
         raw["lpips_weights"] = str(W.load_lpips(raw.get("lpips_net", "vgg"))[1].path)
         train.train_tokenizer(train.TokenizerTrainConfig.from_dict(raw), out)
         shutil.copy(out / "tokenizer.pt", dst)

@@ -27,8 +27,8 @@ from grn_eval import weights as W
 from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
 from grn_eval.features import InceptionFeatures
+from grn_eval.metrics import clip_score, fid, isc, kid, latency, prc, prompt_accuracy, recon
 from grn_eval.metrics import entropy as entropy_metric
-from grn_eval.metrics import fid, isc, kid, latency, prc, recon
 from grn_eval.suite import Suite
 
 SEED_STRIDE = 1_000_003
@@ -94,6 +94,7 @@ class Runner:
         self.stop_after_shards = stop_after_shards
         self._shards_done = 0
         self._extractors: dict[str, InceptionFeatures] = {}
+        self._clip = None  # (model, preprocess, tokenizer, provenance) once a CLIP score needs it
         self.timings: dict[str, float] = {}
         # under torchrun: shards and feature blocks are split by index modulo the world size
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -293,6 +294,10 @@ class Runner:
                                       {"isc_std": res["isc_std"], "splits": res["splits"]}))
             except isc.NotAvailable as e:
                 rows.append(self._row(entry, "isc", None, seed, n, ex.protocol, isc.VERSION, reason=str(e)))
+        if "prompt_accuracy" in m:
+            rows.append(self.prompt_accuracy_row(entry, adapter, images, labels, seed))
+        if "clip_score" in m:
+            rows.append(self.clip_score_row(entry, adapter, images, labels, seed))
         if "entropy" in m and traces and traces[0]:
             agg = entropy_metric.aggregate(traces)
             rows.append(self._row(entry, "mean_steps", agg["mean_steps"], seed, n, {"source": "sampler trace"},
@@ -310,6 +315,49 @@ class Runner:
                                   {"device": str(self.device), "device_name": _device_name(self.device),
                                    "threads": torch.get_num_threads()}, latency.VERSION, res))
         return rows
+
+    def prompt_accuracy_row(self, entry, adapter, images, labels, seed) -> dict:
+        """Classifier digit vs the digit each prompt asked for (a class-conditional model's class)."""
+        from grn_eval import digit_classifier
+
+        o = self.suite.metrics["prompt_accuracy"]
+        if not hasattr(adapter, "asked_digits") and getattr(adapter, "num_classes", None) != 10:
+            return self._row(entry, "prompt_accuracy", None, seed, len(images), {}, prompt_accuracy.VERSION,
+                             reason="not available: the model has neither digit prompts nor the 10 digit classes")
+        path = Path(o.get("classifier", digit_classifier.DEFAULT_PATH))
+        path = path if path.exists() else self.suite.path.parent / path
+        model, prov = digit_classifier.load(path, self.device)
+        asked = adapter.asked_digits(labels) if hasattr(adapter, "asked_digits") else np.asarray(labels)
+        res = prompt_accuracy.prompt_accuracy(lambda im: digit_classifier.predict(model, im, self.device), images,
+                                              asked)
+        return self._row(entry, "prompt_accuracy", res["accuracy"], seed, len(images),
+                         {"classifier": prov, "chance": prompt_accuracy.CHANCE}, prompt_accuracy.VERSION,
+                         {**res, "classifier_heldout_accuracy": prov["heldout_accuracy"],
+                          "classifier_heldout_n": prov["heldout_n"]})
+
+    def clip_model(self):
+        """The suite's open_clip model with real weights (loaded once; absent weights end the run)."""
+        if self._clip is None:
+            o = self.suite.metrics["clip_score"]
+            default = W.load_manifest()["clip_defaults"][0].split("/")
+            self._clip = clip_score.load_clip(o.get("model", default[0]), o.get("tag", default[1]),
+                                              o.get("weights_path"), self.device)
+        return self._clip
+
+    def clip_score_row(self, entry, adapter, images, labels, seed) -> dict:
+        o = self.suite.metrics["clip_score"]
+        model, preprocess, tokenizer, prov = self.clip_model()
+        if o.get("prompts"):  # scored against the suite's prompts (e.g. for samples from an .npz)
+            texts = [o["prompts"][int(i) % len(o["prompts"])] for i in labels]
+        elif hasattr(adapter, "prompt_texts"):
+            texts = adapter.prompt_texts(labels)
+        else:
+            return self._row(entry, "clip_score", None, seed, len(images), {"weights": prov}, clip_score.VERSION,
+                             reason="not available: this model has no prompts; give metrics.clip_score.prompts")
+        scores = clip_score.clip_scores(model, preprocess, tokenizer, images, texts, self.device)
+        return self._row(entry, "clip_score", float(scores.mean()), seed, len(images),
+                         {"weights": prov, "score": "100 * max(cos, 0), mean over samples"}, clip_score.VERSION,
+                         {"std": float(scores.std()), "prompts": sorted(set(texts))})
 
     def reconstruction_metrics(self, entry, adapter, ref_images, ref_prov) -> list[dict]:
         m = self.suite.metrics
@@ -365,6 +413,8 @@ class Runner:
     def run(self) -> dict:
         t_start = time.perf_counter()
         self._claim_run_dir()
+        if "clip_score" in self.suite.metrics:
+            self.clip_model()  # before any sampling: without real CLIP weights the run ends here, saying which
         ref_images, _, ref_prov = self.reference()
         rows, models = [], {}
         for entry in self.suite.models:

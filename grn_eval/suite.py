@@ -36,6 +36,7 @@ PRESENTATION_KEYS = {"table", "description", "gate"}
 
 ADAPTER_KEYS = {
     "grn": {"checkpoint", "tokenizer", "sampler", "entropy"},
+    "grn-t2i": {"checkpoint", "tokenizer", "sampler", "entropy", "prompts", "negative_prompt"},
     "ar": {"checkpoint", "tokenizer", "sampler"},
     "maskgit": {"checkpoint", "tokenizer", "sampler"},
     "flow": {"checkpoint", "tokenizer", "sampler"},
@@ -44,12 +45,13 @@ ADAPTER_KEYS = {
     "identity": set(),
 }
 MODEL_COMMON = {"name", "adapter", "family", "label"}
-DEFAULT_FAMILY = {"grn": "GRN", "ar": "AR", "maskgit": "masked", "flow": "diffusion", "tokenizer": "tokenizer",
-                  "npz": "external", "identity": "external"}
+DEFAULT_FAMILY = {"grn": "GRN", "grn-t2i": "GRN", "ar": "AR", "maskgit": "masked", "flow": "diffusion",
+                  "tokenizer": "tokenizer", "npz": "external", "identity": "external"}
 
 # The union over samplers; each adapter accepts its own subset (grn/sampling.py, grn/baselines/*).
 SAMPLER_KEYS = {"steps": int, "schedule": str, "temperature": float, "cfg": float, "cfg_interval": list,
-                "monotone": bool, "preset": str, "top_k": int, "choice_temperature": float, "method": str}
+                "monotone": bool, "realised_t": bool, "preset": str, "top_k": int, "choice_temperature": float,
+                "method": str}
 ENTROPY_KEYS = {"warmup": int, "k": float, "b": float, "t_min": int, "t_max": int, "calibrate": bool}
 
 METRIC_OPTIONS = {
@@ -63,9 +65,10 @@ METRIC_OPTIONS = {
     "lpips": {"nets": list},
     "clip_score": {"model": str, "tag": str, "weights_path": str, "prompts": list},
     "latency": {"warmup": int, "repeats": int},
+    "prompt_accuracy": {"classifier": str},
     "entropy": {},
 }
-GENERATION_METRICS = {"fid", "kid", "prc", "isc", "clip_score", "latency", "entropy"}
+GENERATION_METRICS = {"fid", "kid", "prc", "isc", "clip_score", "prompt_accuracy", "latency", "entropy"}
 RECON_METRICS = {"rfid", "psnr", "ssim", "lpips"}
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -235,9 +238,13 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
             if not (path.parent / c).exists() and not Path(c).exists():
                 raise _err(path, f"{where}.checkpoint", f"file '{c}' not found (relative to the suite or the "
                                                          f"working directory)")
-    for key in ("tokenizer", "path"):
+    for key in ("tokenizer", "path", "negative_prompt"):
         if raw.get(key) is not None:
             _check_type(path, f"{where}.{key}", raw[key], str)
+    prompts = raw.get("prompts")
+    if prompts is not None and (not isinstance(prompts, list) or not prompts
+                                or not all(isinstance(p, str) for p in prompts)):
+        raise _err(path, f"{where}.prompts", "a non-empty list of prompt strings")
     entries = []
     for (ck, v0), (sampler, v1), (entropy, v2) in itertools.product(ckpt_grid, *grids):
         varying = {**v0, **v1, **v2}

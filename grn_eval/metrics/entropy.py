@@ -9,7 +9,7 @@ VERSION = "1"
 
 def aggregate(traces: list[dict]) -> dict:
     """Per step: mean normalised entropy (conditional, guided) and refinement fractions, weighted by
-    the samples active at that step; per sample: the steps used."""
+    the samples active at that step (for bit tokens also per bit plane); per sample: the steps used."""
     steps = max((len(t["entropy_cond"]) for t in traces), default=0)
     out = {k: [] for k in ("entropy_cond", "entropy_guided", "filled", "kept", "rewritten", "erased", "active")}
     for i in range(steps):
@@ -20,6 +20,13 @@ def aggregate(traces: list[dict]) -> dict:
                 out[k].append(total)
             else:
                 out[k].append(float(sum(a * t[k][i] for a, t in rows) / total))
+    if any(t.get("entropy_bits") for t in traces):  # `bit` layout: per step, one value per bit plane (MSB first)
+        for key in ("entropy_bits", "changed_bits"):
+            out[key] = []
+            for i in range(steps):
+                rows = [(t["active"][i], t[key][i]) for t in traces if i < len(t.get(key) or [])]
+                total = sum(a for a, _ in rows)
+                out[key].append((sum(a * np.asarray(v) for a, v in rows) / total).tolist())
     used = np.concatenate([np.asarray(t["steps_used"], float) for t in traces]) if traces else np.zeros(0)
     return {"per_step": out, "steps_used": used.tolist(), "mean_steps": float(used.mean()) if len(used) else None,
             "median_steps": float(np.median(used)) if len(used) else None}

@@ -1,0 +1,196 @@
+"""Text encoders for the text-conditioned GRN (grn/t2i.py): one interface, two kinds.
+
+An encoder turns prompts into token ids once (`tokenize`, [B, L] int64) and ids into per-token
+states with a validity mask (`forward` -> ([B, L, width], [B, L] bool)). The GRN projects the
+states into its own attention sequence, as GRN-2B does with UMT5 states.
+
+  * `words`: a word-level tokenizer over a fixed vocabulary (the MNIST caption words,
+    grn/captions.py) and a small bidirectional transformer trained from scratch with the generator.
+  * `open_clip`: a frozen open_clip text tower with real weights from a local file or the Hugging
+    Face hub cache -- never downloaded. Third-party weights stay out of the GRN's state dict (its
+    checkpoint records model and tag); without them the error names the file to provide.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from grn.backbone import PlainBlock, RMSNorm
+from grn.captions import words
+
+CLIP_ENV = "GRN_CLIP_WEIGHTS"  # the same variable the harness reads (grn_eval/weights.py)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    kind: str = "words"  # 'words' (trained from scratch) or 'open_clip' (frozen tower)
+    # words
+    vocab: tuple[str, ...] = ()
+    max_len: int = 16  # ids per prompt, including <bos> and <eos>
+    width: int = 128
+    depth: int = 2
+    heads: int = 4
+    # open_clip
+    clip_model: str = "ViT-B-32"
+    clip_tag: str = "laion2b_s34b_b79k"
+
+
+def text_config_from_dict(d: dict) -> TextConfig:
+    d = dict(d)
+    if "vocab" in d:
+        d["vocab"] = tuple(d["vocab"])
+    return TextConfig(**d)
+
+
+# ---------------------------------------------------------------------------------------
+# Word-level tokenizer and encoder (trained from scratch)
+# ---------------------------------------------------------------------------------------
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+
+class WordTokenizer:
+    """Lower-case words (grn.captions.words) -> ids [<bos>, w1, ..., <eos>, <pad>...]; the empty
+    prompt is [<bos>, <eos>], so even the null prompt has tokens to attend to."""
+
+    def __init__(self, vocab: tuple[str, ...], max_len: int):
+        if len(set(vocab)) != len(vocab) or set(vocab) & set(SPECIALS):
+            raise ValueError("the vocabulary must hold distinct words and none of the special tokens")
+        self.vocab, self.max_len = tuple(vocab), max_len
+        self.index = {w: i + len(SPECIALS) for i, w in enumerate(vocab)}
+
+    def __len__(self) -> int:
+        return len(SPECIALS) + len(self.vocab)
+
+    def unknown(self, prompt: str) -> list[str]:
+        return [w for w in words(prompt) if w not in self.index]
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        out = torch.full((len(prompts), self.max_len), PAD, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids = [BOS] + [self.index.get(w, UNK) for w in words(p)] + [EOS]
+            if len(ids) > self.max_len:
+                raise ValueError(f"prompt {p!r} has {len(ids) - 2} words; this encoder takes at most "
+                                 f"{self.max_len - 2}")
+            out[i, : len(ids)] = torch.tensor(ids)
+        return out
+
+
+def identity_rope(n: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables of the identity rotation (positions come from learned embeddings instead)."""
+    return torch.ones(n, head_dim), torch.zeros(n, head_dim)
+
+
+class WordTextEncoder(nn.Module):
+    """Embedding + learned positions + `depth` bidirectional pre-norm blocks over the valid tokens."""
+
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.cfg, self.width, self.max_len = cfg, cfg.width, cfg.max_len
+        self.tokenizer = WordTokenizer(cfg.vocab, cfg.max_len)
+        self.embed = nn.Embedding(len(self.tokenizer), cfg.width)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.max_len, cfg.width))
+        self.blocks = nn.ModuleList([PlainBlock(cfg.width, cfg.heads) for _ in range(cfg.depth)])
+        self.norm = RMSNorm(cfg.width)
+        cos, sin = identity_rope(cfg.max_len, cfg.width // cfg.heads)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.pos, std=0.02)
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        return self.tokenizer(prompts)
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        return self.tokenizer.unknown(prompt)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        valid = ids != PAD  # [B, L]
+        n = ids.shape[1]
+        # keys: valid tokens only; every query also sees itself (no empty rows for padding)
+        mask = (valid[:, None, :] | torch.eye(n, dtype=torch.bool, device=ids.device))[:, None]
+        h = self.embed(ids) + self.pos[:, :n]
+        for block in self.blocks:
+            h = block(h, (self.rope_cos[:n], self.rope_sin[:n]), attn_mask=mask)
+        return self.norm(h), valid
+
+
+# ---------------------------------------------------------------------------------------
+# open_clip text tower (frozen, real weights only)
+# ---------------------------------------------------------------------------------------
+
+
+def find_open_clip_file(model_name: str, tag: str, path=None) -> Path:
+    """The open_clip weights file: `path`, else $GRN_CLIP_WEIGHTS, else the Hugging Face hub cache
+    (looked up, never downloaded). Raises FileNotFoundError naming the file to provide. (The harness
+    resolves through grn_eval.weights.find_clip_weights, which also checks hashes, and passes `path`.)"""
+    explicit = path or os.environ.get(CLIP_ENV)
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise FileNotFoundError(f"open_clip {model_name}/{tag} weights: '{p}' does not exist")
+        return p
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub", "").strip("/")
+    for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        hit = try_to_load_from_cache(repo, filename) if repo else None
+        if isinstance(hit, str):
+            return Path(hit)
+    where = f"'open_clip_pytorch_model.bin' of the Hugging Face repo '{repo}'" if repo else "its weights file"
+    raise FileNotFoundError(
+        f"open_clip text tower {model_name}/{tag}: no weights on this machine (nothing is downloaded at run "
+        f"time). Provide {where}: set {CLIP_ENV}=/path/to/that file, or fill the Hugging Face cache with "
+        f"'{repo}' on a machine with internet.")
+
+
+class OpenCLIPTextEncoder(nn.Module):
+    """Per-token states of a frozen open_clip text transformer (after ln_final, before pooling).
+
+    The tower is held outside the module tree on purpose: its weights never enter this model's
+    state dict, optimizer or EMA. It follows the device of the ids it is given."""
+
+    def __init__(self, cfg: TextConfig, weights_path=None, tower: nn.Module | None = None, tokenizer=None):
+        super().__init__()
+        import open_clip
+
+        self.cfg = cfg
+        if tower is None:  # `tower` / `tokenizer` are for tests with a tiny random model
+            path = find_open_clip_file(cfg.clip_model, cfg.clip_tag, weights_path)
+            tower = open_clip.create_model(cfg.clip_model, pretrained=str(path))
+        self._tower = (tower.eval().requires_grad_(False),)
+        self._tokenizer = tokenizer or open_clip.get_tokenizer(cfg.clip_model)
+        self.width = tower.transformer.width
+        self.max_len = tower.context_length
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        return self._tokenizer(prompts)[:, : self.max_len]
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        return []  # byte-pair encoding covers any text
+
+    @torch.no_grad()
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tower = self._tower[0].to(ids.device)
+        n = ids.shape[1]
+        mask = None if tower.attn_mask is None else tower.attn_mask[:n, :n]  # causal in CLIP
+        x = tower.token_embedding(ids) + tower.positional_embedding[:n]
+        x = tower.ln_final(tower.transformer(x, attn_mask=mask))
+        return x.float(), ids != 0  # open_clip pads with id 0 after <end_of_text>
+
+
+def build_text_encoder(cfg: TextConfig, clip_weights=None) -> nn.Module:
+    if cfg.kind == "words":
+        if not cfg.vocab:
+            raise ValueError("a 'words' text encoder needs a vocabulary (e.g. grn.captions.vocabulary())")
+        return WordTextEncoder(cfg)
+    if cfg.kind == "open_clip":
+        return OpenCLIPTextEncoder(cfg, clip_weights)
+    raise ValueError(f"unknown text encoder kind '{cfg.kind}'; allowed: 'words', 'open_clip'")

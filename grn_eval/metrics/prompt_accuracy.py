@@ -1,0 +1,34 @@
+"""Prompt accuracy: does each generated digit show the digit its prompt asked for?
+
+A classifier trained in this project (grn_eval/digit_classifier.py) labels every image; the
+score is the fraction that match the asked digit (chance: 1/10). Samples whose prompt names no
+single digit are not scored. Every row carries the classifier's own held-out accuracy on real
+digits, its sha256 and training seed, so a score can be read against how good the judge is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+VERSION = "1"
+CHANCE = 0.1  # ten digits
+
+
+def score(predicted: np.ndarray, asked: np.ndarray) -> dict:
+    """predicted / asked: per-sample digits (asked -1 = the prompt names no digit, not scored)."""
+    predicted, asked = np.asarray(predicted), np.asarray(asked)
+    if predicted.shape != asked.shape:
+        raise ValueError(f"{len(predicted)} predictions for {len(asked)} prompts")
+    scored = asked >= 0
+    if not scored.any():
+        raise ValueError("no prompt names a digit; prompt accuracy needs prompts such as 'a handwritten seven'")
+    hit = predicted[scored] == asked[scored]
+    per_digit = {int(d): float(hit[asked[scored] == d].mean()) for d in np.unique(asked[scored])}
+    return {"accuracy": float(hit.mean()), "n_scored": int(scored.sum()), "n_unscored": int((~scored).sum()),
+            "per_digit": per_digit, "chance": CHANCE,
+            "predicted_histogram": np.bincount(predicted[scored], minlength=10).tolist()}
+
+
+def prompt_accuracy(classify, images: np.ndarray, asked: np.ndarray) -> dict:
+    """`classify(images) -> digits` (e.g. grn_eval.digit_classifier.predict bound to a model)."""
+    return score(np.asarray(classify(images)), asked)
