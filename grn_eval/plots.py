@@ -90,7 +90,9 @@ def entropy_vs_step(df: pd.DataFrame, prefix: Path) -> list[Path]:
     """Mean normalised conditional entropy per step, one line per model, band = spread over seeds."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for model, g in _entropy_rows(df).groupby("model"):
-        curves = [json.loads(e)["per_step"]["entropy_cond"] for e in g["extra"]]
+        curves = [json.loads(e)["per_step"].get("entropy_cond") for e in g["extra"]]
+        if not all(curves):  # a sampler without token entropies (flow matching)
+            continue
         n = min(map(len, curves))
         arr = np.asarray([c[:n] for c in curves])
         x = np.arange(1, n + 1)

@@ -137,3 +137,24 @@ def test_baselines_train_resume_and_load(tmp_path, name):
     assert [r["loss"] for r in part] == [r["loss"] for r in full]
     model = load_generator(tmp_path / "a" / "generator.pt")
     assert model.kind == {"AR-T": "ar", "MaskGIT-T": "maskgit", "Flow-T": "flow"}[name]
+
+
+def test_entropy_metric_aggregates_baseline_traces():
+    """AR and MaskGIT traces carry only the conditional entropy: the entropy-vs-steps metric keeps that
+    series, weights it by the active samples and drops the GRN-only series."""
+    from grn_eval.metrics import entropy
+
+    gens = sample_generators(range(3))
+    y = torch.tensor([0, 1, 2])
+    tiny = dict(hidden=32, depth=2, heads=2)
+    for model, cfg in ((_perturb(build_maskgit(**tiny)), MaskGITSamplerConfig(steps=4)),
+                       (_perturb(build_ar(**tiny)), ARSamplerConfig())):
+        _, trace = model.sample(y, cfg, gens)
+        agg = entropy.aggregate([trace, trace])
+        assert set(agg["per_step"]) == {"entropy_cond", "active"}
+        assert agg["per_step"]["entropy_cond"] == pytest.approx(trace["entropy_cond"])
+        assert agg["per_step"]["active"] == [6] * len(trace["entropy_cond"])
+        assert agg["mean_steps"] == trace["steps_used"][0]
+    _, trace = integrate(lambda x, t: torch.zeros_like(x), torch.zeros(2, 3), steps=5)
+    agg = entropy.aggregate([trace])
+    assert set(agg["per_step"]) == {"active"} and agg["mean_steps"] == 5

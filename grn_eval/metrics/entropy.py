@@ -9,11 +9,15 @@ VERSION = "1"
 
 def aggregate(traces: list[dict]) -> dict:
     """Per step: mean normalised entropy (conditional, guided) and refinement fractions, weighted by
-    the samples active at that step (for bit tokens also per bit plane); per sample: the steps used."""
-    steps = max((len(t["entropy_cond"]) for t in traces), default=0)
-    out = {k: [] for k in ("entropy_cond", "entropy_guided", "filled", "kept", "rewritten", "erased", "active")}
+    the samples active at that step (for bit tokens also per bit plane); per sample: the steps used.
+    Series missing from any trace are left out."""
+    steps = max((len(t["active"]) for t in traces), default=0)
+    # the baselines' traces have fewer series (AR and MaskGIT: conditional entropy only; flow: none)
+    keys = [k for k in ("entropy_cond", "entropy_guided", "filled", "kept", "rewritten", "erased")
+            if all(k in t for t in traces)]
+    out = {k: [] for k in (*keys, "active")}
     for i in range(steps):
-        rows = [(t["active"][i], t) for t in traces if i < len(t["entropy_cond"])]
+        rows = [(t["active"][i], t) for t in traces if i < len(t["active"])]
         total = sum(a for a, _ in rows)
         for k in out:
             if k == "active":
