@@ -21,7 +21,7 @@ from grn_eval.report import LOWER_IS_BETTER, summarize  # noqa: E402
 def _save(fig, prefix: Path) -> list[Path]:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    paths = [prefix.with_suffix(".png"), prefix.with_suffix(".pdf")]
+    paths = [prefix.with_name(prefix.name + ext) for ext in (".png", ".pdf")]  # appended: names may hold dots
     for p in paths:
         fig.savefig(p, dpi=130)
     plt.close(fig)

@@ -37,8 +37,9 @@ def sample_grids(run_dir: Path, prefix: Path, per_class: int = 8) -> list[Path]:
                 images.append(f["arr_0"])
                 labels.append(f["arr_1"])
         title = f"{setting.name} ({seeds[0].name}, first {per_class} samples per class)"
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in setting.name).strip("_")
         written += plots.sample_grid(np.concatenate(images), np.concatenate(labels), per_class,
-                                     Path(f"{prefix}_{setting.name}"), title)
+                                     Path(f"{prefix}_{stem}"), title)  # no dots: they would read as a suffix
     return written
 
 

@@ -79,6 +79,7 @@ def test_sample_grids_one_per_setting(tiny_run, tmp_path):
     written = sample_grids(tiny_run / "run", tmp_path / "grid", per_class=2)
     pngs = sorted(p.name for p in written if p.suffix == ".png")
     assert len(pngs) == 3 and all(p.startswith("grid_") for p in pngs)  # fixed[4], fixed[8], guided
+    assert len(set(pngs)) == 3  # one file per setting, even when the labels differ only after a dot
 
 
 def test_pareto_front():
