@@ -17,7 +17,8 @@ from grn.convert import (
 )
 from grn.tokenizer import TOKENIZERS, build_tokenizer, tokenizer_config
 
-LAYOUT = Path(__file__).resolve().parents[2] / "shared" / "docs" / "reference" / "grn_official_layouts.tsv"
+# every key, shape and dtype of the official checkpoints (no values), read off the public code
+LAYOUT = Path(__file__).resolve().parent / "data" / "grn_official_layouts.tsv"
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -26,16 +27,10 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _official_like_state(name: str) -> dict:
-    """A random state dict with exactly the official keys and shapes (from the layout file when present)."""
-    if LAYOUT.exists():
-        tag = name.replace("-", "_")
-        rows = [line.rstrip("\n").split("\t") for line in LAYOUT.open() if line.startswith(tag + "\t")]
-        shapes = {r[1]: _shape(r[2]) for r in rows}
-    else:
-        from grn.generator import build_generator
-
-        with torch.device("meta"):
-            shapes = {k.removeprefix("net."): tuple(v.shape) for k, v in build_generator(name).state_dict().items()}
+    """A random state dict with exactly the official keys and shapes (from the layout file)."""
+    tag = name.replace("-", "_")
+    rows = [line.rstrip("\n").split("\t") for line in LAYOUT.open() if line.startswith(tag + "\t")]
+    shapes = {r[1]: _shape(r[2]) for r in rows}
     g = torch.Generator().manual_seed(0)
     return {f"net.{k}": torch.randn(s, generator=g) * 0.02 for k, s in shapes.items()}
 
@@ -74,8 +69,6 @@ def test_large_official_layouts_match_on_meta(name):
 
     with torch.device("meta"):
         mine = {k: tuple(v.shape) for k, v in build_generator(name).state_dict().items()}
-    if not LAYOUT.exists():
-        pytest.skip("official layout file not present beside the checkout")
     tag = name.replace("-", "_")
     rows = [line.rstrip("\n").split("\t") for line in LAYOUT.open() if line.startswith(tag + "\t")]
     assert {f"net.{r[1]}": _shape(r[2]) for r in rows} == mine
@@ -96,7 +89,7 @@ def _tsv_shapes(tag: str) -> dict:
 
 def _official_tokenizer_shapes(**overrides) -> dict:
     """Official keys and shapes: the TSV (full size), or read off the layout of a reduced-width build."""
-    if not overrides and LAYOUT.exists():
+    if not overrides:
         return _tsv_shapes(TOKENIZER_TAG)
     with torch.device("meta"):
         tok = build_tokenizer("hbq-f16-d16", **overrides)
@@ -119,8 +112,6 @@ def _random_official_state(shapes: dict, seed: int = 0) -> dict:
 
 def test_official_tokenizer_layout_matches_the_released_file_and_loads_on_meta():
     """Every key and shape of the released tokenizer, converted and loaded strictly (full size, on meta)."""
-    if not LAYOUT.exists():
-        pytest.skip("official layout file not present beside the checkout")
     shapes = _tsv_shapes(TOKENIZER_TAG)
     assert _official_tokenizer_shapes(**{}) == shapes
     with torch.device("meta"):
@@ -332,8 +323,6 @@ def test_own_tokenizer_files_still_load_through_the_auto_detecting_loader():
 
 @pytest.mark.parametrize("name", ["GRN-B", "GRN-L"])
 def test_official_generator_size_is_read_off_the_weights(name):
-    if not LAYOUT.exists():
-        pytest.skip("official layout file not present beside the checkout")
     with torch.device("meta"):
         state = {f"net.{k}": torch.empty(s) for k, s in _tsv_shapes(name.replace("-", "_")).items()}
     assert official_generator_name(state) == name
