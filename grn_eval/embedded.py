@@ -46,10 +46,23 @@ def train_one(name: str) -> Path:
         train.train_tokenizer(train.TokenizerTrainConfig.from_dict(raw), out)
         shutil.copy(out / "tokenizer.pt", dst)
     else:
-        raw["tokenizer"] = str(ROOT / raw["tokenizer"])
+        relative = raw["tokenizer"]
+        raw["tokenizer"] = str(ROOT / relative)
         train.train_generator(train.GeneratorTrainConfig.from_dict(raw), out)
-        shutil.copy(out / "generator.pt", dst)
+        commit_generator(out / "generator.pt", dst, relative)
     return dst
+
+
+def commit_generator(src: Path, dst: Path, tokenizer: str) -> None:
+    """Copy a trained generator into grn/checkpoints/ with the tokenizer path as the config gives it
+    (relative to the repository): a committed file must not name a folder of the machine it was made on."""
+    import torch
+
+    from grn import train
+
+    record = torch.load(src, map_location="cpu", weights_only=False)
+    record["train_config"]["tokenizer"] = tokenizer
+    train.save_atomic(record, dst)
 
 
 def ensure(names=None, retrain: bool = False) -> None:
