@@ -24,8 +24,24 @@ from grn.backbone import Backbone, BackboneConfig
 from grn.hbq import num_classes as layout_classes
 
 
+class TokenLayout:
+    """The token geometry every GRN config derives from (grid, latent_channels, rounds, layout)."""
+
+    @property
+    def token_classes(self) -> int:  # K
+        return layout_classes(self.rounds, self.layout)
+
+    @property
+    def token_channels(self) -> int:  # D
+        return self.latent_channels * (self.rounds if self.layout == "bit" else 1)
+
+    @property
+    def token_shape(self) -> tuple[int, int, int]:
+        return (self.token_channels, self.grid, self.grid)
+
+
 @dataclass(frozen=True)
-class GRNConfig:
+class GRNConfig(TokenLayout):
     hidden: int
     depth: int
     heads: int
@@ -42,17 +58,6 @@ class GRNConfig:
     class_dropout: float = 0.1
     dropout: float = 0.0
 
-    @property
-    def token_classes(self) -> int:  # K
-        return layout_classes(self.rounds, self.layout)
-
-    @property
-    def token_channels(self) -> int:  # D
-        return self.latent_channels * (self.rounds if self.layout == "bit" else 1)
-
-    @property
-    def token_shape(self) -> tuple[int, int, int]:
-        return (self.token_channels, self.grid, self.grid)
 
 
 def onehot_input(tokens: torch.Tensor, k: int, dtype) -> torch.Tensor:

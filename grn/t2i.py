@@ -32,13 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from grn.backbone import BottleneckEmbed, PlainBlock, RMSNorm, TimestepEmbedder, rope_2d_tables, sincos_2d
-from grn.generator import RefinementTokens, onehot_input
-from grn.hbq import num_classes as layout_classes
+from grn.generator import RefinementTokens, TokenLayout, onehot_input
 from grn.text import TextConfig, build_text_encoder, text_config_from_dict
 
 
 @dataclass(frozen=True)
-class T2IConfig:
+class T2IConfig(TokenLayout):
     hidden: int
     depth: int
     heads: int
@@ -52,18 +51,6 @@ class T2IConfig:
     p_mean: float = -1.3
     p_std: float = 1.3
     text_dropout: float = 0.1
-
-    @property
-    def token_classes(self) -> int:  # K
-        return layout_classes(self.rounds, self.layout)
-
-    @property
-    def token_channels(self) -> int:  # D
-        return self.latent_channels * (self.rounds if self.layout == "bit" else 1)
-
-    @property
-    def token_shape(self) -> tuple[int, int, int]:
-        return (self.token_channels, self.grid, self.grid)
 
 
 def t2i_config_from_dict(d: dict) -> T2IConfig:
