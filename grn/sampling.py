@@ -46,7 +46,8 @@ class SamplerConfig:
     schedule: str = "linear"  # 'linear': t_i = i/S; 'cosine': t_i = 1 - cos(pi/2 * i/S); 't2i-cosine': below
     temperature: float = 1.0
     cfg: float = 1.0
-    cfg_interval: tuple[float, float] = (0.0, 1.0)  # guidance where lo < t < hi (t = clean fraction)
+    # guidance where lo < t < hi, from t = 0 when lo == 0 (official rule); lo < 0: power-cos guidance
+    cfg_interval: tuple[float, float] = (0.0, 1.0)
     monotone: bool = False  # ablation: MaskGIT-style monotone keeping
     realised_t: bool = False  # feed the realised kept fraction as the next t (official T2I sampler)
 
@@ -67,8 +68,8 @@ PRESETS: dict[str, SamplerConfig] = {
     "GRN-B-imagenet": SamplerConfig(steps=50, temperature=1.31, cfg=2.35, cfg_interval=(0.44, 1.0)),
     "GRN-L-imagenet": SamplerConfig(steps=50, temperature=1.3, cfg=2.0, cfg_interval=(0.42, 1.0)),
     # GRN-2B text-to-image (t2i_infer.py / grn.py@2a3353d): 50 steps, CFG 3.0 at every step (the code
-    # guides where t >= 0; the interval here is open, so it must reach below 0), temperature 1.1
-    "GRN-2B-t2i": SamplerConfig(steps=50, schedule="t2i-cosine", temperature=1.1, cfg=3.0, cfg_interval=(-1.0, 2.0),
+    # guides where t >= 0: a lower bound of 0 includes t = 0, and t never reaches 2), temperature 1.1
+    "GRN-2B-t2i": SamplerConfig(steps=50, schedule="t2i-cosine", temperature=1.1, cfg=3.0, cfg_interval=(0.0, 2.0),
                                 realised_t=True),
 }
 T2I_MAX_KEEP = 0.999  # the official T2I schedule never keeps more than this fraction before the last step
@@ -169,18 +170,42 @@ def null_condition(model, y: torch.Tensor) -> torch.Tensor:
     return torch.full_like(y, model.null_class)
 
 
-def guided_logits(model, z, t, y, scale, interval, uncond=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(conditional logits, guided logits). Guidance w = scale where lo < t < hi, else 1 (per sample).
-    `uncond` (same shape as y) replaces the null condition, e.g. a negative prompt."""
+def in_cfg_interval(t: torch.Tensor, interval) -> torch.Tensor:
+    """Where guidance applies (bool per sample), the official rule `(t < hi) & ((lo == 0) | (t > lo))`:
+    a lower bound of exactly 0 includes t = 0 (the first step), any other bound is exclusive.
+    (MGenAI/GRN `grn/utils_c2i/denoiser.py`, `Denoiser.generate`; JiT's flow sampler uses the same.)"""
     lo, hi = interval
-    w = torch.where((t > lo) & (t < hi), torch.full_like(t, scale), torch.ones_like(t))
-    if scale == 1.0 or not bool((w != 1).any()):
+    return (t < hi) & ((t > lo) | (lo == 0))
+
+
+def power_cos_weight(t: torch.Tensor, lo: float) -> torch.Tensor:
+    """The official "power-cos" guidance ramp selected by a negative lower bound: (1 - cos(pi t^(-lo))) / 2,
+    0 at t = 0 rising to 1 at t = 1; applied as `lc + scale * w * (lc - lu)` (the upper bound is unused)."""
+    return (1 - torch.cos((t ** (-lo)) * math.pi)) / 2
+
+
+def guided_logits(model, z, t, y, scale, interval, uncond=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(conditional logits, guided logits) with the official CFG rules (per sample, t = clean fraction):
+    lo >= 0: `lu + w (lc - lu)` with w = scale inside the interval (`in_cfg_interval`), else the
+    conditional logits alone; lo < 0: power-cos, `lc + scale * power_cos_weight(t, lo) * (lc - lu)`.
+    `uncond` (same shape as y) replaces the null condition, e.g. a negative prompt."""
+    lo, _ = interval
+    if lo < 0:
+        ramp = power_cos_weight(t, lo)
+        guided = (ramp != 0) & (scale != 0)
+    else:
+        guided = in_cfg_interval(t, interval) & (scale != 1.0)
+    if not bool(guided.any()):
         lc = model(z, t, y)
         return lc, lc
     null = null_condition(model, y) if uncond is None else uncond
     both = model(torch.cat([z, z]), torch.cat([t, t]), torch.cat([y, null]))
     lc, lu = both.chunk(2)
-    return lc, lu + w.view(-1, *[1] * (lc.dim() - 1)).to(lc.dtype) * (lc - lu)
+    shape = (-1, *[1] * (lc.dim() - 1))
+    if lo < 0:
+        return lc, lc + (scale * ramp).view(shape).to(lc.dtype) * (lc - lu)
+    w = torch.where(guided, torch.full_like(t, scale), torch.ones_like(t))
+    return lc, lu + w.view(shape).to(lc.dtype) * (lc - lu)
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,8 +309,10 @@ def refine(model, y: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Ge
 
 
 def entropy_steps(e: torch.Tensor, cfg: EntropyConfig) -> torch.Tensor:
-    """Remaining steps after the warm-up: round(clip(k*E + b, Tmin - wp, Tmax - wp)) (official order)."""
-    n = (cfg.k * e + cfg.b).clamp(cfg.t_min - cfg.warmup, cfg.t_max - cfg.warmup)
+    """Remaining steps after the warm-up: round(clip(k*E + b, Tmin - wp, Tmax - wp)), in the official
+    order and in float32 as the official code computes it (float64 moves decisions that fall within
+    float32 rounding of a .5 point; torch.round rounds half to even in both)."""
+    n = (cfg.k * e.float() + cfg.b).clamp(cfg.t_min - cfg.warmup, cfg.t_max - cfg.warmup)
     return n.round().long()
 
 

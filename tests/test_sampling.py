@@ -163,3 +163,49 @@ def test_decision_entropies_match_the_full_run():
     _, tr = refine(model, y, SamplerConfig(), sample_generators([3, 4]),
                    entropy=EntropyConfig(warmup=3, k=1.0, b=0.0, t_min=4, t_max=12))
     assert probe.tolist() == tr.decision_entropy
+
+
+class TwoLogits(torch.nn.Module):
+    """Conditional logits 2 and unconditional logits 1 everywhere: guided logits can be worked by hand."""
+
+    null_class = 10
+
+    def forward(self, z, t, y):
+        return (1.0 + (y != self.null_class).float()).view(-1, 1, 1, 1, 1).expand(len(y), 2, *z.shape[1:])
+
+
+def _guided(t, scale, interval):
+    from grn.sampling import guided_logits
+
+    z = torch.zeros(len(t), 1, 1, 1, dtype=torch.long)
+    return guided_logits(TwoLogits(), z, torch.tensor(t), torch.zeros(len(t), dtype=torch.long), scale,
+                         interval)[1][:, 0, 0, 0, 0].tolist()
+
+
+def test_cfg_interval_with_lower_bound_zero_guides_at_t_zero():
+    # official: (t < hi) & ((lo == 0) | (t > lo)); guided = lu + w (lc - lu) = 1 + w
+    assert _guided([0.0, 0.3, 0.5, 0.7], 3.0, (0.0, 0.5)) == [4.0, 4.0, 2.0, 2.0]
+    # any other lower bound is exclusive: t = 0 and t = lo are not guided
+    assert _guided([0.0, 0.2, 0.3], 3.0, (0.2, 0.5)) == [2.0, 2.0, 4.0]
+
+
+def test_negative_lower_bound_is_power_cos_guidance():
+    # lc + scale * (1 - cos(pi t^(-lo))) / 2 * (lc - lu) = 2 + scale * ramp; the upper bound is unused
+    assert _guided([0.0, 0.5, 1.0], 2.0, (-1.0, 0.1)) == pytest.approx([2.0, 3.0, 4.0], abs=1e-6)
+    ramp = (1 - math.cos(math.pi * 0.25)) / 2  # lo = -2: t^2 = 0.25 at t = 0.5
+    assert _guided([0.5], 2.0, (-2.0, 1.0)) == pytest.approx([2.0 + 2.0 * ramp], abs=1e-6)
+
+
+def test_power_cos_sampling_runs_with_one_pass_at_t_zero():
+    model = _noisy_model(4)
+    _, tr = refine(model, torch.tensor([1, 2]), SamplerConfig(steps=4, cfg=2.0, cfg_interval=(-1.0, 1.0)),
+                   sample_generators([1, 2]))
+    assert tr.nfe == [1, 2, 2, 2]  # the ramp is 0 at t = 0: the guided logits are the conditional ones
+
+
+def test_entropy_step_count_is_rounded_in_float32_as_the_official_code():
+    cfg = EntropyConfig()  # k 700, b -620: float32(0.945) * 700 is exactly 661.5 in float32
+    e = torch.tensor([0.945, 0.915], dtype=torch.float32)
+    assert (700 * e.double() - 620).tolist() == pytest.approx([41.499995, 20.500015], abs=1e-6)  # float64 would
+    assert entropy_steps(e, cfg).tolist() == [42, 20]  # float32: 41.5 and 20.5, rounded half to even
+    assert entropy_steps(e.double(), cfg).tolist() == [42, 20]

@@ -93,7 +93,7 @@ def test_cfg_scale_one_equals_plain_conditional():
     ids = m.tokenize(["a handwritten two", "the digit 5", "nine"])
     z, t = torch.randint(0, 2, (3, 16, 8, 8)), torch.tensor([0.2, 0.5, 0.8])
     with torch.no_grad():
-        lc, guided = guided_logits(m, z, t, ids, 1.0, (-1.0, 2.0))
+        lc, guided = guided_logits(m, z, t, ids, 1.0, (0.0, 2.0))
         assert torch.equal(guided, m(z, t, ids))
     base = dataclasses.replace(PRESETS["GRN-2B-t2i"], steps=6)
     a, ta = refine(m, ids, dataclasses.replace(base, cfg=1.0), sample_generators([1, 2, 3]))

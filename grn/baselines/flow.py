@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from grn.backbone import Backbone, BackboneConfig
+from grn.sampling import in_cfg_interval
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class FlowSamplerConfig:
     steps: int = 50
     method: str = "heun"  # 'euler' or 'heun'
     cfg: float = 1.0
-    cfg_interval: tuple[float, float] = (0.0, 1.0)
+    cfg_interval: tuple[float, float] = (0.0, 1.0)  # the official rule: grn.sampling.in_cfg_interval
 
 
 class FlowModel(nn.Module):
@@ -89,9 +90,8 @@ class FlowModel(nn.Module):
 
 
 def guided_velocity(model: FlowModel, x, t, y, cfg: FlowSamplerConfig):
-    lo, hi = cfg.cfg_interval
     tt = torch.full((len(x),), float(t), device=x.device)
-    if cfg.cfg == 1.0 or not (lo < t < hi):
+    if cfg.cfg == 1.0 or not bool(in_cfg_interval(torch.tensor(float(t)), cfg.cfg_interval)):
         return model(x, tt, y)
     both = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, torch.full_like(y, model.null_class)]))
     vc, vu = both.chunk(2)
