@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from grn import data
+from grn.errors import run_command
 
 
 def _cmd_data_list(args) -> int:
@@ -131,12 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except data.DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
+    args = parser.parse_args(argv)
+    return run_command(args.func, args, "grn", args.debug)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ from pathlib import Path
 
 import torch
 
+from grn.checkpoint import read
+from grn.errors import (
+    CheckpointError,  # noqa: F401  (raised here; imported from here by callers)
+    check_finite,
+)
 from grn.generator import GRN, build_generator
 from grn.tokenizer import HBQTokenizer, build_tokenizer
 
@@ -40,16 +45,9 @@ OFFICIAL_TOKENIZER_UNUSED = {
 }
 
 
-class CheckpointError(ValueError):
-    """A checkpoint does not have the expected layout; the message names the key."""
-
-
 def _load(path_or_state):
     if isinstance(path_or_state, (str, Path)):
-        path = Path(path_or_state)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint '{path}' does not exist")
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return read(path_or_state)
     return path_or_state
 
 
@@ -236,12 +234,15 @@ def load_official_tokenizer(path_or_state_dict, name: str = "hbq-f16-d16", **ove
 
 def load_any_tokenizer(path: str | Path, device="cpu") -> HBQTokenizer:
     """A tokenizer file in this project's format, or an official one (told apart by its `ema`/`vae` entries)."""
-    from grn.train import load_tokenizer
+    from grn.train import tokenizer_from_record
 
-    ckpt = _load(path) if Path(path).is_file() else None
+    ckpt = read(path, "tokenizer checkpoint")
     if is_official_tokenizer(ckpt):
-        return load_official_tokenizer(ckpt).to(device)
-    return load_tokenizer(path, device)  # also the errors for a missing or foreign file
+        model = load_official_tokenizer(ckpt)
+        check_finite(model.state_dict().items(), f"'{path}'")
+        model.integrity = "official file: finite weights checked"
+        return model.to(device)
+    return tokenizer_from_record(ckpt, path).to(device)  # also the errors for a foreign file
 
 
 def convert_official_tokenizer(src, out: str | Path) -> Path:

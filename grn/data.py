@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from grn.errors import UserError, check_finite
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError):
     """A dataset could not be found or read; the message says what was expected."""
 
 
@@ -83,6 +85,9 @@ def _read_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
     return pixels.reshape(-1, 28, 28).astype(np.uint8), labels
 
 
+MNIST_SPLITS = ("train", "reference", "all")
+
+
 def load_mnist(split: str = "train") -> ImageArray:
     """MNIST-5k padded to 32x32 and replicated to RGB.
 
@@ -102,8 +107,8 @@ def load_mnist(split: str = "train") -> ImageArray:
         "reference": np.stack(ref_idx, 1).reshape(-1),
         "all": np.arange(len(labels)),
     }
-    if split not in order:
-        raise DatasetError(f"mnist: unknown split '{split}'; allowed: {sorted(order)}")
+    if split not in MNIST_SPLITS:
+        raise DatasetError(f"mnist: unknown split '{split}'; allowed: {list(MNIST_SPLITS)}")
     idx = order[split]
     padded = np.pad(digits[idx], ((0, 0), (2, 2), (2, 2)))
     images = np.repeat(padded[..., None], 3, axis=-1)
@@ -308,6 +313,10 @@ DATASETS = {
 }
 
 
+# The split names each dataset accepts (suites are checked against these before anything runs).
+SPLITS = {"mnist": MNIST_SPLITS, "photos": tuple(PHOTO_SPLITS)}
+
+
 def load_dataset(name: str, **kwargs):
     """Build a dataset by registry name, e.g. `load_dataset("mnist", split="reference")`."""
     if name not in DATASETS:
@@ -322,6 +331,8 @@ def to_model_input(images_uint8, device=None) -> torch.Tensor:
 
 
 def to_uint8_images(x: torch.Tensor) -> np.ndarray:
-    """float NCHW in [-1, 1] -> uint8 NHWC numpy (rounded, clipped)."""
+    """float NCHW in [-1, 1] -> uint8 NHWC numpy (rounded, clipped). NaN/Inf stop here: cast to uint8
+    they would become plausible-looking pixels."""
+    check_finite([("decoded images", x)], "decoder output")
     x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from grn.errors import check_finite
+
 # ---------------------------------------------------------------------------------------
 # Settings
 # ---------------------------------------------------------------------------------------
@@ -248,6 +250,7 @@ def refine(model, y: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Ge
         za, ta, ya = z[active], t[active], y[active]
         ua = None if uncond is None else uncond[active]
         lc, logits = guided_logits(model, za, t_in[active].float(), ya, cfg.cfg, cfg.cfg_interval, ua)
+        check_finite([("logits", logits)], f"refinement step {i}")
 
         if entropy is not None and i == entropy.warmup:
             e = normalized_entropy(lc).double()  # conditional, no guidance, no temperature

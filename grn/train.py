@@ -22,7 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from grn.checkpoint import TOKENIZER_KIND, load_state, read, seal, sha256_file, verify
 from grn.data import load_dataset, to_model_input
+from grn.errors import CheckpointError
+from grn.registry import KINDS
 from grn.tokenizer import HBQTokenizer, TokenizerConfig, tokenizer_config
 
 # ---------------------------------------------------------------------------------------
@@ -288,23 +291,36 @@ def portable_config(cfg) -> dict:
 
 
 def export_tokenizer(model: HBQTokenizer, path: Path, dtype=torch.bfloat16, extra: dict | None = None) -> None:
-    """Write the (EMA) weights and config, in bf16 by default (small enough to commit)."""
+    """Write the (EMA) weights and config, in bf16 by default (small enough to commit), sealed with the
+    content hash of the tensors."""
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    save_atomic({"kind": "hbq-tokenizer", "config": asdict(model.cfg), "state_dict": state, **(extra or {})}, path)
+    save_atomic(seal({"kind": TOKENIZER_KIND, "config": asdict(model.cfg), "state_dict": state, **(extra or {})}),
+                path)
+
+
+def tokenizer_from_record(ck: dict, path: str | Path) -> HBQTokenizer:
+    """A verified tokenizer (content hash, finite weights, strict keys) from a record of this project."""
+    if not isinstance(ck, dict) or ck.get("kind") != TOKENIZER_KIND:
+        kind = ck.get("kind") if isinstance(ck, dict) else None
+        if kind in KINDS:
+            raise CheckpointError(f"'{path}' is a {kind} generator checkpoint, not a tokenizer: give it as the "
+                                  f"model's `checkpoint:` and an HBQ tokenizer file as its `tokenizer:`")
+        raise CheckpointError(f"'{path}' is not an HBQ tokenizer checkpoint written by this project (kind {kind!r})")
+    integrity = verify(ck, path)
+    try:
+        cfg_dict = dict(ck["config"])
+        cfg_dict["dim_mult"] = tuple(cfg_dict["dim_mult"])
+        cfg = TokenizerConfig(**cfg_dict)
+    except (TypeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"'{path}': its config cannot build a tokenizer ({e}); the file is damaged or from an "
+                              f"incompatible version") from e
+    model = load_state(HBQTokenizer(cfg), ck["state_dict"], path)
+    model.integrity = integrity
+    return model.eval()
 
 
 def load_tokenizer(path: str | Path, device="cpu") -> HBQTokenizer:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tokenizer checkpoint '{path}' does not exist")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or ck.get("kind") != "hbq-tokenizer":
-        raise ValueError(f"'{path}' is not an HBQ tokenizer checkpoint written by this project")
-    cfg_dict = dict(ck["config"])
-    cfg_dict["dim_mult"] = tuple(cfg_dict["dim_mult"])
-    model = HBQTokenizer(TokenizerConfig(**cfg_dict))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
-    return model.eval().to(device)
+    return tokenizer_from_record(read(path, "tokenizer checkpoint"), path).to(device)
 
 
 # ---------------------------------------------------------------------------------------
@@ -431,14 +447,8 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
     if rank == 0 and stop == cfg.steps:
         save_atomic(checkpoint_record(model, cfg.generator, emas[0].state_dict(), ema_decay=cfg.ema_decays[0],
                                       steps=cfg.steps, train_config=portable_config(cfg),
-                                      tokenizer_sha256=_sha256(cfg.tokenizer)), out_dir / "generator.pt")
+                                      tokenizer_sha256=sha256_file(cfg.tokenizer)), out_dir / "generator.pt")
     return history
-
-
-def _sha256(path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_generator(path: str | Path, device="cpu"):

@@ -7,37 +7,15 @@ generator (samples in an ADM .npz, another repository's model) plugs in the same
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from grn.errors import check_finite
+from grn_eval.model_check import CheckedFiles, check_entry, sampler_class
 from grn_eval.suite import ModelEntry
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:  # in chunks: official checkpoints run to gigabytes
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _resolve(path: str, base: Path) -> Path:
-    p = Path(path)
-    return p if p.exists() else base / p
-
-
-def _sampler_class(kind: str):
-    from grn.baselines.ar import ARSamplerConfig
-    from grn.baselines.flow import FlowSamplerConfig
-    from grn.baselines.maskgit import MaskGITSamplerConfig
-    from grn.sampling import SamplerConfig
-
-    return {"grn": SamplerConfig, "grn-t2i": SamplerConfig, "ar": ARSamplerConfig, "maskgit": MaskGITSamplerConfig,
-            "flow": FlowSamplerConfig}[kind]
 
 
 class GeneratorAdapter:
@@ -45,28 +23,18 @@ class GeneratorAdapter:
 
     kind = "generation"
 
-    def __init__(self, entry: ModelEntry, base: Path, device: torch.device):
-        from grn.convert import load_any_tokenizer as load_tokenizer  # also official files
+    def __init__(self, entry: ModelEntry, base: Path, device: torch.device, checked: CheckedFiles | None = None):
         from grn.sampling import PRESETS, EntropyConfig
 
         o = entry.options
-        if not o.get("checkpoint") or not o.get("tokenizer"):
-            raise ValueError(f"model '{entry.name}': the {entry.adapter} adapter needs 'checkpoint' and 'tokenizer'")
-        self.ckpt, self.tok_path = _resolve(o["checkpoint"], base), _resolve(o["tokenizer"], base)
+        self.files = checked or check_entry(entry, base)
+        self.ckpt, self.tok_path = self.files.checkpoint, self.files.tokenizer
+        self.name = entry.name
         self.model = self._load(device)
-        if self.model.kind != entry.adapter:
-            raise ValueError(f"model '{entry.name}': checkpoint {self.ckpt.name} holds a '{self.model.kind}' model, "
-                             f"the suite says adapter '{entry.adapter}'")
-        self.tokenizer = load_tokenizer(self.tok_path, device)
+        self.tokenizer = _tokenizer(self.files, device)
         self.device = device
         s = dict(o.get("sampler") or {})
-        cls = _sampler_class(self.model.kind)
-        allowed = {f.name for f in fields(cls)} | ({"preset"} if self.model.kind in ("grn", "grn-t2i") else set())
-        unknown = sorted(set(s) - allowed)
-        if unknown:
-            raise ValueError(f"model '{entry.name}': sampler settings {unknown} do not apply to a "
-                             f"{self.model.kind} model; allowed: {sorted(allowed)}")
-        base_cfg = PRESETS[s.pop("preset")] if "preset" in s else cls()
+        base_cfg = PRESETS[s.pop("preset")] if "preset" in s else sampler_class(self.model.kind)()
         if "cfg_interval" in s:
             s["cfg_interval"] = tuple(s["cfg_interval"])
         self.sampler = replace(base_cfg, **s)
@@ -76,9 +44,9 @@ class GeneratorAdapter:
         self.num_classes = getattr(self.model.cfg, "num_classes", 1)  # a text-conditioned model: its prompts
 
     def _load(self, device):
-        from grn.train import load_generator  # also official files (grn.registry.load_model)
+        from grn.registry import load_model  # also official files
 
-        return load_generator(self.ckpt, device)
+        return load_model(self.ckpt, device, record=self.files.record)
 
     def conditions(self, labels) -> torch.Tensor:
         """What the sampler conditions on for these labels (class indices here)."""
@@ -86,6 +54,11 @@ class GeneratorAdapter:
 
     def decode(self, tokens: torch.Tensor) -> np.ndarray:
         return self.tokenizer.decode_tokens(tokens, getattr(self.model.cfg, "layout", "ind"))
+
+    def _decode_checked(self, out: torch.Tensor, latent: bool = False) -> np.ndarray:
+        """Decoded uint8 images; a NaN/Inf latent or decoder output stops the run naming the model."""
+        check_finite([("latent" if latent else "tokens", out.float())], f"model '{self.name}'")
+        return self.tokenizer.decode_latent(out) if latent else self.decode(out)
 
     def prepare(self, n_calibration: int = 100) -> None:
         """Fit the entropy schedule to this model when asked (official constants fit ImageNet GRN-B only)."""
@@ -107,16 +80,18 @@ class GeneratorAdapter:
         gens = sample_generators(seeds)
         if self.model.kind == "grn":
             tokens, trace = refine(self.model, y, self.sampler, gens, entropy=self.entropy)
-            return self.decode(tokens), trace.as_dict()
+            return self._decode_checked(tokens), trace.as_dict()
         out, trace = self.model.sample(y, self.sampler, gens)
-        if self.model.kind == "flow":
-            return self.tokenizer.decode_latent(out), trace
-        return self.tokenizer.decode_tokens(out), trace
+        return self._decode_checked(out, latent=self.model.kind == "flow"), trace
 
     def provenance(self) -> dict:
         sampler = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.sampler.__dict__.items()}
-        return {"kind": self.model.kind, "checkpoint": self.ckpt.name, "checkpoint_sha256": _sha256(self.ckpt),
-                "tokenizer": self.tok_path.name, "tokenizer_sha256": _sha256(self.tok_path), "sampler": sampler,
+        return {"kind": self.model.kind, "checkpoint": self.ckpt.name,
+                "checkpoint_sha256": self.files.checkpoint_sha256,
+                "checkpoint_integrity": getattr(self.model, "integrity", None),
+                "tokenizer": self.tok_path.name, "tokenizer_sha256": self.files.tokenizer_sha256,
+                "tokenizer_integrity": getattr(self.tokenizer, "integrity", None),
+                "tokenizer_match": self.files.tokenizer_note, "sampler": sampler,
                 "entropy": None if self.entropy is None else self.entropy.__dict__,
                 "parameters": sum(p.numel() for p in self.model.parameters())}
 
@@ -125,11 +100,11 @@ class T2IAdapter(GeneratorAdapter):
     """A text-conditioned GRN: sample i uses prompt `prompts[i % len(prompts)]` (default: the MNIST
     digit prompts of grn/captions.py), with CFG against the empty prompt or `negative_prompt`."""
 
-    def __init__(self, entry: ModelEntry, base: Path, device: torch.device):
+    def __init__(self, entry: ModelEntry, base: Path, device: torch.device, checked: CheckedFiles | None = None):
         from grn.captions import asked_digit, digit_prompts
 
         self.clip_weights = None
-        super().__init__(entry, base, device)
+        super().__init__(entry, base, device, checked)
         o = entry.options
         self.prompts = list(o.get("prompts") or digit_prompts())
         self.negative = o.get("negative_prompt")
@@ -145,16 +120,16 @@ class T2IAdapter(GeneratorAdapter):
     def _load(self, device):
         from grn.registry import load_model
 
-        ck = torch.load(self.ckpt, map_location="cpu", weights_only=False)
+        ck = self.files.record
         text = ck.get("config", {}).get("text", {}) if isinstance(ck, dict) else {}
         if text.get("kind") != "open_clip":
-            return load_model(self.ckpt, device)
+            return load_model(self.ckpt, device, record=ck)
         # a frozen open_clip tower: its real weights through the harness's finder (hub cache, hash check);
         # without them this raises WeightsAbsent naming the file to provide
         from grn_eval import weights as W
 
         self.clip_weights = W.find_clip_weights(text["clip_model"], text["clip_tag"])[0]
-        return load_model(self.ckpt, device, clip_weights=self.clip_weights)
+        return load_model(self.ckpt, device, record=ck, clip_weights=self.clip_weights)
 
     def conditions(self, labels) -> torch.Tensor:
         return self.ids[torch.as_tensor(labels, dtype=torch.long, device=self.device)]
@@ -174,7 +149,7 @@ class T2IAdapter(GeneratorAdapter):
         uncond = None if not self.negative else self.model.tokenize([self.negative]).to(self.device).expand_as(y)
         tokens, trace = refine(self.model, y, self.sampler, sample_generators(seeds), entropy=self.entropy,
                                uncond=uncond)
-        return self.decode(tokens), trace.as_dict()
+        return self._decode_checked(tokens), trace.as_dict()
 
     def provenance(self) -> dict:
         text = self.model.cfg.text
@@ -190,10 +165,11 @@ class NpzAdapter:
 
     kind = "generation"
 
-    def __init__(self, entry: ModelEntry, base: Path, device):
+    def __init__(self, entry: ModelEntry, base: Path, device, checked: CheckedFiles | None = None):
         from grn.data import load_npz
 
-        self.path = _resolve(entry.options["path"], base)
+        self.files = checked or check_entry(entry, base)
+        self.path = self.files.checkpoint
         self.data = load_npz(self.path)
         self.num_classes = self.data.num_classes or 1
         self._next = 0
@@ -207,23 +183,23 @@ class NpzAdapter:
         return self.data.batch(start, stop)[0], {}
 
     def provenance(self) -> dict:
-        return {"path": self.path.name, "sha256": _sha256(self.path), "n": len(self.data)}
+        return {"path": self.path.name, "sha256": self.files.checkpoint_sha256, "n": len(self.data)}
 
 
 class TokenizerAdapter:
     kind = "reconstruction"
 
-    def __init__(self, entry: ModelEntry, base: Path, device):
-        from grn.convert import load_any_tokenizer as load_tokenizer  # also official files
-
-        self.ckpt = _resolve(entry.options["checkpoint"], base)
-        self.model = load_tokenizer(self.ckpt, device)
+    def __init__(self, entry: ModelEntry, base: Path, device, checked: CheckedFiles | None = None):
+        self.files = checked or check_entry(entry, base)
+        self.ckpt = self.files.tokenizer
+        self.model = _tokenizer(self.files, device)
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         return self.model.reconstruct(images)
 
     def provenance(self) -> dict:
-        return {"checkpoint": self.ckpt.name, "checkpoint_sha256": _sha256(self.ckpt),
+        return {"checkpoint": self.ckpt.name, "checkpoint_sha256": self.files.tokenizer_sha256,
+                "checkpoint_integrity": getattr(self.model, "integrity", None),
                 "rounds": self.model.cfg.rounds, "latent_channels": self.model.cfg.latent_channels,
                 "stride": self.model.cfg.stride}
 
@@ -233,7 +209,7 @@ class IdentityAdapter:
 
     kind = "reconstruction"
 
-    def __init__(self, entry, base, device):
+    def __init__(self, entry, base, device, checked=None):
         pass
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
@@ -248,5 +224,18 @@ ADAPTERS = {"grn": GeneratorAdapter, "grn-t2i": T2IAdapter,
             "npz": NpzAdapter, "tokenizer": TokenizerAdapter, "identity": IdentityAdapter}
 
 
-def build_adapter(entry: ModelEntry, base: Path, device: torch.device):
-    return ADAPTERS[entry.adapter](entry, base, device)
+def _tokenizer(files: CheckedFiles, device):
+    """The tokenizer from its already-read record (official files converted; ours verified)."""
+    from grn.convert import is_official_tokenizer, load_official_tokenizer
+    from grn.train import tokenizer_from_record
+
+    if is_official_tokenizer(files.tokenizer_record):
+        model = load_official_tokenizer(files.tokenizer_record)
+        check_finite(model.state_dict().items(), f"'{files.tokenizer}'")
+        model.integrity = "official file: finite weights checked"
+        return model.to(device)
+    return tokenizer_from_record(files.tokenizer_record, files.tokenizer).to(device)
+
+
+def build_adapter(entry: ModelEntry, base: Path, device: torch.device, checked: CheckedFiles | None = None):
+    return ADAPTERS[entry.adapter](entry, base, device, checked)

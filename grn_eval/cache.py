@@ -7,6 +7,7 @@ Entries are written atomically; a corrupt entry is treated as a miss and rewritt
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grn.errors import UserError
 from grn_eval.weights import cache_root
 
 
@@ -51,12 +53,18 @@ class FeatureCache:
         if not self.enabled:
             return
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(buf.getvalue())
+            tmp.replace(path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise UserError(f"the feature cache '{self.root}' cannot be written ({e.strerror or e}): set GRN_CACHE to "
+                            f"a writable folder with free space") from e
 
     def features(self, extractor, images: np.ndarray) -> dict[str, np.ndarray]:
         """Features of `images` through the cache."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from grn.errors import UserError, run_command
 from grn_eval import weights as W
 
 
@@ -64,15 +66,18 @@ def _cmd_weights_fingerprint(args) -> int:
 
 
 def _overrides(args) -> dict:
+    """Command-line values for suite keys (checked by load_suite like the file's own values)."""
     out = {}
-    if getattr(args, "n_samples", None):
-        out["n_samples"] = args.n_samples
-    if getattr(args, "device", None):
-        out["device"] = args.device
-    if getattr(args, "batch_size", None):
-        out["batch_size"] = args.batch_size
-    if getattr(args, "seeds", None):
-        out["seeds"] = [int(x) for x in args.seeds.split(",")]
+    for key in ("n_samples", "device", "batch_size"):
+        if getattr(args, key, None) is not None:
+            out[key] = getattr(args, key)
+    if getattr(args, "seeds", None) is not None:
+        try:
+            out["seeds"] = [int(x) for x in args.seeds.split(",")]
+        except ValueError:
+            raise UserError(f"--seeds {args.seeds!r}: comma-separated integers, e.g. 0,1,2") from None
+    if getattr(args, "allow_low_range", False):
+        out["allow_low_range"] = True
     return out
 
 
@@ -91,17 +96,21 @@ def _clip_needs(suite) -> str:
 
 
 def _cmd_validate(args) -> int:
-    from grn_eval.suite import SuiteError, load_suite
+    from grn_eval.model_check import check_entry
+    from grn_eval.suite import load_suite
 
     bad = 0
     for path in args.suites:
         try:
             s = load_suite(path, check_assets=False)
+            for entry in s.models:  # open the files that are there: kinds, sampler keys, tokenizer fit, pins
+                if "${" not in json.dumps(entry.options, default=str):
+                    check_entry(entry, s.path.parent, s.path)
             needs = f"; to run it set {', '.join(s.needs)}" if s.needs else ""
             needs += _clip_needs(s)
             print(f"ok       {path}: {s.name} ({s.kind}), {len(s.models)} model settings, metrics "
                   f"{sorted(s.metrics)}{needs}")
-        except SuiteError as e:
+        except UserError as e:
             bad += 1
             print(f"invalid  {e}")
     return 1 if bad else 0
@@ -137,23 +146,37 @@ def _cmd_fid(args) -> int:
     from grn.data import load_npz
     from grn_eval.features import InceptionFeatures
     from grn_eval.metrics.fid import frechet_terms, gaussian_stats
+    from grn_eval.runner import check_pixels, resolve_device
 
-    ex = InceptionFeatures(args.protocol, args.device)
-    samples = load_npz(args.samples)
-    mu1, s1 = gaussian_stats(ex(samples.images, progress=True)["pool"])
-    with np.load(args.ref) as f:
-        if "mu" in f.files and "sigma" in f.files:
-            mu2, s2, ref_kind = np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64), "statistics"
-        elif "arr_0" in f.files:
-            mu2, s2 = gaussian_stats(ex(load_npz(args.ref).images, progress=True)["pool"])
-            ref_kind = "ADM batch"
-        else:
-            print(f"error: {args.ref}: expected mu/sigma statistics or an ADM batch (arr_0); found {f.files}",
-                  file=sys.stderr)
-            return 2
+    def stats(path, what):
+        images = check_pixels(np.asarray(load_npz(path).images), f"{what} '{path}'", args.allow_low_range)
+        if len(images) < 2:
+            raise UserError(f"{what} '{path}' holds {len(images)} image(s); a Fréchet distance needs at least 2 "
+                            f"(and thousands for a meaningful one)")
+        return gaussian_stats(ex(images, progress=True)["pool"])
+
+    ex = InceptionFeatures(args.protocol, resolve_device(args.device))
+    mu1, s1 = stats(args.samples, "samples")
+    n_samples = len(load_npz(args.samples))
+    try:
+        with np.load(args.ref) as f:
+            files = f.files
+            if "mu" in files and "sigma" in files:
+                mu2, s2, ref_kind = np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64), "statistics"
+    except (OSError, ValueError) as e:
+        raise UserError(f"--ref '{args.ref}' cannot be read as an .npz ({type(e).__name__}: {e}); give an ADM "
+                        f"reference batch (arr_0) or statistics (mu, sigma)") from e
+    if "mu" not in files or "sigma" not in files:
+        if "arr_0" not in files:
+            raise UserError(f"--ref '{args.ref}': expected mu/sigma statistics or an ADM batch (arr_0); found {files}")
+        mu2, s2 = stats(args.ref, "reference batch")
+        ref_kind = "ADM batch"
+    if mu2.shape != mu1.shape or s2.shape != s1.shape:
+        raise UserError(f"--ref '{args.ref}': statistics of dimension {mu2.shape} do not match the {mu1.shape[0]}-d "
+                        f"features of protocol {args.protocol}")
     terms = frechet_terms(mu1, s1, mu2, s2)
     print(json.dumps({"fid": terms.total, "mean_term": terms.mean_term, "cov_term": terms.cov_term,
-                      "n_samples": len(samples), "reference": f"{args.ref} ({ref_kind}, sha256 "
+                      "n_samples": n_samples, "reference": f"{args.ref} ({ref_kind}, sha256 "
                       f"{W.sha256_file(args.ref)[:16]}...)", "protocol": ex.protocol}, indent=1))
     return 0
 
@@ -183,16 +206,24 @@ def _cmd_table(args) -> int:
 
 
 def _cmd_gate(args) -> int:
+    from grn.errors import UserError
     from grn_eval import gate, report
 
-    df = report.load_results(args.runs)
-    if args.update:
-        gate.write_baseline(gate.make_baseline(df, Path(args.baseline).stem), args.baseline)
-        print(f"wrote baseline {args.baseline} from {len(df)} rows; review it before committing")
-        return 0
-    verdict = gate.compare(df, gate.read_baseline(args.baseline))
+    try:
+        df = report.load_results(args.runs)
+        if args.update:
+            gate.write_baseline(gate.make_baseline(df, Path(args.baseline).stem), args.baseline)
+            print(f"wrote baseline {args.baseline} from {len(df)} rows; review it before committing")
+            return 0
+        baseline = gate.read_baseline(args.baseline)
+        verdict = gate.compare(df, baseline)  # raises UserError for another suite or other seeds
+    except UserError as e:  # damaged files, a run that is not like for like: one message, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for note in gate.notes(df, baseline):
+        print(f"note: {note}")
     if verdict.empty:
-        print("error: the baseline covers none of these results (other models or metrics?)", file=sys.stderr)
+        print("error: the baseline covers no models or metrics; re-make it with --update", file=sys.stderr)
         return 2
     print(verdict.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
     if gate.failed(verdict):
@@ -239,13 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2,3,4")
     r.add_argument("--run-dir", help="default: <output_dir>/<suite>/<suite hash>")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--allow-low-range", action="store_true", help="accept images whose pixels never exceed 1")
     r.set_defaults(func=_cmd_run)
 
     f = sub.add_parser("fid", help="FID of external samples (ADM .npz) against a reference batch or statistics")
     f.add_argument("samples")
     f.add_argument("--ref", required=True, help="ADM reference batch (arr_0) or statistics npz (mu, sigma)")
     f.add_argument("--protocol", default="tf-inception", choices=["tf-inception", "clean-fid"])
-    f.add_argument("--device", default="cpu")
+    f.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    f.add_argument("--allow-low-range", action="store_true", help="accept images whose pixels never exceed 1")
     f.set_defaults(func=_cmd_fid)
 
     rp = sub.add_parser("report", help="results files -> tidy CSV / Parquet and a seed summary")
@@ -299,15 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from grn.data import DatasetError
-    from grn_eval.suite import SuiteError
-
-    try:
-        return args.func(args)
-    except (W.WeightsError, SuiteError, DatasetError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
+    args = parser.parse_args(argv)
+    return run_command(args.func, args, "grn-eval", args.debug)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grn.checkpoint import load_state, read, seal, verify
+from grn.errors import CheckpointError
+
 KIND = "digit-classifier"
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "grn" / "checkpoints" / "digit_classifier.pt"
 
@@ -121,7 +124,7 @@ def save(record: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_torch_deterministic(record, tmp)
+    save_torch_deterministic(seal(record), tmp)
     os.replace(tmp, path)
     return path
 
@@ -130,13 +133,14 @@ def load(path: str | Path, device="cpu") -> tuple[DigitCNN, dict]:
     """(model, provenance: file, sha256, held-out accuracy with its split, N and training seed)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"digit classifier '{path}' does not exist; train it with "
-                                f"`python -m grn_eval.embedded digit_classifier`")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+        raise CheckpointError(f"digit classifier '{path}' does not exist; train it with "
+                              f"`python -m grn_eval.embedded digit_classifier`")
+    ck = read(path, "digit classifier")
     if not isinstance(ck, dict) or ck.get("kind") != KIND:
-        raise ValueError(f"'{path}' is not a digit classifier written by this project")
-    model = DigitCNN()
-    model.load_state_dict(ck["state_dict"])
+        raise CheckpointError(f"'{path}' is not a digit classifier written by this project "
+                              f"(metrics.prompt_accuracy.classifier)")
+    verify(ck, path)
+    model = load_state(DigitCNN(), ck["state_dict"], path)
     h = ck["heldout"]
     prov = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
             "heldout_accuracy": h["accuracy"], "heldout_split": h["split"], "heldout_n": h["n"],

@@ -5,6 +5,10 @@ A metric regresses when it moves in the bad direction by more than
     tolerance = max(k * std, abs_floor[metric], rel_floor * |mean|)
 Latency is compared only with a baseline measured on the same device class. `--update`
 writes a new baseline (for review in the pull request) instead of comparing.
+
+Only like is compared with like: the run must be of the baseline's suite and use only the
+baseline's seeds (else a UserError, nothing is compared), and every model x metric of the
+baseline must be in the run (else a failing row). A changed suite hash is only a note.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from grn.errors import UserError
 from grn_eval.report import better, summarize
 
 K_STD = 3.0
@@ -23,11 +28,18 @@ ABS_FLOOR = {"fid": 0.5, "rfid": 0.5, "kid": 0.002, "precision": 0.02, "recall":
              "lpips_alex": 0.005, "lpips_vgg": 0.005, "isc": 0.2, "mean_steps": 0.5}
 LATENCY_METRICS = {"seconds_per_image"}
 LATENCY_REL_FLOOR = 0.5  # timing noise on shared machines is large
+REQUIRED_KEYS = ("suite", "device_class", "metrics")
+REQUIRED_METRIC_KEYS = ("mean", "std", "n", "protocol_id")
+MISSING = "FAIL (missing from the run)"
 
 
 def device_class(df: pd.DataFrame) -> str:
     kinds = sorted({f"{t}:{n}" for t, n in zip(df["device"], df["device_name"])})
     return ",".join(kinds)
+
+
+def _seeds(df: pd.DataFrame) -> list[int]:
+    return sorted({int(s) for s in df["seed"].dropna()})
 
 
 def make_baseline(df: pd.DataFrame, name: str) -> dict:
@@ -38,8 +50,10 @@ def make_baseline(df: pd.DataFrame, name: str) -> dict:
             continue
         metrics[f"{r['model']}|{r['metric']}"] = {"mean": r["mean"], "std": r["std"], "seeds": int(r["seeds"]),
                                                   "n": int(r["n"]), "protocol_id": r["protocol_id"]}
-    return {"name": name, "suite": sorted(set(df["suite"])), "device_class": device_class(df), "k_std": K_STD,
-            "rel_floor": REL_FLOOR, "abs_floor": ABS_FLOOR, "metrics": metrics}
+    # suite, suite_hash and seeds let `compare` refuse a run that is not like for like.
+    return {"name": name, "suite": sorted(set(df["suite"])), "suite_hash": sorted(set(df["suite_hash"])),
+            "seeds": _seeds(df), "device_class": device_class(df), "k_std": K_STD, "rel_floor": REL_FLOOR,
+            "abs_floor": ABS_FLOOR, "metrics": metrics}
 
 
 def tolerance(metric: str, mean: float, std: float) -> float:
@@ -47,14 +61,54 @@ def tolerance(metric: str, mean: float, std: float) -> float:
     return max(K_STD * std, ABS_FLOOR.get(metric, 0.0), rel * abs(mean))
 
 
-def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
-    """One row per (model, metric, seed) of the run that the baseline covers, with its verdict."""
-    same_device = device_class(df) == baseline["device_class"]
+def _names(values) -> str:
+    return ", ".join(f"'{v}'" for v in sorted(values))
+
+
+def check_comparable(df: pd.DataFrame, baseline: dict) -> None:
+    """Raise a UserError when the run's numbers cannot be set against the baseline's at all."""
+    base_suites = baseline["suite"]
+    base_suites = {base_suites} if isinstance(base_suites, str) else set(base_suites)
+    run_suites = set(df["suite"])
+    if run_suites != base_suites:
+        raise UserError(f"the run is of suite {_names(run_suites)} but the baseline is of suite "
+                        f"{_names(base_suites)}; gate against that suite's baseline, or make one for this suite "
+                        f"with `--update`")
+    if baseline.get("seeds") is not None:  # None: an old baseline, see notes()
+        other = sorted(set(_seeds(df)) - set(baseline["seeds"]))
+        if other:
+            base = ",".join(map(str, baseline["seeds"]))
+            raise UserError(f"the run used seed(s) {', '.join(map(str, other))}, which the baseline was not "
+                            f"measured with (baseline seeds: {base}); re-run with `--seeds {base}`, or re-make "
+                            f"the baseline with `--update`")
+
+
+def notes(df: pd.DataFrame, baseline: dict) -> list[str]:
+    """What the user should know about the comparison that does not fail it on its own."""
     out = []
+    old = [k for k in ("suite_hash", "seeds") if baseline.get(k) is None]
+    if old:
+        out.append(f"the baseline records no {' or '.join(old)} (made by an older grn-eval), so "
+                   f"{'they were' if len(old) > 1 else 'it was'} not checked; re-make it with `--update`")
+    if baseline.get("suite_hash") is not None and set(df["suite_hash"]) != set(baseline["suite_hash"]):
+        out.append(f"the suite hash differs from the baseline's (run: {', '.join(sorted(set(df['suite_hash'])))}; "
+                   f"baseline: {', '.join(baseline['suite_hash'])}): the suite file changed since the baseline was "
+                   f"made. The numbers may still be comparable (protocol and N are checked per metric); re-make "
+                   f"the baseline with `--update` if the change is intended")
+    return out
+
+
+def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
+    """One row per (model, metric, seed) of the run that the baseline covers, with its verdict, plus one
+    failing row per baseline (model, metric) the run lacks. Raises UserError if not like for like."""
+    check_comparable(df, baseline)
+    same_device = device_class(df) == baseline["device_class"]
+    out, seen = [], set()
     for _, r in df[df["available"] & df["value"].notna()].iterrows():
         key = f"{r['model']}|{r['metric']}"
         if key not in baseline["metrics"]:
             continue
+        seen.add(key)
         b = baseline["metrics"][key]
         direction = better(r["metric"])
         tol = tolerance(r["metric"], b["mean"], b["std"])
@@ -68,6 +122,13 @@ def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
             status = "REGRESSION" if worse > tol else ("improved" if worse < -tol else "ok")
         out.append({"model": r["model"], "metric": r["metric"], "seed": r["seed"], "baseline": b["mean"],
                     "tolerance": tol, "value": r["value"], "delta": delta, "status": status})
+    # A model or metric that silently dropped out of the run must not let the gate pass.
+    for key in sorted(set(baseline["metrics"]) - seen):
+        model, _, metric = key.partition("|")
+        b = baseline["metrics"][key]
+        out.append({"model": model, "metric": metric, "seed": None, "baseline": b["mean"],
+                    "tolerance": tolerance(metric, b["mean"], b["std"]), "value": float("nan"),
+                    "delta": float("nan"), "status": MISSING})
     return pd.DataFrame(out)
 
 
@@ -85,7 +146,24 @@ def write_baseline(baseline: dict, path: str | Path) -> None:
 
 def read_baseline(path: str | Path) -> dict:
     path = Path(path)
+    remake = f"re-create it with `grn-eval gate RUNS --baseline {path} --update`"
     if not path.is_file():
         raise FileNotFoundError(f"baseline '{path}' not found; create one with `grn-eval gate RUN --baseline {path} "
                                 f"--update`")
-    return json.loads(path.read_text())
+    try:
+        baseline = json.loads(path.read_text())
+    except ValueError as e:  # JSONDecodeError or UnicodeDecodeError: truncated or not a baseline
+        raise UserError(f"baseline '{path}' is not valid JSON ({e}); it may be truncated: {remake}") from None
+    if not isinstance(baseline, dict):
+        raise UserError(f"baseline '{path}' is not a baseline (a JSON object); {remake}")
+    missing = [k for k in REQUIRED_KEYS if k not in baseline]
+    metrics = baseline.get("metrics", {})
+    if not isinstance(metrics, dict):
+        missing.append("metrics (as an object)")
+    else:
+        missing += [f"metrics['{key}'].{k}" for key, m in metrics.items() for k in REQUIRED_METRIC_KEYS
+                    if not isinstance(m, dict) or k not in m]
+    if missing:
+        raise UserError(f"baseline '{path}' lacks the key(s) {', '.join(missing[:5])}"
+                        f"{' and more' if len(missing) > 5 else ''}; {remake}")
+    return baseline

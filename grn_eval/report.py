@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from grn.errors import UserError
+
 # Which direction is better, for tables, plots and the gate.
 LOWER_IS_BETTER = {"fid", "kid", "rfid", "lpips_alex", "lpips_vgg", "seconds_per_image", "mean_steps"}
 HIGHER_IS_BETTER = {"isc", "precision", "recall", "psnr", "ssim", "clip_score", "prompt_accuracy"}
@@ -49,7 +51,21 @@ def protocol_id(protocol: dict) -> str:
 def load_results(paths) -> pd.DataFrame:
     rows = []
     for path in find_results(paths):
+        rows += _rows(path)
+    if not rows:
+        raise UserError(f"no result rows found in {list(map(str, paths))}")
+    return pd.DataFrame(rows)
+
+
+def _rows(path: Path) -> list[dict]:
+    """The table rows of one results.json; a damaged file is a UserError naming it, not a traceback."""
+    rerun = "the run may have been interrupted: re-run it (`grn-eval run SUITE` resumes)"
+    try:
         res = json.loads(path.read_text())
+    except ValueError as e:  # JSONDecodeError or UnicodeDecodeError
+        raise UserError(f"'{path}' is not valid JSON ({e}); {rerun}") from None
+    rows = []
+    try:
         for r in res["rows"]:
             prov = res.get("models", {}).get(r["model"], {})
             rows.append({
@@ -65,9 +81,10 @@ def load_results(paths) -> pd.DataFrame:
                 "extra": json.dumps(r.get("extra", {}), default=str),
                 **{f"model.{k}": v for k, v in prov.items() if k in MODEL_COLUMNS},
             })
-    if not rows:
-        raise ValueError(f"no result rows found in {list(map(str, paths))}")
-    return pd.DataFrame(rows)
+    except (KeyError, TypeError, AttributeError) as e:  # valid JSON, but not (all of) a results.json
+        detail = f"no key {e}" if isinstance(e, KeyError) else str(e)
+        raise UserError(f"'{path}' is not a complete results.json ({detail}); {rerun}") from None
+    return rows
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:

@@ -23,12 +23,14 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from grn.data import load_dataset, load_npz
+from grn.errors import NonFiniteError, UserError
 from grn_eval import weights as W
 from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
 from grn_eval.features import InceptionFeatures
 from grn_eval.metrics import clip_score, fid, isc, kid, latency, prc, prompt_accuracy, recon
 from grn_eval.metrics import entropy as entropy_metric
+from grn_eval.model_check import check_suite
 from grn_eval.suite import Suite
 
 SEED_STRIDE = 1_000_003
@@ -46,8 +48,55 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("the suite asks for device 'cuda' but no CUDA device is available; use --device cpu")
+        raise UserError("device 'cuda' was asked for (suite key `device` or --device) but no CUDA device is "
+                        "available to this torch build; use --device cpu (or `device: auto`)")
     return torch.device(name)
+
+
+def shard_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over (name, dtype, shape, bytes) of a shard's arrays: a damaged shard is found, named, recomputed."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype}|{a.shape}|".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def write_shard(path: Path, **arrays) -> None:
+    _atomic_npz(path, **arrays, checksum=np.frombuffer(shard_checksum(arrays).encode(), np.uint8))
+
+
+def read_shard(path: Path) -> dict[str, np.ndarray] | None:
+    """A shard's arrays, or None when it is absent or damaged (unreadable, or its checksum does not match:
+    then it is reported by name and removed, and the caller makes it again)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+        want = arrays.pop("checksum").tobytes().decode()
+        ok = shard_checksum(arrays) == want
+        reason = "checksum mismatch"
+    except Exception as e:  # zip, pickle, EOF, a missing checksum: all mean the file cannot be trusted
+        ok, reason = False, f"{type(e).__name__}: {e}"
+    if ok:
+        return arrays
+    tqdm.write(f"warning: sample shard '{path}' is damaged ({reason}); recomputing it")
+    path.unlink(missing_ok=True)
+    return None
+
+
+def check_pixels(images: np.ndarray, what: str, allow_low_range: bool = False) -> np.ndarray:
+    """Refuse image arrays that cannot be the uint8 NHWC pixels every metric expects."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise UserError(f"{what}: expected uint8 images [N, H, W, 3], got "
+                        f"{getattr(images, 'dtype', type(images).__name__)} of shape {getattr(images, 'shape', '?')}")
+    if len(images) and int(images.max()) <= 1 and not allow_low_range:
+        raise UserError(f"{what}: every pixel value is 0 or 1: these look like images in [0, 1] cast to uint8 "
+                        f"(multiply by 255 before the cast); if they really are this dark, set `allow_low_range: true` "
+                        f"in the suite (or pass --allow-low-range)")
+    return images
 
 
 def _atomic_json(path: Path, data) -> None:
@@ -137,6 +186,7 @@ class Runner:
             spec = dict(self.suite.datasets[ref["dataset"]])
             data = load_dataset(spec.pop("name"), **spec)
             images, labels = data.batch(0, min(limit, len(data)))
+            check_pixels(images, f"reference dataset '{ref['dataset']}'", self.suite.allow_low_range)
             return images, labels, {"dataset": data.name, "n": len(images),
                                     "sha256": content_key(images)}
         key = "stats" if "stats" in ref else "npz"
@@ -146,11 +196,13 @@ class Runner:
                                     f"{'statistics (.npz with mu, sigma)' if key == 'stats' else 'ADM batch'} file")
         digest = W.sha256_file(path)
         if ref.get("sha256") and digest != ref["sha256"]:
-            raise ValueError(f"reference file '{path}' has sha256 {digest}, the suite expects {ref['sha256']}")
+            raise UserError(f"{self.suite.path}: reference.sha256: '{path}' has sha256 {digest}, the suite expects "
+                            f"{ref['sha256']}; point the suite at the right file or update the pin")
         if key == "stats":
             return None, None, {"stats": path.name, "sha256": digest}
         data = load_npz(path)
         images, labels = data.batch(0, min(limit, len(data)))
+        check_pixels(images, f"reference batch '{path}'", self.suite.allow_low_range)
         return images, labels, {"npz": path.name, "sha256": digest, "n": len(images)}
 
     def reference_stats(self, protocol: str, ref_images) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -177,28 +229,34 @@ class Runner:
     def generate(self, entry, adapter, seed: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         n, bs = self.suite.n_samples, self.suite.batch_size
         folder = self._shard_dir(entry, seed)
-        images, labels, traces = [], [], []
-        for k in tqdm(range(0, (n + bs - 1) // bs), desc=f"{entry.name} seed {seed}", disable=not self.progress,
-                      unit="shard"):
-            path = folder / f"shard_{k:05d}.npz"
+        n_shards = (n + bs - 1) // bs
+
+        def make(k: int) -> dict[str, np.ndarray]:
             start, stop = k * bs, min(n, (k + 1) * bs)
-            if not path.exists() and self._mine(k):
-                idx = np.arange(start, stop)
+            idx = np.arange(start, stop)
+            labs = idx % adapter.num_classes
+            try:
                 if hasattr(adapter, "generate_range"):
                     imgs, trace = adapter.generate_range(start, stop)
-                    labs = idx % adapter.num_classes
                 else:
-                    labs = idx % adapter.num_classes
                     imgs, trace = adapter.generate(labs, [sample_seed(seed, int(i)) for i in idx])
-                _atomic_npz(path, arr_0=imgs, arr_1=labs, trace=np.frombuffer(json.dumps(trace).encode(), np.uint8))
-                self._checkpoint_shard()
+            except NonFiniteError as e:
+                raise NonFiniteError(f"model '{entry.name}', seed {seed}, shard {k} (samples {start}-{stop - 1}): "
+                                     f"{e}") from None
+            check_pixels(imgs, f"model '{entry.name}' seed {seed} shard {k}", self.suite.allow_low_range)
+            arrays = {"arr_0": imgs, "arr_1": labs, "trace": np.frombuffer(json.dumps(trace).encode(), np.uint8)}
+            write_shard(folder / f"shard_{k:05d}.npz", **arrays)
+            self._checkpoint_shard()
+            return arrays
+
+        for k in tqdm(range(n_shards), desc=f"{entry.name} seed {seed}", disable=not self.progress, unit="shard"):
+            if self._mine(k) and read_shard(folder / f"shard_{k:05d}.npz") is None:
+                make(k)
         self._barrier()
-        for k in range(0, (n + bs - 1) // bs):
-            with np.load(folder / f"shard_{k:05d}.npz") as f:
-                images.append(f["arr_0"])
-                labels.append(f["arr_1"])
-                traces.append(json.loads(f["trace"].tobytes().decode()))
-        images, labels = np.concatenate(images), np.concatenate(labels)
+        shards = [read_shard(folder / f"shard_{k:05d}.npz") or make(k) for k in range(n_shards)]
+        images = np.concatenate([sh["arr_0"] for sh in shards])
+        labels = np.concatenate([sh["arr_1"] for sh in shards])
+        traces = [json.loads(sh["trace"].tobytes().decode()) for sh in shards]
         if self.rank == 0:
             self.export(folder, images, labels)
             self.per_sample_log(folder, seed, labels, traces)
@@ -231,18 +289,24 @@ class Runner:
     def reconstruct(self, entry, adapter, ref_images: np.ndarray) -> np.ndarray:
         bs = self.suite.batch_size
         folder = self._shard_dir(entry, 0)
-        out = []
-        for k in tqdm(range(0, (len(ref_images) + bs - 1) // bs), desc=entry.name, disable=not self.progress,
-                      unit="shard"):
-            path = folder / f"shard_{k:05d}.npz"
-            if not path.exists() and self._mine(k):
-                _atomic_npz(path, arr_0=adapter.reconstruct(ref_images[k * bs : (k + 1) * bs]))
-                self._checkpoint_shard()
+        n_shards = (len(ref_images) + bs - 1) // bs
+
+        def make(k: int) -> dict[str, np.ndarray]:
+            try:
+                recon = adapter.reconstruct(ref_images[k * bs : (k + 1) * bs])
+            except NonFiniteError as e:
+                raise NonFiniteError(f"model '{entry.name}', shard {k}: {e}") from None
+            check_pixels(recon, f"model '{entry.name}' shard {k}", self.suite.allow_low_range)
+            write_shard(folder / f"shard_{k:05d}.npz", arr_0=recon)
+            self._checkpoint_shard()
+            return {"arr_0": recon}
+
+        for k in tqdm(range(n_shards), desc=entry.name, disable=not self.progress, unit="shard"):
+            if self._mine(k) and read_shard(folder / f"shard_{k:05d}.npz") is None:
+                make(k)
         self._barrier()
-        for k in range(0, (len(ref_images) + bs - 1) // bs):
-            with np.load(folder / f"shard_{k:05d}.npz") as f:
-                out.append(f["arr_0"])
-        recons = np.concatenate(out)
+        recons = np.concatenate([(read_shard(folder / f"shard_{k:05d}.npz") or make(k))["arr_0"]
+                                 for k in range(n_shards)])
         if self.rank == 0:
             self.export(folder, recons, None)
         return recons
@@ -404,28 +468,31 @@ class Runner:
         fp = self.fingerprint()
         if marker.exists():
             if json.loads(marker.read_text())["fingerprint"] != fp:
-                raise ValueError(f"run folder '{self.run_dir}' holds a run of another suite configuration or other "
-                                 f"checkpoints; use another --run-dir (or delete that folder) to start afresh")
+                raise UserError(f"run folder '{self.run_dir}' holds a run of another suite configuration or other "
+                                f"checkpoints; use another --run-dir (or delete that folder) to start afresh")
         elif self.rank == 0:
             _atomic_json(marker, {"fingerprint": fp, "suite": self.suite.name})
         self._barrier()
 
     def run(self) -> dict:
         t_start = time.perf_counter()
-        self._claim_run_dir()
+        # everything that can be checked is checked before anything is written to the run folder
+        checked = check_suite(self.suite)
         if "clip_score" in self.suite.metrics:
             self.clip_model()  # before any sampling: without real CLIP weights the run ends here, saying which
         ref_images, _, ref_prov = self.reference()
+        if self.suite.kind == "reconstruction" and ref_images is None:
+            raise UserError(f"{self.suite.path}: reference: a reconstruction suite needs reference images "
+                            f"(dataset or npz), not statistics")
+        self._claim_run_dir()
         rows, models = [], {}
         for entry in self.suite.models:
-            adapter = build_adapter(entry, self.suite.path.parent, self.device)
+            adapter = build_adapter(entry, self.suite.path.parent, self.device, checked[entry.name])
             if adapter.kind == "generation":
                 adapter.prepare()
                 for seed in self.suite.seeds:
                     rows += self.generation_metrics(entry, adapter, seed, ref_images, ref_prov)
             else:
-                if ref_images is None:
-                    raise ValueError("a reconstruction suite needs reference images (dataset or npz), not stats")
                 rows += self.reconstruction_metrics(entry, adapter, ref_images, ref_prov)
             models[entry.name] = {"adapter": entry.adapter, "setting": entry.grid, **adapter.provenance()}
         self.timings["total"] = time.perf_counter() - t_start

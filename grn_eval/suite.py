@@ -3,14 +3,17 @@
 A suite names its models (with sampler settings; list values expand to a grid), the metrics
 with their options, the reference set, seeds, sample counts, device and output folder.
 `include:` merges other files first (paths relative to the including file; mappings merge
-key by key, everything else is replaced). Any error names the file, the key path and what
-is allowed.
+key by key, everything else is replaced). Every option is declared once below as an `Opt`
+(type and range) and `_check` is the one checker, so validation refuses a value before anything
+runs. Any error names the file, the key path, what is wrong and what is allowed.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
+import inspect
 import itertools
 import json
 import os
@@ -20,58 +23,163 @@ from pathlib import Path
 
 import yaml
 
+from grn.errors import UserError
+from grn.sampling import PRESETS
+from grn_eval.features import PROTOCOLS
 
-class SuiteError(ValueError):
+
+class SuiteError(UserError):
     """A suite file is malformed; the message names the file and the key path."""
 
 
 # ---------------------------------------------------------------------------------------
-# Schema
+# Declarations: one Opt per option
 # ---------------------------------------------------------------------------------------
 
-TOP_KEYS = {"name", "description", "include", "defaults", "datasets", "models", "metrics", "reference", "seeds",
-            "n_samples", "batch_size", "device", "output_dir", "table", "gate", "export"}
-EXPORTS = ("npz", "png")
-PRESENTATION_KEYS = {"table", "description", "gate"}
 
-ADAPTER_KEYS = {
-    "grn": {"checkpoint", "tokenizer", "sampler", "entropy"},
-    "grn-t2i": {"checkpoint", "tokenizer", "sampler", "entropy", "prompts", "negative_prompt"},
-    "ar": {"checkpoint", "tokenizer", "sampler"},
-    "maskgit": {"checkpoint", "tokenizer", "sampler"},
-    "flow": {"checkpoint", "tokenizer", "sampler"},
-    "tokenizer": {"checkpoint"},
-    "npz": {"path"},
-    "identity": set(),
+@dataclass(frozen=True)
+class Opt:
+    """An option's type and allowed values. `min` / `max` bound a number, or a list's length. A bound
+    may name another option (a sibling, or the top-level `n_samples`): its value in the suite, else its
+    default. `default` is what the code that consumes the option uses when it is absent; it is never
+    written into the suite (the suite hash is of what the file says)."""
+
+    type: type
+    default: object = None
+    min: float | str | None = None
+    max: float | str | None = None
+    min_exclusive: bool = False
+    max_exclusive: bool = False
+    choices: tuple | None = None
+    pattern: str | None = None  # strings: must match in full
+    item: Opt | None = None  # lists: what each element is
+    unique: bool = False  # lists: no element twice
+    increasing: bool = False  # lists: strictly increasing
+    required: bool = False
+    why: str = ""  # appended to the allowed range
+
+    def bound(self, which: str, ctx: dict):
+        b = getattr(self, which)
+        b = ctx.get(b) if isinstance(b, str) else b
+        return b if isinstance(b, (int, float)) and not isinstance(b, bool) else None
+
+    def allowed(self, ctx: dict) -> str:
+        def side(which, strict):
+            b = getattr(self, which)
+            op = {"min": ">", "max": "<"}[which] + ("" if strict else "=")
+            return f"{op} {b} (= {ctx.get(b)})" if isinstance(b, str) and b in ctx else f"{op} {b}"
+
+        sides = [side(w, getattr(self, f"{w}_exclusive")) for w in ("min", "max") if getattr(self, w) is not None]
+        if self.type is list:
+            length = str(self.min) if self.min is not None and self.min == self.max else " and ".join(sides)
+            text = "a list" + (f" of length {length}" if length else "")
+            text += f", each {self.item.allowed(ctx)}" if self.item else ""
+            text += ", no duplicates" if self.unique else ""
+            text += ", strictly increasing" if self.increasing else ""
+        elif self.choices is not None:
+            text = f"one of {list(self.choices)}"
+        else:
+            text = self.type.__name__ + (f" matching {self.pattern}" if self.pattern else "")
+            text += " " + " and ".join(sides) if sides else ""
+        return text + (f" ({self.why})" if self.why else "")
+
+
+SHA256 = Opt(str, pattern="[0-9a-f]{64}", why="a sha256 in lowercase hex")
+_STR, _BOOL, _STRINGS = Opt(str), Opt(bool, False), Opt(list, min=1, item=Opt(str))
+EXPORTS = ("npz", "png")
+DEVICES = ("cpu", "cuda", "auto")
+SCHEDULES = ("linear", "cosine", "t2i-cosine")  # grn/sampling.py `schedule`
+LPIPS_NETS = ("alex", "vgg")
+
+TOP = {
+    "name": Opt(str, required=True), "description": Opt(str, ""), "include": Opt(object),
+    "defaults": Opt(dict), "datasets": Opt(dict), "models": Opt(list), "metrics": Opt(dict), "reference": Opt(dict),
+    "seeds": Opt(list, [0], min=1, unique=True, item=Opt(int, min=0)),
+    "n_samples": Opt(int, 1000, min=1), "batch_size": Opt(int, 50, min=1),
+    "device": Opt(str, "cpu", choices=DEVICES), "output_dir": Opt(str, "results/runs"),
+    "table": Opt(dict), "gate": Opt(dict), "export": Opt(list, [], unique=True, item=Opt(str, choices=EXPORTS)),
+    # accept uint8 images whose values never exceed 1 (otherwise taken for images saved in [0, 1] by mistake)
+    "allow_low_range": Opt(bool, False),
 }
-MODEL_COMMON = {"name", "adapter", "family", "label"}
+PRESENTATION_KEYS = {"table", "description", "gate"}
+REFERENCE = {"dataset": _STR, "stats": _STR, "npz": _STR, "sha256": SHA256,
+             "limit": Opt(int, min=1, why="the number of reference images; default n_samples")}
+
+# Sampler settings per adapter (defaults: the config dataclasses of grn/sampling.py, grn/baselines/*).
+_STEPS, _CFG = Opt(int, 50, min=1), Opt(float, 1.0, min=0)
+_TEMPERATURE = Opt(float, 1.0, min=0, min_exclusive=True)
+_GRN_SAMPLER = {
+    "steps": _STEPS, "schedule": Opt(str, "linear", choices=SCHEDULES), "temperature": _TEMPERATURE, "cfg": _CFG,
+    # guidance where lo < t < hi; a negative lo selects the official power-cos guidance
+    "cfg_interval": Opt(list, [0.0, 1.0], min=2, max=2, increasing=True, item=Opt(float), why="[lo, hi]"),
+    "monotone": _BOOL, "realised_t": _BOOL, "preset": Opt(str, choices=tuple(PRESETS)),
+}
+SAMPLERS = {
+    "grn": _GRN_SAMPLER, "grn-t2i": _GRN_SAMPLER,
+    "ar": {"temperature": _TEMPERATURE, "top_k": Opt(int, min=1), "cfg": _CFG},
+    "maskgit": {"steps": Opt(int, 12, min=1), "temperature": _TEMPERATURE,
+                "choice_temperature": Opt(float, 4.5, min=0), "cfg": _CFG},
+    "flow": {"steps": _STEPS, "method": Opt(str, "heun", choices=("euler", "heun")), "cfg": _CFG,
+             "cfg_interval": Opt(list, [0.0, 1.0], min=2, max=2, increasing=True, why="[lo, hi]",
+                                 item=Opt(float, min=0, why="power-cos guidance (lo < 0) is for GRN samplers only"))},
+}
+# grn.sampling.EntropyConfig; t_max >= t_min > warmup >= 1 (so t_max >= 2): the sampler runs warmup
+# steps on the fixed schedule, then between t_min - warmup and t_max - warmup more
+ENTROPY = {"warmup": Opt(int, 5, min=1), "k": Opt(float, 700.0), "b": Opt(float, -620.0),
+           "t_min": Opt(int, 20, min="warmup", min_exclusive=True), "t_max": Opt(int, 50, min="t_min"),
+           "calibrate": _BOOL}
+
+_GENERATOR = {"checkpoint": _STR, "tokenizer": _STR, "sampler": Opt(dict), "checkpoint_sha256": SHA256,
+              "tokenizer_sha256": SHA256, "allow_other_tokenizer": _BOOL}  # the tokenizer differs on purpose
+ADAPTERS = {
+    "grn": {**_GENERATOR, "entropy": Opt(dict)},
+    "grn-t2i": {**_GENERATOR, "entropy": Opt(dict), "prompts": _STRINGS, "negative_prompt": _STR},
+    "ar": _GENERATOR, "maskgit": _GENERATOR, "flow": _GENERATOR,
+    "tokenizer": {"checkpoint": _STR, "checkpoint_sha256": SHA256},
+    "npz": {"path": _STR, "sha256": SHA256},
+    "identity": {},
+}
+MODEL_COMMON = {"name": _STR, "adapter": _STR, "family": _STR, "label": _STR}
 DEFAULT_FAMILY = {"grn": "GRN", "grn-t2i": "GRN", "ar": "AR", "maskgit": "masked", "flow": "diffusion",
                   "tokenizer": "tokenizer", "npz": "external", "identity": "external"}
 
-# The union over samplers; each adapter accepts its own subset (grn/sampling.py, grn/baselines/*).
-SAMPLER_KEYS = {"steps": int, "schedule": str, "temperature": float, "cfg": float, "cfg_interval": list,
-                "monotone": bool, "realised_t": bool, "preset": str, "top_k": int, "choice_temperature": float,
-                "method": str}
-ENTROPY_KEYS = {"warmup": int, "k": float, "b": float, "t_min": int, "t_max": int, "calibrate": bool}
-
-METRIC_OPTIONS = {
-    "fid": {"protocol": str},
-    "rfid": {"protocol": str},
-    "kid": {"subsets": int, "subset_size": int, "protocol": str},
-    "prc": {"k": int, "protocol": str},
-    "isc": {"splits": int},
+# Metric options (defaults: grn_eval/runner.py). Bounds against n_samples: larger subsets or splits
+# than samples, or k neighbours with too few samples, would give numbers without meaning.
+_PROTOCOL = Opt(str, "tf-inception", choices=PROTOCOLS)
+METRICS = {
+    "fid": {"protocol": _PROTOCOL},
+    "rfid": {"protocol": _PROTOCOL},
+    "kid": {"subsets": Opt(int, 100, min=1), "subset_size": Opt(int, 1000, min=2, max="n_samples"),
+            "protocol": _PROTOCOL},
+    "prc": {"k": Opt(int, 3, min=1, max="n_samples", max_exclusive=True), "protocol": _PROTOCOL},
+    "isc": {"splits": Opt(int, 10, min=1, max="n_samples")},
     "psnr": {},
     "ssim": {},
-    "lpips": {"nets": list},
-    "clip_score": {"model": str, "tag": str, "weights_path": str, "prompts": list},
-    "latency": {"warmup": int, "repeats": int},
-    "prompt_accuracy": {"classifier": str},
+    "lpips": {"nets": Opt(list, list(LPIPS_NETS), min=1, unique=True, item=Opt(str, choices=LPIPS_NETS))},
+    "clip_score": {"model": _STR, "tag": _STR, "weights_path": _STR, "prompts": _STRINGS},
+    "latency": {"warmup": Opt(int, 1, min=0), "repeats": Opt(int, 3, min=1)},
+    "prompt_accuracy": {"classifier": _STR},
     "entropy": {},
 }
 GENERATION_METRICS = {"fid", "kid", "prc", "isc", "clip_score", "prompt_accuracy", "latency", "entropy"}
 RECON_METRICS = {"rfid", "psnr", "ssim", "lpips"}
 
-DEVICES = ("cpu", "cuda", "auto")
+
+@functools.cache
+def dataset_options(name: str) -> dict[str, Opt]:
+    """What a dataset of grn/data.py's registry accepts, read from its loader there: the loader's
+    parameters, typed by their annotations (every integer one is a size or a count, so >= 1; one
+    without a default is required), and for `split` the names in grn.data.SPLITS."""
+    from grn.data import DATASETS, SPLITS
+
+    types = {"str": str, "Path": str, "int": int, "float": float, "bool": bool}
+    out = {}
+    for p in inspect.signature(DATASETS[name]).parameters.values():
+        typ = next((types[t.strip()] for t in str(p.annotation).split("|") if t.strip() in types), object)
+        out[p.name] = Opt(typ, None if p.default is p.empty else p.default, min=1 if typ is int else None,
+                          required=p.default is p.empty,
+                          choices=SPLITS.get(name) if p.name == "split" else None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -101,6 +209,7 @@ class Suite:
     table: dict = field(default_factory=dict)
     gate: dict = field(default_factory=dict)
     export: tuple[str, ...] = ()
+    allow_low_range: bool = False  # accept uint8 images whose values never exceed 1
     needs: tuple[str, ...] = ()  # unset ${VAR} placeholders (only when loaded without check_assets)
     resolved: dict = field(default_factory=dict)  # the merged YAML, for provenance
 
@@ -116,7 +225,7 @@ class Suite:
 
 
 # ---------------------------------------------------------------------------------------
-# Loading
+# Checking and loading
 # ---------------------------------------------------------------------------------------
 
 
@@ -124,14 +233,104 @@ def _err(path: Path, key: str, msg: str) -> SuiteError:
     return SuiteError(f"{path}: {key}: {msg}")
 
 
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _is_type(value, typ) -> bool:
+    if isinstance(value, bool):
+        return typ in (bool, object)
+    return isinstance(value, typ) or (typ is float and isinstance(value, int))
+
+
+def _check(path, where: str, value, opt: Opt, ctx: dict) -> None:
+    """Refuse `value` unless `opt` allows it; `ctx` resolves bounds that name other options.
+    None means not given (the consumer's default applies)."""
+    def bad(what):
+        return _err(path, where, f"{what}; allowed: {opt.allowed(ctx)}")
+
+    if value is None:
+        return
+    if not _is_type(value, opt.type):
+        raise bad(f"expected {opt.type.__name__}, got {type(value).__name__} ({value!r})")
+    if isinstance(value, str) and _PLACEHOLDER.search(value):
+        return  # an unset ${VAR} (validate without assets): its value is not known yet
+    if opt.choices is not None and value not in opt.choices:
+        raise bad(f"unknown {where.rsplit('.', 1)[-1].split('[')[0]} {value!r}")
+    if opt.pattern is not None and not re.fullmatch(opt.pattern, value):
+        raise bad(f"{value!r} does not match")
+    size = len(value) if isinstance(value, list) else value  # bounds of a list: its length
+    lo, hi = opt.bound("min", ctx), opt.bound("max", ctx)
+    if isinstance(size, (int, float)) and (size != size  # NaN
+                                           or (lo is not None and (size < lo or (opt.min_exclusive and size == lo)))
+                                           or (hi is not None and (size > hi or (opt.max_exclusive and size == hi)))):
+        raise bad(f"{len(value)} element(s)" if isinstance(value, list) else f"{value!r} is out of range")
+    if isinstance(value, list):
+        for i, x in enumerate(value):
+            if opt.item is not None:
+                _check(path, f"{where}[{i}]", x, opt.item, ctx)
+        if opt.unique and len({json.dumps(x, default=str) for x in value}) < len(value):
+            raise bad(f"duplicates in {value!r}")
+        if opt.increasing and any(a >= b for a, b in zip(value, value[1:])):
+            raise bad(f"{value!r} is not strictly increasing")
+
+
+def _check_keys(path, where: str, given: dict, allowed) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise _err(path, f"{where}.{unknown[0]}" if where else unknown[0],
+                   f"unknown key; allowed: {sorted(allowed)}")
+
+
+def _check_all(path, where: str, given: dict, opts: dict[str, Opt], ctx: dict) -> None:
+    """Keys, required keys and every value of one mapping; bounds see the given values, else defaults."""
+    _check_keys(path, where, given, opts)
+    prefix = f"{where}." if where else ""
+    for k, o in opts.items():
+        if o.required and given.get(k) is None:
+            raise _err(path, prefix + k, f"required; allowed: {o.allowed(ctx)}")
+    ctx = {**ctx, **{k: o.default for k, o in opts.items()}, **given}
+    for k, v in given.items():
+        _check(path, prefix + k, v, opts[k], ctx)
+
+
+def _sampler_rule(point: dict) -> tuple[str, str] | None:
+    """The one sampler rule across settings: the t2i-cosine schedule needs 2 steps (grn/sampling.py)."""
+    preset = PRESETS.get(point.get("preset"))
+    schedule = point.get("schedule") or (preset.schedule if preset else "linear")
+    if schedule == "t2i-cosine" and isinstance(point.get("steps"), int) and point["steps"] < 2:
+        return "steps", f"{point['steps']} steps with the t2i-cosine schedule; allowed: int >= 2"
+    return None
+
+
+def _expand(path, where: str, settings: dict, opts: dict[str, Opt], rule=None) -> list[tuple[dict, dict]]:
+    """Expand list-valued settings into a grid and check every grid point (key paths name the
+    element). Returns [(settings, varying)]."""
+    _check_keys(path, where, settings, opts)
+    axes = {}
+    for k, v in settings.items():
+        is_grid = isinstance(v, list) and (opts[k].type is not list or (v and all(isinstance(x, list) for x in v)))
+        if is_grid and not v:  # the product would be empty: the model would silently disappear
+            raise _err(path, f"{where}.{k}", f"an empty list makes an empty grid; allowed: a value or a non-empty "
+                                             f"list of values, each {opts[k].allowed({})}")
+        axes[k] = ([(f"{where}.{k}[{i}]", x) for i, x in enumerate(v)] if is_grid else [(f"{where}.{k}", v)], is_grid)
+    out = []
+    for combo in itertools.product(*[values for values, _ in axes.values()]):
+        point = {k: x for k, (_, x) in zip(axes, combo)}
+        ctx = {**{k: o.default for k, o in opts.items()}, **point}
+        for k, (key, x) in zip(axes, combo):
+            _check(path, key, x, opts[k], ctx)
+        broken = rule(point) if rule else None
+        if broken:
+            raise _err(path, dict(zip(axes, combo))[broken[0]][0], broken[1])
+        out.append((point, {k: point[k] for k in axes if axes[k][1]}))
+    return out
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
-
-
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _expand_env(value, needs: set):
@@ -171,56 +370,22 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return _merge(merged, data)
 
 
-def _check_keys(path, where: str, given: dict, allowed) -> None:
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise _err(path, f"{where}.{unknown[0]}" if where else unknown[0],
-                   f"unknown key; allowed: {sorted(allowed)}")
-
-
-def _check_type(path, where, value, typ):
-    if value is None:
-        return
-    ok = isinstance(value, typ) and not (typ in (int, float) and isinstance(value, bool))
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if not ok:
-        raise _err(path, where, f"expected {typ.__name__}, got {type(value).__name__} ({value!r})")
-
-
-def _expand(path, where: str, settings: dict, types: dict) -> list[tuple[dict, dict]]:
-    """Expand list-valued settings into a grid. Returns [(settings, varying)]."""
-    _check_keys(path, where, settings, types)
-    axes = {}
-    for k, v in settings.items():
-        typ = types[k]
-        is_grid = isinstance(v, list) and (typ is not list or (v and all(isinstance(x, list) for x in v)))
-        values = v if is_grid else [v]
-        for i, x in enumerate(values):
-            _check_type(path, f"{where}.{k}" + (f"[{i}]" if is_grid else ""), x, typ)
-        axes[k] = (values, is_grid)
-    out = []
-    keys = list(axes)
-    for combo in itertools.product(*[axes[k][0] for k in keys]):
-        point = dict(zip(keys, combo))
-        varying = {k: point[k] for k in keys if axes[k][1]}
-        out.append((point, varying))
-    return out
-
-
 def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
     where = f"models[{i}]"
     if not isinstance(raw, dict):
         raise _err(path, where, "each model is a mapping")
     raw = _merge(defaults, raw)
     adapter = raw.get("adapter")
-    if adapter not in ADAPTER_KEYS:
-        raise _err(path, f"{where}.adapter", f"unknown adapter {adapter!r}; allowed: {sorted(ADAPTER_KEYS)}")
-    _check_keys(path, where, raw, MODEL_COMMON | ADAPTER_KEYS[adapter])
+    if adapter not in ADAPTERS:
+        raise _err(path, f"{where}.adapter", f"unknown adapter {adapter!r}; allowed: {sorted(ADAPTERS)}")
+    opts = {**MODEL_COMMON, **ADAPTERS[adapter]}
+    _check_keys(path, where, raw, opts)
+    for k, v in raw.items():  # sampler / entropy: below, per grid point; checkpoint: a path or a grid of paths
+        if k not in ("sampler", "entropy", "checkpoint"):
+            _check(path, f"{where}.{k}", v, opts[k], {})
     name = raw.get("name") or adapter
-    _check_type(path, f"{where}.name", name, str)
     grids: list[list[tuple[dict, dict]]] = []
-    for key, types in (("sampler", SAMPLER_KEYS), ("entropy", ENTROPY_KEYS)):
+    for key, table in (("sampler", SAMPLERS.get(adapter, {})), ("entropy", ENTROPY)):
         val = raw.get(key)
         if val is None:
             grids.append([(None, {})])
@@ -228,36 +393,39 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
         if not isinstance(val, dict):
             raise _err(path, f"{where}.{key}", "a mapping of settings")
         grids.append([(s, {f"{key}.{k}": v for k, v in var.items()}) for s, var in
-                      _expand(path, f"{where}.{key}", val, types)])
+                      _expand(path, f"{where}.{key}", val, table, _sampler_rule if key == "sampler" else None)])
     ckpts = raw.get("checkpoint")
-    ckpt_grid = [(c, {"checkpoint": Path(c).name} if isinstance(ckpts, list) else {})
-                 for c in (ckpts if isinstance(ckpts, list) else [ckpts])]
+    is_grid = isinstance(ckpts, list)
+    if is_grid and not ckpts:
+        raise _err(path, f"{where}.checkpoint", "an empty list makes an empty grid; allowed: a path or a non-empty "
+                                                "list of paths")
+    if is_grid and raw.get("checkpoint_sha256") is not None:
+        raise _err(path, f"{where}.checkpoint_sha256", f"one hash for a grid of {len(ckpts)} checkpoints is "
+                   "ambiguous; allowed: checkpoint_sha256 with a single checkpoint (one model entry per file)")
+    ckpt_grid = [(c, {"checkpoint": Path(c).name} if is_grid else {}) for c in (ckpts if is_grid else [ckpts])]
     for j, (c, _) in enumerate(ckpt_grid):
-        if c is not None and not _PLACEHOLDER.search(str(c)):
-            _check_type(path, f"{where}.checkpoint" + (f"[{j}]" if isinstance(ckpts, list) else ""), c, str)
-            if not (path.parent / c).exists() and not Path(c).exists():
-                raise _err(path, f"{where}.checkpoint", f"file '{c}' not found (relative to the suite or the "
-                                                         f"working directory)")
-    for key in ("tokenizer", "path", "negative_prompt"):
-        if raw.get(key) is not None:
-            _check_type(path, f"{where}.{key}", raw[key], str)
-    prompts = raw.get("prompts")
-    if prompts is not None and (not isinstance(prompts, list) or not prompts
-                                or not all(isinstance(p, str) for p in prompts)):
-        raise _err(path, f"{where}.prompts", "a non-empty list of prompt strings")
+        key = f"{where}.checkpoint" + (f"[{j}]" if is_grid else "")
+        _check(path, key, c, _STR, {})
+        if c is not None and not _PLACEHOLDER.search(c) and not (path.parent / c).exists() and not Path(c).exists():
+            raise _err(path, key, f"file '{c}' not found (relative to the suite or the working directory)")
     entries = []
     for (ck, v0), (sampler, v1), (entropy, v2) in itertools.product(ckpt_grid, *grids):
         varying = {**v0, **v1, **v2}
         label = name + ("[" + ",".join(f"{k}={v}" for k, v in varying.items()) + "]" if varying else "")
-        opts = {k: v for k, v in raw.items() if k not in ("name", "family", "label")}
-        opts.update(checkpoint=ck, sampler=sampler, entropy=entropy)
+        options = {k: v for k, v in raw.items() if k not in ("name", "family", "label")}
+        options.update(checkpoint=ck, sampler=sampler, entropy=entropy)
         family = raw.get("family", DEFAULT_FAMILY.get(adapter, adapter))
-        entries.append(ModelEntry(label, name, adapter, family, opts, varying))
+        entries.append(ModelEntry(label, name, adapter, family, options, varying))
     return entries
 
 
+def _get(data: dict, key: str, table: dict = TOP):
+    return data[key] if data.get(key) is not None else copy.deepcopy(table[key].default)
+
+
 def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bool = True) -> Suite:
-    """Read, merge includes, validate. `overrides` (e.g. from the command line) win over the file.
+    """Read, merge includes, validate. `overrides` (e.g. from the command line) win over the file and
+    are checked like it.
 
     Paths may use ${VAR} placeholders (ImageNet folders, reference statistics, official checkpoints).
     With `check_assets` an unset variable or a missing file is an error before anything is built;
@@ -268,78 +436,57 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
     if needs and check_assets:
         raise SuiteError(f"{path}: needs the environment variables {sorted(needs)} (paths of data, reference "
                          f"statistics or checkpoints that are not part of this repository); set them and run again")
-    _check_keys(path, "", data, TOP_KEYS)
-    for key in ("name",):
-        if key not in data:
-            raise _err(path, key, "required")
-    _check_type(path, "name", data["name"], str)
-    for key, typ in (("description", str), ("n_samples", int), ("batch_size", int), ("device", str),
-                     ("output_dir", str)):
-        _check_type(path, key, data.get(key), typ)
-    if data.get("device", "cpu") not in DEVICES:
-        raise _err(path, "device", f"unknown device {data['device']!r}; allowed: {DEVICES}")
+    _check_all(path, "", data, TOP, {})
+    ctx = {"n_samples": _get(data, "n_samples")}  # what metric options are bounded by
 
     from grn.data import DATASETS
 
     datasets = data.get("datasets") or {}
-    if not isinstance(datasets, dict):
-        raise _err(path, "datasets", "a mapping alias -> {name: <registry>, ...}")
     for alias, spec in datasets.items():
         if not isinstance(spec, dict) or spec.get("name") not in DATASETS:
             raise _err(path, f"datasets.{alias}.name", f"unknown dataset {spec.get('name') if isinstance(spec, dict) else spec!r}; allowed: {sorted(DATASETS)}")  # noqa: E501
+        _check_all(path, f"datasets.{alias}", spec, {"name": _STR, **dataset_options(spec["name"])}, {})
 
     metrics = data.get("metrics") or {}
-    if not isinstance(metrics, dict) or not metrics:
-        raise _err(path, "metrics", f"a non-empty mapping; allowed metrics: {sorted(METRIC_OPTIONS)}")
+    if not metrics:
+        raise _err(path, "metrics", f"a non-empty mapping; allowed metrics: {sorted(METRICS)}")
     for m, opts in metrics.items():
-        if m not in METRIC_OPTIONS:
-            raise _err(path, f"metrics.{m}", f"unknown metric; allowed: {sorted(METRIC_OPTIONS)}")
+        if m not in METRICS:
+            raise _err(path, f"metrics.{m}", f"unknown metric; allowed: {sorted(METRICS)}")
         opts = opts or {}
         if not isinstance(opts, dict):
             raise _err(path, f"metrics.{m}", "a mapping of options (or empty)")
-        _check_keys(path, f"metrics.{m}", opts, METRIC_OPTIONS[m])
-        for k, v in opts.items():
-            _check_type(path, f"metrics.{m}.{k}", v, METRIC_OPTIONS[m][k])
+        _check_all(path, f"metrics.{m}", opts, METRICS[m], ctx)
         metrics[m] = opts
     if set(metrics) & RECON_METRICS and set(metrics) & (GENERATION_METRICS - {"latency"}):
         raise _err(path, "metrics", "mixes reconstruction metrics (rfid, psnr, ssim, lpips) with generation "
                                     "metrics; use two suites")
 
     reference = data.get("reference") or {}
-    if not isinstance(reference, dict) or len(set(reference) & {"dataset", "stats", "npz"}) != 1:
+    if len(set(reference) & {"dataset", "stats", "npz"}) != 1:
         raise _err(path, "reference", "exactly one of {dataset: <alias>}, {stats: <file.npz>, sha256: ...}, "
                                       "{npz: <ADM batch>, sha256: ...}")
-    _check_keys(path, "reference", reference, {"dataset", "stats", "npz", "sha256", "limit"})
+    _check_all(path, "reference", reference, REFERENCE, ctx)
     if "dataset" in reference and reference["dataset"] not in datasets:
         raise _err(path, "reference.dataset", f"unknown alias {reference['dataset']!r}; defined: {sorted(datasets)}")
 
     defaults = data.get("defaults") or {}
     models_raw = data.get("models") or []
-    if not isinstance(models_raw, list) or not models_raw:
+    if not models_raw:
         raise _err(path, "models", "a non-empty list")
     models = [e for i, m in enumerate(models_raw) for e in _model_entries(path, i, m, defaults)]
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise _err(path, "models", f"duplicate model labels {sorted({n for n in names if names.count(n) > 1})}")
 
-    table = data.get("table") or {}
-    if not isinstance(table, dict):
-        raise _err(path, "table", "a mapping {metrics: [...], title: ..., plots: [...]}")
-    _check_keys(path, "table", table, {"metrics", "title", "plots", "quality_metric"})
     from grn_eval.publish import PLOT_NAMES
 
-    for k, p in enumerate(table.get("plots", [])):
-        if p not in PLOT_NAMES:
-            raise _err(path, f"table.plots[{k}]", f"unknown plot {p!r}; allowed: {PLOT_NAMES}")
-    export = data.get("export", [])
-    if not isinstance(export, list) or any(e not in EXPORTS for e in export):
-        raise _err(path, "export", f"a list drawn from {list(EXPORTS)}")
-    seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise _err(path, "seeds", "a list of integers")
-    return Suite(path=path, name=data["name"], description=data.get("description", ""), models=tuple(models),
-                 metrics=metrics, reference=reference, datasets=datasets, seeds=tuple(seeds),
-                 n_samples=data.get("n_samples", 1000), batch_size=data.get("batch_size", 50),
-                 device=data.get("device", "cpu"), output_dir=data.get("output_dir", "results/runs"),
-                 table=data.get("table") or {}, gate=data.get("gate") or {}, export=tuple(export), resolved=data,
+    table = data.get("table") or {}
+    _check_all(path, "table", table, {"metrics": Opt(list), "title": _STR, "quality_metric": _STR,
+                                      "plots": Opt(list, item=Opt(str, choices=tuple(PLOT_NAMES)))}, {})
+    return Suite(path=path, name=data["name"], description=_get(data, "description"), models=tuple(models),
+                 metrics=metrics, reference=reference, datasets=datasets, seeds=tuple(_get(data, "seeds")),
+                 n_samples=ctx["n_samples"], batch_size=_get(data, "batch_size"), device=_get(data, "device"),
+                 output_dir=_get(data, "output_dir"), table=table, gate=data.get("gate") or {},
+                 export=tuple(_get(data, "export")), allow_low_range=_get(data, "allow_low_range"), resolved=data,
                  needs=tuple(sorted(needs)))

@@ -33,11 +33,13 @@ import torch
 from filelock import FileLock
 from torch import nn
 
+from grn.errors import UserError
+
 MANIFEST_PATH = Path(__file__).with_name("weights_manifest.json")
 FINGERPRINT_TOL = 1e-5
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """A weights file is missing, corrupt or does not match its checks; the message says the fix."""
 
 

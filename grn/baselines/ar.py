@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grn.backbone import Backbone, BackboneConfig, KVCache
+from grn.errors import check_finite
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class ARModel(nn.Module):
                 out = self._logits(self.net.forward_causal(x, t, yy))[:, -1]
             lc, lu = (out.chunk(2) if guided else (out, out))
             logits = lu + cfg.cfg * (lc - lu) if guided else lc
+            check_finite([("logits", logits)], f"AR position {i}")
             logits = logits / cfg.temperature
             if cfg.top_k is not None:
                 kth = logits.topk(cfg.top_k, dim=-1).values[..., -1:]

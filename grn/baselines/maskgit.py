@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grn.backbone import Backbone, BackboneConfig
+from grn.errors import check_finite
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class MaskGITModel(nn.Module):
                 logits = lu + cfg.cfg * (lc - lu)
             else:
                 lc = logits = self(z, t, y)
+            check_finite([("logits", logits)], f"MaskGIT step {s}")
             probs = torch.softmax(logits.float() / cfg.temperature, dim=1)
             u = torch.stack([torch.rand(shape, generator=g, device=g.device) for g in generators]).to(y.device)
             pred = (u.unsqueeze(1) > probs.cumsum(1)).sum(1).clamp(max=self.token_classes - 1)

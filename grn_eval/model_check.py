@@ -1,0 +1,176 @@
+"""What a suite's model entry points at, opened and checked before anything is sampled or written.
+
+`check_entry` is what `grn-eval validate` and the start of every run call for each model: the files
+exist and match any pinned sha256; the generator checkpoint holds the kind the adapter names (a
+tokenizer given as a generator, or the reverse, is named as such); the sampler settings are those of
+that kind; the tokenizer's latent channels and rounds are those the generator was built for; and the
+tokenizer is the one the generator was trained with (its recorded `tokenizer_sha256`), unless the
+suite says `allow_other_tokenizer: true`. The adapters then build the models from the records read
+here, so every file is read once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from grn.checkpoint import TOKENIZER_KIND, read, sha256_file
+from grn.errors import UserError
+
+GENERATOR_ADAPTERS = ("grn", "grn-t2i", "ar", "maskgit", "flow")
+
+
+class ModelError(UserError):
+    """A model entry of a suite does not fit its files; the message names the suite, model and key."""
+
+
+@dataclass
+class CheckedFiles:
+    """The files of one model entry, read and checked (records are the raw checkpoint dicts)."""
+
+    checkpoint: Path | None = None
+    checkpoint_sha256: str | None = None
+    record: dict | None = None
+    tokenizer: Path | None = None
+    tokenizer_sha256: str | None = None
+    tokenizer_record: dict | None = None
+    tokenizer_note: str = ""
+
+
+def resolve(path: str, base: Path) -> Path:
+    """A suite path: as given when it exists (relative to the working directory), else from the suite's folder."""
+    p = Path(path)
+    return p if p.exists() else base / p
+
+
+def sampler_class(kind: str):
+    """The sampler config class of a generator kind."""
+    from grn.baselines.ar import ARSamplerConfig
+    from grn.baselines.flow import FlowSamplerConfig
+    from grn.baselines.maskgit import MaskGITSamplerConfig
+    from grn.sampling import SamplerConfig
+
+    return {"grn": SamplerConfig, "grn-t2i": SamplerConfig, "ar": ARSamplerConfig, "maskgit": MaskGITSamplerConfig,
+            "flow": FlowSamplerConfig}[kind]
+
+
+def sampler_fields(kind: str) -> set[str]:
+    """The sampler settings a generator kind accepts (its sampler config's fields; GRN also `preset`)."""
+    return {f.name for f in fields(sampler_class(kind))} | ({"preset"} if kind in ("grn", "grn-t2i") else set())
+
+
+def _generator_geometry(record: dict) -> tuple[str, int, int | None]:
+    """(kind, latent channels, rounds or None for a continuous latent) of a generator record."""
+    from grn.convert import is_official_generator, official_generator_name, official_generator_state
+    from grn.generator import GENERATORS
+    from grn.registry import KINDS
+
+    if is_official_generator(record):
+        name = official_generator_name(official_generator_state(record, "ema1" if "model_ema1" in record else "raw"))
+        import torch
+
+        with torch.device("meta"):
+            cfg = GENERATORS[name]().cfg
+        return "grn", cfg.latent_channels, cfg.rounds
+    cfg = KINDS[record["kind"]][1](record["config"])
+    return record["kind"], cfg.latent_channels, getattr(cfg, "rounds", None) if record["kind"] != "flow" else None
+
+
+def _tokenizer_geometry(record: dict) -> tuple[int, int | None]:
+    from grn.convert import is_official_tokenizer
+    from grn.tokenizer import TokenizerConfig, tokenizer_config
+
+    cfg = tokenizer_config("hbq-f16-d16") if is_official_tokenizer(record) else TokenizerConfig(**record["config"])
+    return cfg.latent_channels, cfg.rounds
+
+
+def _pin(where: str, path: Path, want: str | None) -> str:
+    digest = sha256_file(path)
+    if want is not None and digest != want.lower():
+        raise ModelError(f"{where}: '{path}' has sha256 {digest}, the suite pins {want}: it is another file than the "
+                         f"one the suite was written for; point the suite at that file or update the pin")
+    return digest
+
+
+def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedFiles:
+    """Open and check one model entry's files (paths relative to `base`; see the module docstring).
+    Raises ModelError naming `suite_file`, the model and the key."""
+    o = entry.options
+    where = f"{suite_file}: model '{entry.name}'"
+    out = CheckedFiles()
+    if entry.adapter == "tokenizer":
+        out.tokenizer = resolve(o["checkpoint"], base)
+        out.tokenizer_sha256 = _pin(f"{where}: checkpoint_sha256", out.tokenizer, o.get("checkpoint_sha256"))
+        out.tokenizer_record = _tokenizer_record(out.tokenizer, f"{where}: checkpoint")
+        return out
+    if entry.adapter == "npz":
+        out.checkpoint = resolve(o["path"], base)
+        out.checkpoint_sha256 = _pin(f"{where}: sha256", out.checkpoint, o.get("sha256"))
+        return out
+    if entry.adapter not in GENERATOR_ADAPTERS:
+        return out
+    for key in ("checkpoint", "tokenizer"):
+        if not o.get(key):
+            raise ModelError(f"{where}: the {entry.adapter} adapter needs '{key}'")
+    out.checkpoint, out.tokenizer = resolve(o["checkpoint"], base), resolve(o["tokenizer"], base)
+    out.checkpoint_sha256 = _pin(f"{where}: checkpoint_sha256", out.checkpoint, o.get("checkpoint_sha256"))
+    out.tokenizer_sha256 = _pin(f"{where}: tokenizer_sha256", out.tokenizer, o.get("tokenizer_sha256"))
+    from grn.registry import read_generator_record
+
+    try:
+        out.record = read_generator_record(out.checkpoint)
+        kind, channels, rounds = _generator_geometry(out.record)
+    except UserError as e:
+        raise ModelError(f"{where}: checkpoint: {e}") from e
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{where}: checkpoint '{out.checkpoint}': its config cannot build a model ({e}); the file is "
+                         f"damaged or from an incompatible version") from e
+    if kind != entry.adapter:
+        raise ModelError(f"{where}: adapter: checkpoint '{out.checkpoint.name}' holds a '{kind}' model, the suite says "
+                         f"adapter '{entry.adapter}'; use `adapter: {kind}`")
+    unknown = sorted(set(o.get("sampler") or {}) - sampler_fields(kind))
+    if unknown:
+        raise ModelError(f"{where}: sampler.{unknown[0]}: does not apply to a {kind} model; allowed: "
+                         f"{sorted(sampler_fields(kind))}")
+    if o.get("entropy") is not None and kind not in ("grn", "grn-t2i"):
+        raise ModelError(f"{where}: entropy: entropy-guided steps are a GRN sampler setting, not one of a {kind} model")
+    out.tokenizer_record = _tokenizer_record(out.tokenizer, f"{where}: tokenizer")
+    t_channels, t_rounds = _tokenizer_geometry(out.tokenizer_record)
+    if t_channels != channels or (rounds is not None and t_rounds != rounds):
+        raise ModelError(f"{where}: tokenizer: '{out.tokenizer.name}' has {t_channels} latent channels and "
+                         f"{t_rounds} rounds, the generator '{out.checkpoint.name}' was built for {channels} channels"
+                         + (f" and {rounds} rounds" if rounds is not None else "") + "; use the generator's tokenizer")
+    trained_with = out.record.get("tokenizer_sha256")
+    if trained_with and trained_with != out.tokenizer_sha256:
+        if not o.get("allow_other_tokenizer"):
+            raise ModelError(f"{where}: tokenizer: '{out.tokenizer.name}' (sha256 {out.tokenizer_sha256[:16]}...) is "
+                             f"not the tokenizer the generator was trained with (sha256 {trained_with[:16]}...); use "
+                             f"that one, or set `allow_other_tokenizer: true` on the model to measure it anyway")
+        out.tokenizer_note = f"differs from the training tokenizer {trained_with[:16]}... (allow_other_tokenizer)"
+    elif trained_with:
+        out.tokenizer_note = "the tokenizer the generator was trained with (sha256 matches)"
+    else:
+        out.tokenizer_note = "not recorded in the generator checkpoint"
+    return out
+
+
+def _tokenizer_record(path: Path, where: str) -> dict:
+    from grn.convert import is_official_tokenizer
+    from grn.registry import KINDS
+
+    try:
+        record = read(path, "tokenizer checkpoint")
+    except UserError as e:
+        raise ModelError(f"{where}: {e}") from e
+    kind = record.get("kind") if isinstance(record, dict) else None
+    if kind in KINDS:
+        raise ModelError(f"{where}: '{path}' is a {kind} generator checkpoint, not a tokenizer: give it as the "
+                         f"model's `checkpoint:` and an HBQ tokenizer file as its `tokenizer:`")
+    if kind != TOKENIZER_KIND and not is_official_tokenizer(record):
+        raise ModelError(f"{where}: '{path}' is not an HBQ tokenizer checkpoint (kind {kind!r})")
+    return record
+
+
+def check_suite(suite) -> dict[str, CheckedFiles]:
+    """check_entry for every model of a suite (model label -> its checked files)."""
+    return {entry.name: check_entry(entry, suite.path.parent, suite.path) for entry in suite.models}

@@ -1,0 +1,137 @@
+"""The gate compares like with like: same suite, seeds among the baseline's, every baseline
+model x metric present; damaged files end in one message, not a traceback. Synthetic results."""
+
+import json
+
+import pytest
+
+from grn.errors import UserError
+from grn_eval import cli, gate, report
+
+FID = {"fid": 10.0, "kid": 0.01}
+
+
+def _results(path, suite="s", suite_hash="a" * 64, seeds=(0, 1, 2), models=("A", "B"), metrics=FID):
+    """A results.json like the runner's, with values that vary a little from seed to seed."""
+    rows = [{"model": m, "base_model": m, "family": "grn", "setting": {}, "metric": k, "value": v * (1 + 0.01 * s),
+             "seed": s, "n": 100, "available": True, "reason": None, "version": "1", "protocol": {"p": k},
+             "extra": {}} for m in models for k, v in metrics.items() for s in seeds]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "results.json").write_text(json.dumps({
+        "suite": suite, "suite_hash": suite_hash, "git_commit": "0" * 40, "device": {"type": "cpu", "name": "x"},
+        "models": {}, "rows": rows}))
+    return path
+
+
+@pytest.fixture
+def base(tmp_path):
+    """A baseline file made by the CLI from a 3-seed run of suite 's' (models A, B x fid, kid)."""
+    run = _results(tmp_path / "base")
+    assert cli.main(["gate", str(run), "--baseline", str(tmp_path / "b.json"), "--update"]) == 0
+    return tmp_path / "b.json"
+
+
+def _gate(run, baseline, capsys):
+    code = cli.main(["gate", str(run), "--baseline", str(baseline)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_baseline_records_suite_hash_and_seeds(base, tmp_path, capsys):
+    b = json.loads(base.read_text())
+    assert b["suite"] == ["s"] and b["suite_hash"] == ["a" * 12] and b["seeds"] == [0, 1, 2]
+    code, out, _ = _gate(_results(tmp_path / "same"), base, capsys)
+    assert code == 0 and "gate passed" in out and "note:" not in out
+
+
+def test_another_suite_fails_naming_both(base, tmp_path, capsys):
+    code, out, err = _gate(_results(tmp_path / "other", suite="other"), base, capsys)
+    assert code != 0 and "'other'" in err and "'s'" in err and "gate passed" not in out
+    with pytest.raises(UserError, match="suite 'other'.*suite 's'"):
+        gate.compare(report.load_results([tmp_path / "other"]), gate.read_baseline(base))
+
+
+def test_other_seeds_fail_naming_them(base, tmp_path, capsys):
+    code, out, err = _gate(_results(tmp_path / "seeds", seeds=(0, 7)), base, capsys)
+    assert code != 0 and "seed(s) 7" in err and "0,1,2" in err and "gate passed" not in out
+    # a subset of the baseline's seeds is like for like
+    assert _gate(_results(tmp_path / "subset", seeds=(1,)), base, capsys)[0] == 0
+
+
+def test_missing_model_is_a_failing_row(base, tmp_path, capsys):
+    df = report.load_results([_results(tmp_path / "onlyA", models=("A",))])
+    verdict = gate.compare(df, gate.read_baseline(base))
+    missing = verdict[verdict["status"] == gate.MISSING]
+    assert sorted(zip(missing["model"], missing["metric"])) == [("B", "fid"), ("B", "kid")]
+    assert (verdict[verdict["model"] == "A"]["status"] == "ok").all() and gate.failed(verdict)
+    code, out, _ = _gate(tmp_path / "onlyA", base, capsys)
+    assert code == 1 and "FAIL (missing from the run)" in out and "GATE FAILED" in out
+
+
+def test_missing_or_unavailable_metric_is_a_failing_row(base, tmp_path, capsys):
+    run = _results(tmp_path / "nokid")
+    res = json.loads((run / "results.json").read_text())
+    for r in res["rows"]:  # kid unavailable for model A, absent for model B
+        if r["metric"] == "kid" and r["model"] == "A":
+            r.update(value=None, available=False, reason="not available: no reference features")
+    res["rows"] = [r for r in res["rows"] if not (r["metric"] == "kid" and r["model"] == "B")]
+    (run / "results.json").write_text(json.dumps(res))
+    verdict = gate.compare(report.load_results([run]), gate.read_baseline(base))
+    missing = verdict[verdict["status"] == gate.MISSING]
+    assert sorted(zip(missing["model"], missing["metric"])) == [("A", "kid"), ("B", "kid")]
+    assert (verdict[verdict["metric"] == "fid"]["status"] == "ok").all()
+    assert _gate(run, base, capsys)[0] == 1
+
+
+def test_latency_on_another_device_stays_skipped(tmp_path):
+    run = _results(tmp_path / "lat", metrics={"seconds_per_image": 0.1})
+    df = report.load_results([run])
+    baseline = gate.make_baseline(df, "lat")
+    df["device_name"] = "another-cpu"
+    verdict = gate.compare(df, baseline)
+    assert verdict["status"].str.startswith("skipped").all() and not gate.failed(verdict)
+
+
+def test_suite_hash_differs_is_a_note_only(base, tmp_path, capsys):
+    code, out, _ = _gate(_results(tmp_path / "edited", suite_hash="b" * 64), base, capsys)
+    assert code == 0 and "gate passed" in out
+    assert "note: the suite hash differs" in out and "bbbbbbbbbbbb" in out and "aaaaaaaaaaaa" in out
+
+
+def test_old_baseline_without_new_fields(base, tmp_path, capsys):
+    b = json.loads(base.read_text())
+    del b["suite_hash"], b["seeds"]
+    base.write_text(json.dumps(b))
+    # seeds unknown: not checked, but said so
+    code, out, _ = _gate(_results(tmp_path / "run", seeds=(0, 3)), base, capsys)
+    assert code == 0 and "gate passed" in out
+    assert "records no suite_hash or seeds" in out and "--update" in out
+    # the other checks still apply to an old baseline
+    assert _gate(_results(tmp_path / "onlyA", models=("A",)), base, capsys)[0] == 1
+
+
+def test_truncated_baseline_json(base, tmp_path, capsys):
+    base.write_text(base.read_text()[:40])
+    code, out, err = _gate(_results(tmp_path / "run"), base, capsys)
+    assert code == 1 and str(base) in err and "--update" in err and "Traceback" not in err
+    with pytest.raises(UserError, match="not valid JSON"):
+        gate.read_baseline(base)
+
+
+def test_baseline_missing_required_keys(base, tmp_path, capsys):
+    b = json.loads(base.read_text())
+    del b["device_class"], b["metrics"]["A|fid"]["mean"]
+    base.write_text(json.dumps(b))
+    code, _, err = _gate(_results(tmp_path / "run"), base, capsys)
+    assert code == 1 and "device_class" in err and "A|fid" in err and "--update" in err
+
+
+def test_truncated_results_json(base, tmp_path, capsys):
+    run = _results(tmp_path / "cut")
+    text = (run / "results.json").read_text()
+    (run / "results.json").write_text(text[: len(text) // 2])
+    code, _, err = _gate(run, base, capsys)
+    assert code == 1 and str(run / "results.json") in err and "interrupted" in err and "re-run" in err
+    (run / "results.json").write_text(json.dumps({"suite": "s"}))  # valid JSON, but not a results.json
+    code, _, err = _gate(run, base, capsys)
+    assert code == 1 and "not a complete results.json" in err
