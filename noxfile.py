@@ -118,7 +118,7 @@ def train_embedded(session: nox.Session) -> None:
         run_py(session, "-m", "grn_eval.cli", "run", f"suites/{suite}.yaml")
 
 
-# One session per suite file, named after it: `nox -s <suite> -- --n-samples 100 --device cuda`.
+# One session per suite file, named after it: `nox -s <suite> -- --n-samples 500 --device cuda`.
 def _suite_session(path: Path) -> None:
     def run_suite(session: nox.Session) -> None:
         ensure_venv(session)

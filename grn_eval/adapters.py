@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grn.errors import check_finite
+from grn.errors import UserError, check_finite
 from grn_eval.model_check import CheckedFiles, check_entry, sampler_class
 from grn_eval.suite import ModelEntry
 
@@ -111,7 +111,7 @@ class T2IAdapter(GeneratorAdapter):
         for p in self.prompts + ([self.negative] if self.negative else []):
             unknown = self.model.text.unknown_words(p)
             if unknown:
-                raise ValueError(f"model '{entry.name}': prompt {p!r} has words outside the text encoder's vocabulary "
+                raise UserError(f"model '{entry.name}': prompt {p!r} has words outside the text encoder's vocabulary "
                                  f"{unknown}; allowed words: {' '.join(self.model.text.cfg.vocab)}")
         self.num_classes = len(self.prompts)
         self.ids = self.model.tokenize(self.prompts).to(device)
@@ -179,7 +179,7 @@ class NpzAdapter:
 
     def generate_range(self, start: int, stop: int) -> tuple[np.ndarray, dict]:
         if stop > len(self.data):
-            raise ValueError(f"{self.path} holds {len(self.data)} samples, the suite asks for {stop}")
+            raise UserError(f"{self.path} holds {len(self.data)} samples, the suite asks for {stop}")
         return self.data.batch(start, stop)[0], {}
 
     def provenance(self) -> dict:

@@ -148,16 +148,18 @@ def _cmd_fid(args) -> int:
     from grn_eval.metrics.fid import frechet_terms, gaussian_stats
     from grn_eval.runner import check_pixels, resolve_device
 
-    def stats(path, what):
+    def checked(path, what):
         images = check_pixels(np.asarray(load_npz(path).images), f"{what} '{path}'", args.allow_low_range)
         if len(images) < 2:
             raise UserError(f"{what} '{path}' holds {len(images)} image(s); a Fréchet distance needs at least 2 "
                             f"(and thousands for a meaningful one)")
-        return gaussian_stats(ex(images, progress=True)["pool"])
+        return images
 
-    ex = InceptionFeatures(args.protocol, resolve_device(args.device))
-    mu1, s1 = stats(args.samples, "samples")
-    n_samples = len(load_npz(args.samples))
+    device = resolve_device(args.device)
+    samples = checked(args.samples, "samples")  # inputs are checked before the network is built
+    ex = InceptionFeatures(args.protocol, device)
+    mu1, s1 = gaussian_stats(ex(samples, progress=True)["pool"])
+    n_samples = len(samples)
     try:
         with np.load(args.ref) as f:
             files = f.files
@@ -169,7 +171,7 @@ def _cmd_fid(args) -> int:
     if "mu" not in files or "sigma" not in files:
         if "arr_0" not in files:
             raise UserError(f"--ref '{args.ref}': expected mu/sigma statistics or an ADM batch (arr_0); found {files}")
-        mu2, s2 = stats(args.ref, "reference batch")
+        mu2, s2 = gaussian_stats(ex(checked(args.ref, "reference batch"), progress=True)["pool"])
         ref_kind = "ADM batch"
     if mu2.shape != mu1.shape or s2.shape != s1.shape:
         raise UserError(f"--ref '{args.ref}': statistics of dimension {mu2.shape} do not match the {mu1.shape[0]}-d "

@@ -173,4 +173,13 @@ def _tokenizer_record(path: Path, where: str) -> dict:
 
 def check_suite(suite) -> dict[str, CheckedFiles]:
     """check_entry for every model of a suite (model label -> its checked files)."""
-    return {entry.name: check_entry(entry, suite.path.parent, suite.path) for entry in suite.models}
+    out = {entry.name: check_entry(entry, suite.path.parent, suite.path) for entry in suite.models}
+    for entry in suite.models:
+        if entry.adapter == "npz":
+            from grn.data import load_npz
+
+            n = len(load_npz(out[entry.name].checkpoint))
+            if n < suite.n_samples:
+                raise ModelError(f"{suite.path}: model '{entry.name}': path: '{out[entry.name].checkpoint}' holds {n} "
+                                 f"samples, the suite asks for n_samples {suite.n_samples}; lower n_samples")
+    return out

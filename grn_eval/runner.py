@@ -341,6 +341,10 @@ class Runner:
                                       reason=f"not available: {name} needs reference features, not only statistics"))
             elif name == "kid":
                 o = m["kid"]
+                if o.get("subset_size", 0) > min(n, len(ref_feats)):  # given explicitly: never shrunk silently
+                    raise UserError(f"{self.suite.path}: metrics.kid.subset_size: {o['subset_size']} is larger than "
+                                    f"the {min(n, len(ref_feats))} images per side (samples {n}, reference "
+                                    f"{len(ref_feats)}); lower it or raise n_samples / reference.limit")
                 res = kid.kid(feats["pool"], ref_feats, o.get("subsets", 100), o.get("subset_size", 1000), seed)
                 rows.append(self._row(entry, "kid", res["kid_mean"], seed, n, {**proto, "kernel": "cubic polynomial",
                                       "subsets": res["subsets"], "subset_size": res["subset_size"]}, kid.VERSION,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from grn.errors import UserError
+
 METHODS = ("eigh", "sqrtm", "eigvals")
 
 
@@ -70,11 +72,11 @@ def frechet_terms(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> FrechetTerm
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs "
-                         f"{sigma2.shape}")
+        raise UserError(f"statistics do not match (a reference statistics file of another protocol?): "
+                        f"mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
     for name, arr in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
         if not np.isfinite(arr).all():
-            raise ValueError(f"non-finite values in {name}: the features or statistics are broken")
+            raise UserError(f"non-finite values in {name}: the features or statistics (file) are broken")
     diff = mu1 - mu2
     tr_covmean = trace_sqrt_product(sigma1, sigma2, method)
     cov_term = float(np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)

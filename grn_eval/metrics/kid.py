@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from grn.errors import UserError
+
 VERSION = "1"
 
 
@@ -29,7 +31,7 @@ def kid(features_1: np.ndarray, features_2: np.ndarray, subsets: int = 100, subs
     f1, f2 = np.asarray(features_1, np.float64), np.asarray(features_2, np.float64)
     size = min(subset_size, len(f1), len(f2))
     if size < 2:
-        raise ValueError(f"KID needs at least 2 samples per side, got {len(f1)} and {len(f2)}")
+        raise UserError(f"KID needs at least 2 samples per side, got {len(f1)} and {len(f2)}")
     rng = np.random.RandomState(seed)
     values = np.empty(subsets)
     for i in range(subsets):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from grn.errors import UserError
+
 VERSION = "1"
 
 
@@ -33,7 +35,8 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, device="cpu
     r = torch.as_tensor(np.asarray(real), dtype=torch.float64, device=device)
     f = torch.as_tensor(np.asarray(fake), dtype=torch.float64, device=device)
     if min(len(r), len(f)) <= k:
-        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per side")
+        raise UserError(f"precision/recall with k={k} needs more than {k} samples per side (metrics.prc.k); "
+                        f"got {len(r)} reference and {len(f)} generated")
     r_radii, f_radii = _kth_radii(r, k, block), _kth_radii(f, k, block)
     precision = _inside(f, r, r_radii, block).double().mean().item()
     recall = _inside(r, f, f_radii, block).double().mean().item()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from grn.errors import UserError
+
 VERSION = "1"
 CHANCE = 0.1  # ten digits
 
@@ -21,7 +23,8 @@ def score(predicted: np.ndarray, asked: np.ndarray) -> dict:
         raise ValueError(f"{len(predicted)} predictions for {len(asked)} prompts")
     scored = asked >= 0
     if not scored.any():
-        raise ValueError("no prompt names a digit; prompt accuracy needs prompts such as 'a handwritten seven'")
+        raise UserError("no prompt names a digit (the model's `prompts`); prompt accuracy needs prompts such as "
+                        "'a handwritten seven'")
     hit = predicted[scored] == asked[scored]
     per_digit = {int(d): float(hit[asked[scored] == d].mean()) for d in np.unique(asked[scored])}
     return {"accuracy": float(hit.mean()), "n_scored": int(scored.sum()), "n_unscored": int((~scored).sum()),
