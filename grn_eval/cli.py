@@ -119,7 +119,7 @@ def _cmd_validate(args) -> int:
 def _cmd_run(args) -> int:
     import os
 
-    from grn_eval.runner import run_suite
+    from grn_eval.runner import Runner
     from grn_eval.suite import load_suite
 
     suite = load_suite(args.suite, _overrides(args))
@@ -128,13 +128,14 @@ def _cmd_run(args) -> int:
 
         rank, _, _ = init_distributed()
         if rank != 0:
-            run_suite(suite, run_dir=args.run_dir, progress=False)
+            Runner(suite, run_dir=args.run_dir, progress=False).run()
             return 0
-    result = run_suite(suite, run_dir=args.run_dir, progress=not args.quiet)
+    runner = Runner(suite, run_dir=args.run_dir, progress=not args.quiet)
+    result = runner.run()
     for row in result["rows"]:
         value = "n/a (" + row["reason"] + ")" if row["value"] is None else f"{row['value']:.6g}"
         print(f"{row['model']:40s} seed {row['seed']:<3d} {row['metric']:18s} {value}")
-    print(f"results: {Path(args.run_dir or Path(suite.output_dir) / suite.name / suite.hash[:12]) / 'results.json'}")
+    print(f"results: {runner.run_dir / 'results.json'}")
     return 0
 
 

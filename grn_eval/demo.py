@@ -11,11 +11,12 @@ import argparse
 import time
 from pathlib import Path
 
+from grn.errors import run_command
 from grn_eval import embedded
 from grn_eval import weights as W
 from grn_eval.publish import write_plot
 from grn_eval.report import load_results
-from grn_eval.runner import run_suite
+from grn_eval.runner import Runner
 from grn_eval.suite import load_suite
 from grn_eval.tables import build_table, to_markdown
 
@@ -26,7 +27,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m grn_eval.demo")
     p.add_argument("--n-samples", type=int, help="override the suite's samples per model")
     p.add_argument("--out", default=str(ROOT / "results" / "runs" / "demo"))
+    p.add_argument("--debug", action="store_true", help="show the traceback of any error")
     args = p.parse_args(argv)
+    return run_command(demo, args, "demo", args.debug)
+
+
+def demo(args) -> int:
     t0 = time.perf_counter()
 
     print("== weights ==")
@@ -44,15 +50,18 @@ def main(argv=None) -> int:
     overrides = {"n_samples": args.n_samples} if args.n_samples else {}
     suite = load_suite(ROOT / "suites" / "mnist_gen.yaml", overrides)
     out = Path(args.out)
-    run_suite(suite, run_dir=out / "run")
-    df = load_results([out / "run"])
+    runner = Runner(suite, run_dir=out / "run")
+    runner.run_dir = runner.run_dir / runner.fingerprint()[:12]  # a fresh folder when the code or files change
+    runner.run()
+    df = load_results([runner.run_dir])
     table = to_markdown(build_table(df, suite.table["metrics"]), suite.table["title"])
     (out / "table.md").write_text(table)
     plots = []
     for name in suite.table.get("plots", []):
-        plots += write_plot(name, df, out / "run", suite.table.get("quality_metric", "fid"), out / f"mnist_gen_{name}")
+        plots += write_plot(name, df, runner.run_dir, suite.table.get("quality_metric", "fid"),
+                            out / f"mnist_gen_{name}")
     print("\n" + table)
-    print(f"results: {out / 'run' / 'results.json'}")
+    print(f"results: {runner.run_dir / 'results.json'}")
     print("plots:   " + ", ".join(str(p) for p in plots if p.suffix == ".png"))
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     return 0

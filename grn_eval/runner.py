@@ -114,6 +114,17 @@ def _atomic_npz(path: Path, **arrays) -> None:
     tmp.replace(path)
 
 
+def model_code_sha256() -> str:
+    """sha256 over the source files of the `grn` package (models, samplers, tokenizers, data)."""
+    import grn
+
+    h = hashlib.sha256()
+    root = Path(grn.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"|" + path.read_bytes())
+    return h.hexdigest()
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
@@ -137,7 +148,8 @@ class Runner:
                  cache: FeatureCache | None = None, stop_after_shards: int | None = None):
         self.suite = suite
         self.device = resolve_device(suite.device)
-        self.run_dir = Path(run_dir) if run_dir else Path(suite.output_dir) / suite.name / suite.hash[:12]
+        # by default one folder per fingerprint: a changed suite, checkpoint or sampler starts a fresh run
+        self.run_dir = Path(run_dir) if run_dir else Path(suite.output_dir) / suite.name / self.fingerprint()[:12]
         self.progress = progress
         self.cache = cache or FeatureCache()
         self.stop_after_shards = stop_after_shards
@@ -456,9 +468,11 @@ class Runner:
 
     # -- the whole suite --------------------------------------------------------------------
     def fingerprint(self) -> str:
-        """The suite plus the content of every file its models read: shards of another fingerprint are
-        never mixed into this run."""
+        """The suite, the content of every file its models read and the model library's source (a changed
+        sampler makes other samples from the same files): shards of another fingerprint are never mixed
+        into this run."""
         h = hashlib.sha256(self.suite.hash.encode())
+        h.update(model_code_sha256().encode())
         for entry in self.suite.models:
             for key in ("checkpoint", "tokenizer", "path"):
                 value = entry.options.get(key)
