@@ -52,6 +52,7 @@ def make_baseline(df: pd.DataFrame, name: str) -> dict:
                                                   "n": int(r["n"]), "protocol_id": r["protocol_id"]}
     # suite, suite_hash and seeds let `compare` refuse a run that is not like for like.
     return {"name": name, "suite": sorted(set(df["suite"])), "suite_hash": sorted(set(df["suite_hash"])),
+            "config_hash": sorted(set(df["config_hash"].dropna())) if "config_hash" in df else [],
             "seeds": _seeds(df), "device_class": device_class(df), "k_std": K_STD, "rel_floor": REL_FLOOR,
             "abs_floor": ABS_FLOOR, "metrics": metrics}
 
@@ -90,7 +91,14 @@ def notes(df: pd.DataFrame, baseline: dict) -> list[str]:
     if old:
         out.append(f"the baseline records no {' or '.join(old)} (made by an older grn-eval), so "
                    f"{'they were' if len(old) > 1 else 'it was'} not checked; re-make it with `--update`")
-    if baseline.get("suite_hash") is not None and set(df["suite_hash"]) != set(baseline["suite_hash"]):
+    run_config = set(df["config_hash"].dropna()) if "config_hash" in df else set()
+    if baseline.get("config_hash") and run_config:  # the suite without its seeds (seeds are checked apart)
+        if run_config != set(baseline["config_hash"]):
+            out.append(f"the suite configuration differs from the baseline's (config hash run: "
+                       f"{', '.join(sorted(run_config))}; baseline: {', '.join(baseline['config_hash'])}): the suite "
+                       f"file changed since the baseline was made. The numbers may still be comparable (protocol and "
+                       f"N are checked per metric); re-make the baseline with `--update` if the change is intended")
+    elif baseline.get("suite_hash") is not None and set(df["suite_hash"]) != set(baseline["suite_hash"]):
         out.append(f"the suite hash differs from the baseline's (run: {', '.join(sorted(set(df['suite_hash'])))}; "
                    f"baseline: {', '.join(baseline['suite_hash'])}): the suite file changed since the baseline was "
                    f"made. The numbers may still be comparable (protocol and N are checked per metric); re-make "

@@ -70,6 +70,7 @@ def _rows(path: Path) -> list[dict]:
             prov = res.get("models", {}).get(r["model"], {})
             rows.append({
                 "suite": res["suite"], "run": path.parent.name, "suite_hash": res["suite_hash"][:12],
+                "config_hash": (res.get("config_hash") or "")[:12] or None,
                 "git_commit": (res.get("git_commit") or "")[:12], "device": res["device"]["type"],
                 "device_name": res["device"].get("name"), "model": r["model"], "base_model": r["base_model"],
                 "family": r["family"], "setting": json.dumps(r["setting"], sort_keys=True),

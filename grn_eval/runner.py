@@ -517,6 +517,7 @@ class Runner:
         weights_used = {p: ex.resolved.provenance() for p, ex in self._extractors.items()}
         result = {
             "suite": self.suite.name, "suite_file": self.suite.path.name, "suite_hash": self.suite.hash,
+            "config_hash": self.suite.config_hash,
             "resolved_config": self.suite.resolved, "git_commit": _git_commit(), "versions": _versions(),
             "device": {"type": self.device.type, "name": _device_name(self.device), "platform": platform.platform()},
             "weights": weights_used, "reference": ref_prov, "models": models, "timings": self.timings,

@@ -220,6 +220,13 @@ class Suite:
         return hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
+    def config_hash(self) -> str:
+        """`hash` without the seeds: what a gate baseline and a run must share (their seeds are compared
+        on their own, since a baseline is measured over more seeds than the run it gates)."""
+        defining = {k: v for k, v in self.resolved.items() if k not in PRESENTATION_KEYS | {"seeds"}}
+        return hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
     def kind(self) -> str:
         return "reconstruction" if set(self.metrics) & RECON_METRICS else "generation"
 
