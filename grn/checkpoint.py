@@ -89,7 +89,12 @@ def read(path: str | Path, what: str = "checkpoint"):
         raise CheckpointError(f"{what} '{path}' is empty (0 bytes): an interrupted copy or download; copy it again")
     _check_committed(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:  # memory-mapped: validating a multi-GB official file does not read its tensors into memory
+            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=False)  # the legacy (non-zip) format
     except Exception as e:  # zipfile, pickle, EOF and torch's own errors all mean: not a readable checkpoint
         raise CheckpointError(
             f"{what} '{path}' cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}): "

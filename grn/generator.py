@@ -22,6 +22,7 @@ from torch import nn
 
 from grn.backbone import Backbone, BackboneConfig
 from grn.hbq import num_classes as layout_classes
+from grn.sampling import drop_condition
 
 
 class TokenLayout:
@@ -61,10 +62,11 @@ class GRNConfig(TokenLayout):
 
 
 def onehot_input(tokens: torch.Tensor, k: int, dtype) -> torch.Tensor:
-    """[B, D, h, w] labels -> [B, K*D, h, w], class-major (all channels' class 0, then class 1, ...)."""
-    b, d, h, w = tokens.shape
-    x = F.one_hot(tokens.long(), k).permute(0, 4, 1, 2, 3)  # [B, K, D, h, w]
-    return x.reshape(b, k * d, h, w).to(dtype)
+    """[B, D, ...] labels -> [B, K*D, ...], class-major (all channels' class 0, then class 1, ...): the
+    network input of every token model (GRN, T2I, MaskGIT with K + 1 classes, AR over raster positions)."""
+    b, d, *rest = tokens.shape
+    x = F.one_hot(tokens.long(), k).movedim(-1, 1)  # [B, K, D, ...]
+    return x.reshape(b, k * d, *rest).to(dtype)
 
 
 class RefinementTokens:
@@ -130,8 +132,7 @@ class GRN(RefinementTokens, nn.Module):
         b = tokens.shape[0]
         t = self.sample_t(b, generator, tokens.device)
         z = self.corrupt(tokens, t, generator)
-        drop = torch.rand(b, generator=generator, device=tokens.device) < self.cfg.class_dropout
-        y = torch.where(drop, torch.full_like(y, self.null_class), y)
+        y = drop_condition(self, y, self.cfg.class_dropout, generator)
         logits = (forward or self)(z, t, y)
         return F.cross_entropy(logits.float(), tokens.long())
 

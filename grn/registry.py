@@ -1,4 +1,11 @@
-"""Every trainable generator by name: GRN sizes and the equal-budget baselines.
+"""Every trainable generator: one record per model kind (`KINDS`), and the named sizes of every kind.
+
+A kind is what a checkpoint's `kind` says and what a suite's `adapter:` names. Its record holds every
+fact the project needs about it: how to rebuild the model from a checkpoint, how to sample it (the one
+sampler signature of grn/sampling.py) and decode what the sampler returns, its sampler settings and
+their ranges, the family it is tabulated under, the suite keys it takes, and its named sizes (as DiT's
+size registry). Adding a kind is one `register(ModelKind(...))` here plus the file with its model and
+sampler; grn_eval (validation, adapters, tables) reads everything from the record.
 
 The "-T" baselines share GRN-T's backbone shape (hidden 128, depth 4, 4 heads, bottleneck 64,
 4 in-context tokens) and its tokenizer, data and training budget; only the paradigm differs.
@@ -6,36 +13,145 @@ The "-T" baselines share GRN-T's backbone shape (hidden 128, depth 4, 4 heads, b
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import torch
 
-from grn.baselines.ar import ARConfig, ARModel, build_ar
-from grn.baselines.flow import FlowConfig, FlowModel, build_flow
-from grn.baselines.maskgit import MaskGITConfig, MaskGITModel, build_maskgit
+from grn.baselines import ar, flow, maskgit
 from grn.checkpoint import TOKENIZER_KIND, load_state, read, seal, verify
 from grn.errors import CheckpointError, check_finite
 from grn.generator import GENERATORS, GRN, config_from_dict
+from grn.sampling import PRESETS, SAMPLER_OPTIONS, SamplerConfig, refine
 from grn.t2i import T2I_GENERATORS, T2IGRN, t2i_config_from_dict
 
-MODELS = {
-    **GENERATORS,
-    **T2I_GENERATORS,
-    "AR-T": build_ar,
-    "MaskGIT-T": build_maskgit,
-    "Flow-T": build_flow,
+# How the adapters turn a sampler's output into images: token codes through the tokenizer's decoder in the
+# model's token layout, or continuous latents straight through its decoder.
+DECODERS = {
+    "tokens": lambda tokenizer, model, out: tokenizer.decode_tokens(out, getattr(model.cfg, "layout", "ind")),
+    "latent": lambda tokenizer, model, out: tokenizer.decode_latent(out),
 }
+CONDITIONINGS = ("class", "text")  # class labels, or prompts (grn_eval picks the adapter by this)
+# The one sampler signature: (model, cond, cfg, generators, *, entropy=None, uncond=None, callback=None)
+SAMPLER_PARAMETERS = (("model", "cond", "cfg", "generators"), ("entropy", "uncond", "callback"))
 
-KINDS = {"grn": (GRN, config_from_dict), "grn-t2i": (T2IGRN, t2i_config_from_dict),
-         "ar": (ARModel, lambda d: ARConfig(**d)), "maskgit": (MaskGITModel, lambda d: MaskGITConfig(**d)),
-         "flow": (FlowModel, lambda d: FlowConfig(**d))}
+
+@dataclass(frozen=True)
+class ModelKind:
+    """Everything the project knows about one kind of generator (see `problems` for what makes one complete)."""
+
+    name: str  # the checkpoint's `kind`, the model class's `kind`, the suite's `adapter:`
+    model: type  # the nn.Module, built as model(config, **build)
+    config_from_dict: Callable  # a checkpoint's `config` dict -> the model's config
+    sampler_config: type  # the frozen dataclass of sampler settings
+    default_sampler: object  # the settings used when a suite gives none (an instance of sampler_config)
+    sample: Callable  # sample(model, cond, cfg, generators, *, entropy=None, uncond=None, callback=None)
+    family: str  # the column group of tables: GRN / AR / masked / diffusion
+    # the range of every sampler_config field a suite may set (Opt keywords of grn_eval/options.py as plain
+    # data: grn does not import grn_eval; the type and the default come from the sampler config itself)
+    sampler_options: Mapping[str, Mapping]
+    output: str = "tokens"  # what `sample` returns: a key of DECODERS
+    conditioning: str = "class"  # one of CONDITIONINGS
+    entropy: bool = False  # the sampler takes entropy-guided step counts (the suite key `entropy:`)
+    presets: Mapping[str, object] = field(default_factory=dict)  # named sampler settings (`sampler.preset`)
+    adapter_options: Mapping[str, Mapping] = field(default_factory=dict)  # suite keys beyond the common ones
+    sizes: Mapping[str, Callable] = field(default_factory=dict)  # name -> builder(**overrides)
+
+    @property
+    def sampler_keys(self) -> set[str]:
+        """The sampler settings a suite may give this kind: its config's fields, and `preset` if it has presets."""
+        return {f.name for f in fields(self.sampler_config)} | ({"preset"} if self.presets else set())
+
+    def decode(self, tokenizer, model, out) -> object:
+        """uint8 NHWC images from the sampler's output."""
+        return DECODERS[self.output](tokenizer, model, out)
+
+
+def problems(kind: ModelKind) -> list[str]:
+    """What keeps a record from being complete (empty when it is)."""
+    out = []
+    if not isinstance(kind.name, str) or not kind.name:
+        out.append("name: a non-empty string")
+    if not isinstance(kind.model, type) or getattr(kind.model, "kind", None) != kind.name:
+        out.append(f"model: a class whose `kind` is {kind.name!r}")
+    if not callable(kind.config_from_dict):
+        out.append("config_from_dict: a function")
+    if not (is_dataclass(kind.sampler_config) and isinstance(kind.default_sampler, kind.sampler_config)):
+        out.append("sampler_config / default_sampler: a dataclass and an instance of it")
+    else:
+        declared, have = set(kind.sampler_options), {f.name for f in fields(kind.sampler_config)}
+        if declared != have:
+            out.append(f"sampler_options: one entry per sampler setting {sorted(have)}, got {sorted(declared)}")
+        if any(not isinstance(p, kind.sampler_config) for p in kind.presets.values()):
+            out.append("presets: instances of sampler_config")
+    if not isinstance(kind.family, str) or not kind.family:
+        out.append("family: a non-empty string")
+    if kind.output not in DECODERS:
+        out.append(f"output: one of {sorted(DECODERS)}")
+    if kind.conditioning not in CONDITIONINGS:
+        out.append(f"conditioning: one of {list(CONDITIONINGS)}")
+    if not callable(kind.sample) or sampler_signature(kind.sample) != SAMPLER_PARAMETERS:
+        out.append("sample: sample(model, cond, cfg, generators, *, entropy=None, uncond=None, callback=None)")
+    return out
+
+
+def sampler_signature(fn) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(positional parameters, keyword-only parameters defaulting to None) of a sampler; anything else
+    (a default on a positional one, another kind of parameter) makes it differ from SAMPLER_PARAMETERS."""
+    params = inspect.signature(fn).parameters.values()
+    positional = tuple(p.name if p.default is p.empty else f"{p.name}=" for p in params
+                       if p.kind is p.POSITIONAL_OR_KEYWORD)
+    keyword = tuple(p.name if p.default is None else f"{p.name}?" for p in params if p.kind is p.KEYWORD_ONLY)
+    others = tuple(f"*{p.name}" for p in params if p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return positional + others, keyword
+
+
+KINDS: dict[str, ModelKind] = {}
+
+
+def register(kind: ModelKind) -> ModelKind:
+    """Add a kind (refused if its record is incomplete or its name or a size name is taken)."""
+    bad = problems(kind)
+    if kind.name in KINDS:
+        bad.append(f"name: {kind.name!r} is already a kind")
+    taken = set(kind.sizes) & set(model_sizes())
+    if taken:
+        bad.append(f"sizes: {sorted(taken)} are already sizes of another kind")
+    if bad:
+        raise ValueError(f"model kind {kind.name!r} is incomplete: " + "; ".join(bad))
+    KINDS[kind.name] = kind
+    return kind
+
+
+def model_sizes() -> dict[str, Callable]:
+    """Every named size of every kind (e.g. 'GRN-B', 'AR-T') -> its builder."""
+    return {name: build for kind in KINDS.values() for name, build in kind.sizes.items()}
+
+
+_TEXT_PROMPTS = {"prompts": {"type": list, "min": 1, "item": {"type": str}}, "negative_prompt": {"type": str}}
+
+register(ModelKind("grn", GRN, config_from_dict, SamplerConfig, SamplerConfig(), refine, "GRN", SAMPLER_OPTIONS,
+                   entropy=True, presets=PRESETS, sizes=GENERATORS))
+register(ModelKind("grn-t2i", T2IGRN, t2i_config_from_dict, SamplerConfig, SamplerConfig(), refine, "GRN",
+                   SAMPLER_OPTIONS, conditioning="text", entropy=True, presets=PRESETS, adapter_options=_TEXT_PROMPTS,
+                   sizes=T2I_GENERATORS))
+register(ModelKind("ar", ar.ARModel, lambda d: ar.ARConfig(**d), ar.ARSamplerConfig, ar.ARSamplerConfig(),
+                   ar.sample_ar, "AR", ar.SAMPLER_OPTIONS, sizes={"AR-T": ar.build_ar}))
+register(ModelKind("maskgit", maskgit.MaskGITModel, lambda d: maskgit.MaskGITConfig(**d), maskgit.MaskGITSamplerConfig,
+                   maskgit.MaskGITSamplerConfig(), maskgit.sample_maskgit, "masked", maskgit.SAMPLER_OPTIONS,
+                   sizes={"MaskGIT-T": maskgit.build_maskgit}))
+register(ModelKind("flow", flow.FlowModel, lambda d: flow.FlowConfig(**d), flow.FlowSamplerConfig,
+                   flow.FlowSamplerConfig(), flow.sample_flow, "diffusion", flow.SAMPLER_OPTIONS, output="latent",
+                   sizes={"Flow-T": flow.build_flow}))
 
 
 def build_model(name: str, **overrides):
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}'; allowed: {sorted(MODELS)}")
-    return MODELS[name](**overrides)
+    sizes = model_sizes()
+    if name not in sizes:
+        raise ValueError(f"unknown model '{name}'; allowed: {sorted(sizes)}")
+    return sizes[name](**overrides)
 
 
 def checkpoint_record(model, name: str, state_dict: dict, **extra) -> dict:
@@ -75,13 +191,13 @@ def load_model(path: str | Path, device="cpu", record=None, **build):
         check_finite(model.state_dict().items(), f"'{path}'")
         model.integrity = "official file: finite weights checked"
         return model.to(device)
-    cls, make_cfg = KINDS[ck["kind"]]
+    kind = KINDS[ck["kind"]]
     integrity = verify(ck, path)
     try:
-        cfg = make_cfg(ck["config"])
+        cfg = kind.config_from_dict(ck["config"])
     except (TypeError, KeyError, ValueError) as e:
         raise CheckpointError(f"'{path}': its config cannot build a {ck['kind']} model ({e}); the file is damaged "
                               f"or from an incompatible version") from e
-    model = load_state(cls(cfg, **build), ck["state_dict"], path)
+    model = load_state(kind.model(cfg, **build), ck["state_dict"], path)
     model.integrity = integrity
     return model.eval().to(device)

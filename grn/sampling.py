@@ -1,4 +1,5 @@
-"""Global-refinement sampling, the entropy-guided step schedule, and the per-step trace.
+"""Global-refinement sampling, the entropy-guided step schedule, the per-step trace, and the sampling
+primitives every model kind shares (grn/baselines/*.py use them too).
 
 The loop of the official C2I sampler ("the artist repaints the whole canvas every step"):
 
@@ -24,8 +25,21 @@ The official T2I/T2V sampler differs in three settings, all available here (pres
 "GRN-2B-t2i"): the `t2i-cosine` keep schedule, guidance at every step, and `realised_t`
 (the next step is told the fraction of elements actually kept, not the scheduled one).
 
+Every kind's sampler has one signature (as k-diffusion's samplers do), `refine` here and those of
+grn/baselines/*.py alike:
+
+    sample(model, cond, cfg, generators, *, entropy=None, uncond=None, callback=None) -> (out, Trace)
+
+`callback(info)` sees each step's info dict ("i", "x": the state after the step, "active": the
+samples in the step, "nfe", and what else the kind has); the Trace is filled by the same kind of
+callback (a recorder), so observing a run and tracing it are one mechanism.
+
 Randomness is per sample: each sample owns a `torch.Generator`, so a sample's result does not
 depend on what else is in its batch (beyond floating-point reduction order in the network).
+
+(Over 400 lines on purpose: besides the GRN sampler this module is the home of the one Trace and of the
+primitives every kind samples with; they are to move to a module of their own once this change may add
+files to `grn/`, leaving the GRN sampler here.)
 """
 
 from __future__ import annotations
@@ -41,6 +55,8 @@ from grn.errors import check_finite
 # Settings
 # ---------------------------------------------------------------------------------------
 
+SCHEDULES = ("linear", "cosine", "t2i-cosine")  # the keep schedules of `schedule`
+
 
 @dataclass(frozen=True)
 class SamplerConfig:
@@ -52,6 +68,18 @@ class SamplerConfig:
     cfg_interval: tuple[float, float] = (0.0, 1.0)
     monotone: bool = False  # ablation: MaskGIT-style monotone keeping
     realised_t: bool = False  # feed the realised kept fraction as the next t (official T2I sampler)
+
+
+# The ranges a suite may give each SamplerConfig field (Opt keywords of grn_eval/options.py, kept as plain
+# data so that grn does not import grn_eval; the type and default come from SamplerConfig itself). The
+# baselines' samplers use the same three common ranges.
+STEPS, TEMPERATURE, GUIDANCE = {"min": 1}, {"min": 0, "min_exclusive": True}, {"min": 0}
+SAMPLER_OPTIONS = {
+    "steps": STEPS, "schedule": {"choices": SCHEDULES}, "temperature": TEMPERATURE, "cfg": GUIDANCE,
+    # guidance where lo < t < hi; a negative lo selects the official power-cos guidance
+    "cfg_interval": {"min": 2, "max": 2, "increasing": True, "item": {}, "why": "[lo, hi]"},
+    "monotone": {}, "realised_t": {},
+}
 
 
 @dataclass(frozen=True)
@@ -95,7 +123,7 @@ def schedule(steps: int, kind: str = "linear") -> torch.Tensor:
         t = T2I_MAX_KEEP * (1 - torch.cos(math.pi / 2 * v))
         t[-1] = 1.0
         return t
-    raise ValueError(f"unknown schedule '{kind}'; allowed: 'linear', 'cosine', 't2i-cosine'")
+    raise ValueError(f"unknown schedule '{kind}'; allowed: {', '.join(repr(s) for s in SCHEDULES)}")
 
 
 def sample_generators(seeds, device="cpu") -> list[torch.Generator]:
@@ -104,13 +132,14 @@ def sample_generators(seeds, device="cpu") -> list[torch.Generator]:
 
 
 # ---------------------------------------------------------------------------------------
-# Trace
+# Trace: the one record of a sampling run, whatever the kind
 # ---------------------------------------------------------------------------------------
 
 
 @dataclass
 class Trace:
-    """Per step (means over the active samples' elements) and per sample."""
+    """Per step (means over the active samples' elements) and per sample. A kind fills the series it
+    has (AR and MaskGIT: conditional entropy; flow: NFE only); the others stay empty."""
 
     t: list[float] = field(default_factory=list)  # mean input clean fraction
     entropy_cond: list[float] = field(default_factory=list)  # normalised entropy of the conditional p
@@ -127,9 +156,50 @@ class Trace:
     # of elements whose value changed from the step's input to its output
     entropy_bits: list[list[float]] = field(default_factory=list)
     changed_bits: list[list[float]] = field(default_factory=list)
+    masked: list[list[int]] = field(default_factory=list)  # MaskGIT: per step, per sample, elements still masked
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The series as a dict; one that a kind does not produce is left out, since the readers
+        (grn_eval/metrics/entropy.py: a series missing from any trace is dropped) take a key's
+        presence to mean the sampler produces it. The per-step counts are always there."""
+        return {k: v for k, v in self.__dict__.items() if v or k in ("active", "nfe", "steps_used")}
+
+
+def notifier(*callbacks):
+    """One step callback calling the given ones in order (None skipped): the recorder, then the caller's."""
+    hooks = [c for c in callbacks if c is not None]
+
+    def notify(info: dict) -> None:
+        for hook in hooks:
+            hook(info)
+    return notify
+
+
+def refuse(kind: str, **given) -> None:
+    """Stop a sampler handed settings it does not implement (silently ignoring them would mislabel results)."""
+    named = [k for k, v in given.items() if v is not None]
+    if named:
+        raise ValueError(f"the {kind} sampler does not take {' or '.join(named)}: entropy-guided steps and an "
+                         f"explicit unconditional stream are GRN sampler settings")
+
+
+# ---------------------------------------------------------------------------------------
+# Primitives (written once; GRN, AR, MaskGIT and flow sample through them)
+# ---------------------------------------------------------------------------------------
+
+
+def per_sample(draw, generators, device) -> torch.Tensor:
+    """Stack one draw per sample, each from its own generator (on that generator's device)."""
+    return torch.stack([draw(g) for g in generators]).to(device)
+
+
+def uniform(generators, shape, device) -> torch.Tensor:
+    return per_sample(lambda g: torch.rand(shape, generator=g, device=g.device), generators, device)
+
+
+def categorical(probs: torch.Tensor, u: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Inverse-CDF sampling along `dim` with given uniforms: probs [..., K (at dim), ...], u without that dim."""
+    return (u.unsqueeze(dim) > probs.cumsum(dim)).sum(dim).clamp(max=probs.shape[dim] - 1)
 
 
 def element_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -143,26 +213,15 @@ def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
     return element_entropy(logits).flatten(1).mean(1)
 
 
+def probs_entropy(p: torch.Tensor, dim: int) -> torch.Tensor:
+    """H(p) in nats along `dim` from probabilities (zeros clamped), as the baselines' traces report it."""
+    return -(p * p.clamp_min(1e-30).log()).sum(dim)
+
+
 def per_bit_plane(x: torch.Tensor, rounds: int) -> list[float]:
     """Mean of a [B, M*d, h, w] per-element quantity for each bit plane (round-major `bit` layout)."""
     b, md, h, w = x.shape
     return x.float().reshape(b, rounds, md // rounds, h, w).mean(dim=(0, 2, 3, 4)).tolist()
-
-
-# ---------------------------------------------------------------------------------------
-# One refinement step's pieces
-# ---------------------------------------------------------------------------------------
-
-
-def _uniform(gens, shape, device) -> torch.Tensor:
-    return torch.stack([torch.rand(shape, generator=g, device=g.device) for g in gens]).to(device)
-
-
-def _categorical(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF sampling along dim 1 with given uniforms: probs [B, K, ...], u [B, ...]."""
-    cdf = probs.cumsum(1)
-    idx = (u.unsqueeze(1) > cdf).sum(1)
-    return idx.clamp_(max=probs.shape[1] - 1)
 
 
 def null_condition(model, y: torch.Tensor) -> torch.Tensor:
@@ -170,6 +229,12 @@ def null_condition(model, y: torch.Tensor) -> torch.Tensor:
     if hasattr(model, "null_condition"):
         return model.null_condition(y)
     return torch.full_like(y, model.null_class)
+
+
+def drop_condition(model, cond: torch.Tensor, p: float, generator=None) -> torch.Tensor:
+    """Training for classifier-free guidance: each sample's condition becomes the null one with probability p."""
+    drop = torch.rand(len(cond), generator=generator, device=cond.device) < p
+    return torch.where(drop.view(-1, *[1] * (cond.dim() - 1)), null_condition(model, cond), cond)
 
 
 def in_cfg_interval(t: torch.Tensor, interval) -> torch.Tensor:
@@ -186,6 +251,26 @@ def power_cos_weight(t: torch.Tensor, lo: float) -> torch.Tensor:
     return (1 - torch.cos((t ** (-lo)) * math.pi)) / 2
 
 
+def cfg_mix(lc: torch.Tensor, lu: torch.Tensor, w) -> torch.Tensor:
+    """Classifier-free guidance `lu + w (lc - lu)` (w a number or a broadcastable tensor)."""
+    return lu + w * (lc - lu)
+
+
+def both_streams(forward, x, t, cond, null) -> tuple[torch.Tensor, torch.Tensor]:
+    """(conditional, unconditional) outputs of one network call on the doubled batch."""
+    return forward(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null])).chunk(2)
+
+
+def guide(forward, x, t, cond, null, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(conditional, guided) outputs with one guidance scale for the whole batch; scale 1 is one plain
+    conditional call (the same tensor twice, so `guided is not cond` tells that the step cost 2 NFE)."""
+    if scale == 1.0:
+        out = forward(x, t, cond)
+        return out, out
+    lc, lu = both_streams(forward, x, t, cond, null)
+    return lc, cfg_mix(lc, lu, scale)
+
+
 def guided_logits(model, z, t, y, scale, interval, uncond=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(conditional logits, guided logits) with the official CFG rules (per sample, t = clean fraction):
     lo >= 0: `lu + w (lc - lu)` with w = scale inside the interval (`in_cfg_interval`), else the
@@ -200,115 +285,160 @@ def guided_logits(model, z, t, y, scale, interval, uncond=None) -> tuple[torch.T
     if not bool(guided.any()):
         lc = model(z, t, y)
         return lc, lc
-    null = null_condition(model, y) if uncond is None else uncond
-    both = model(torch.cat([z, z]), torch.cat([t, t]), torch.cat([y, null]))
-    lc, lu = both.chunk(2)
+    lc, lu = both_streams(model, z, t, y, null_condition(model, y) if uncond is None else uncond)
     shape = (-1, *[1] * (lc.dim() - 1))
     if lo < 0:
         return lc, lc + (scale * ramp).view(shape).to(lc.dtype) * (lc - lu)
     w = torch.where(guided, torch.full_like(t, scale), torch.ones_like(t))
-    return lc, lu + w.view(shape).to(lc.dtype) * (lc - lu)
+    return lc, cfg_mix(lc, lu, w.view(shape).to(lc.dtype))
 
 
 # ---------------------------------------------------------------------------------------
-# The samplers
+# The GRN sampler in pieces: state, entropy decision, next-t plan, keep step, recorder
 # ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class RefineState:
+    """The loop's tensors, one row per sample of the batch."""
+
+    noise: torch.Tensor  # Z: the fixed random code an element returns to when it is not kept
+    z: torch.Tensor  # the current code
+    kept: torch.Tensor  # bool: the element holds a prediction
+    t: torch.Tensor  # scheduled clean fraction (float64); drives the loop, 1 = finished
+    t_in: torch.Tensor  # what the network is told: t, or the realised kept fraction (cfg.realised_t)
+    n_steps: torch.Tensor  # steps after the entropy decision
+    temp: torch.Tensor  # temperature (the entropy decision lowers it per sample)
+    steps_used: torch.Tensor
+    decision_e: torch.Tensor  # the entropy decided on (CPU; NaN until decided)
+
+    @classmethod
+    def start(cls, model, generators, device, temperature: float, total: int) -> RefineState:
+        shape, k, b = tuple(model.token_shape), model.token_classes, len(generators)
+        noise = per_sample(lambda g: torch.randint(0, k, shape, generator=g, device=g.device), generators, device)
+        t = torch.zeros(b, dtype=torch.float64, device=device)
+        return cls(noise=noise, z=noise.clone(), kept=torch.zeros_like(noise, dtype=torch.bool), t=t, t_in=t.clone(),
+                   n_steps=torch.full((b,), total, dtype=torch.long, device=device),
+                   temp=torch.full((b,), temperature, dtype=torch.float64, device=device),
+                   steps_used=torch.zeros(b, dtype=torch.long, device=device),
+                   decision_e=torch.full((b,), float("nan"), dtype=torch.float64))
+
+    def advance(self, active, z, keep, t_next, realised_t: bool) -> None:
+        self.z[active] = z
+        self.kept[active] = keep
+        self.t[active] = t_next.to(self.t.dtype)
+        self.t_in[active] = keep.flatten(1).double().mean(1) if realised_t else t_next.to(self.t.dtype)
+        self.steps_used[active] += 1
+
+
+def entropy_temperature(tau: float, n: torch.Tensor) -> torch.Tensor:
+    """The temperature of a sample given n remaining steps: tau * clip((n - 10) / 40 + 0.5, 0.5, 1), so
+    samples decided to be simple (few steps) sample colder. Copied from the official entropy-guided
+    ("complexity_aware") sampler, bytedance/GRN `grn/utils_c2i/denoiser.py`, `Denoiser.generate` (`tau_factor`)."""
+    return tau * ((n.double() - 10) / 40 + 0.5).clamp(0.5, 1.0)
+
+
+def _decide(state: RefineState, active, lc, tau: float, entropy: EntropyConfig) -> None:
+    """The entropy decision after the warm-up: steps and temperature per sample."""
+    e = normalized_entropy(lc).double()  # conditional, no guidance, no temperature
+    state.decision_e[active.cpu()] = e.cpu()
+    n = entropy_steps(e, entropy)
+    state.n_steps[active] = n
+    state.temp[active] = entropy_temperature(tau, n)
+
+
+def next_t(i: int, state: RefineState, active, base, total: int, entropy: EntropyConfig | None) -> torch.Tensor:
+    """The clean fraction to reach at step i: the fixed schedule, or after the entropy decision a straight
+    line from the warm-up's end to 1 in each sample's own number of steps (official formula and order)."""
+    if entropy is not None and i >= entropy.warmup:
+        wp = entropy.warmup
+        return (wp / total + (1 - wp / total) * (i + 1 - wp) / state.n_steps[active].double()).clamp(max=1.0)
+    return base[i + 1].to(state.t.device).expand(active.numel())
+
+
+def keep_step(pred, u_keep, t_next, t, kept, z, noise, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep mask, new code) of the active samples: a fresh mask keeping ~t_next of the predictions, the
+    rest back to Z; monotone: what was kept stays with its value, new elements fill up to t_next. A
+    sample reaching t_next = 1 keeps everything."""
+    t_b = t_next.view(-1, 1, 1, 1)
+    if monotone:
+        add = u_keep < ((t_b - t.view(-1, 1, 1, 1)) / (1 - t.view(-1, 1, 1, 1))).clamp(0, 1)
+        keep = kept | add
+        new_z = torch.where(kept, z, torch.where(keep, pred, noise))
+    else:
+        keep = u_keep < t_b
+        new_z = torch.where(keep, pred, noise)
+    finished = t_next >= 1.0 - 1e-9
+    keep[finished] = True
+    new_z[finished] = torch.where(kept[finished], z[finished], pred[finished]) if monotone else pred[finished]
+    return keep, new_z
+
+
+def refinement_recorder(trace: Trace, rounds: int | None):
+    """The callback that fills a Trace from each refinement step's info."""
+    def record(s: dict) -> None:
+        keep, before, kept_before, z = s["keep"], s["x_before"], s["kept_before"], s["x"]
+        n_el = keep.numel()
+        trace.t.append(float(s["t"].mean()))
+        trace.entropy_cond.append(float(normalized_entropy(s["logits_cond"]).mean()))
+        trace.entropy_guided.append(float(normalized_entropy(torch.log(s["probs"].clamp_min(1e-30))).mean()))
+        trace.filled.append(float((keep & ~kept_before).sum()) / n_el)
+        trace.kept.append(float((keep & kept_before & (z == before)).sum()) / n_el)
+        trace.rewritten.append(float((keep & kept_before & (z != before)).sum()) / n_el)
+        trace.erased.append(float((~keep & kept_before).sum()) / n_el)
+        trace.active.append(int(s["active"].numel()))
+        trace.nfe.append(s["nfe"])
+        if rounds:
+            trace.entropy_bits.append(per_bit_plane(element_entropy(s["logits_cond"]), rounds))
+            trace.changed_bits.append(per_bit_plane(z != before, rounds))
+    return record
 
 
 @torch.no_grad()
-def refine(model, y: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Generator],
-           entropy: EntropyConfig | None = None, uncond: torch.Tensor | None = None) -> tuple[torch.Tensor, Trace]:
-    """Sample tokens [B, D, h, w] for conditions y (classes [B] or text ids [B, L]). With `entropy`,
+def refine(model, cond: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Generator], *,
+           entropy: EntropyConfig | None = None, uncond: torch.Tensor | None = None,
+           callback=None) -> tuple[torch.Tensor, Trace]:
+    """Sample tokens [B, D, h, w] for conditions `cond` (classes [B] or text ids [B, L]). With `entropy`,
     each sample picks its own number of steps after the warm-up (and finished samples leave the
-    batch). `uncond` is the unconditional CFG stream's conditioning (default: the null one)."""
-    device = y.device
-    b = y.shape[0]
+    batch). `uncond` is the unconditional CFG stream's conditioning (default: the null one). `callback`
+    gets each step's info: i, active, t (input), logits_cond, probs, x_before, kept_before, keep, x, nfe."""
+    device, b = cond.device, cond.shape[0]
     if len(generators) != b:
         raise ValueError(f"need one generator per sample: {len(generators)} for {b} samples")
     shape = tuple(model.token_shape)
-    k = model.token_classes
-    noise = torch.stack([torch.randint(0, k, shape, generator=g, device=g.device) for g in generators]).to(device)
-    z = noise.clone()
-    kept_prev = torch.zeros_like(z, dtype=torch.bool)
-
-    # per-sample schedule state
     total = cfg.steps if entropy is None else entropy.t_max
+    state = RefineState.start(model, generators, device, cfg.temperature, total)
     base = schedule(total, cfg.schedule)
-    t = torch.zeros(b, dtype=torch.float64, device=device)  # scheduled clean fraction (drives the loop)
-    t_in = t.clone()  # what the network is told: t, or the realised kept fraction (cfg.realised_t)
-    rounds = getattr(model, "bit_rounds", None)
-    n_steps = torch.full((b,), total, dtype=torch.long, device=device)  # remaining steps after the decision
-    temp = torch.full((b,), cfg.temperature, dtype=torch.float64, device=device)
-    steps_used = torch.zeros(b, dtype=torch.long, device=device)
-    decision_e = torch.full((b,), float("nan"), dtype=torch.float64)
     trace = Trace()
+    notify = notifier(refinement_recorder(trace, getattr(model, "bit_rounds", None)), callback)
 
     for i in range(total):
-        active = (t < 1.0 - 1e-9).nonzero().squeeze(1)  # finished samples leave the batch
+        active = (state.t < 1.0 - 1e-9).nonzero().squeeze(1)  # finished samples leave the batch
         if active.numel() == 0:
             break
-        za, ta, ya = z[active], t[active], y[active]
+        za, ta = state.z[active], state.t[active]
         ua = None if uncond is None else uncond[active]
-        lc, logits = guided_logits(model, za, t_in[active].float(), ya, cfg.cfg, cfg.cfg_interval, ua)
+        lc, logits = guided_logits(model, za, state.t_in[active].float(), cond[active], cfg.cfg, cfg.cfg_interval, ua)
         check_finite([("logits", logits)], f"refinement step {i}")
-
         if entropy is not None and i == entropy.warmup:
-            e = normalized_entropy(lc).double()  # conditional, no guidance, no temperature
-            decision_e[active.cpu()] = e.cpu()
-            n = entropy_steps(e, entropy)
-            n_steps[active] = n
-            temp[active] = cfg.temperature * ((n.double() - 10) / 40 + 0.5).clamp(0.5, 1.0)
-        if entropy is not None and i >= entropy.warmup:
-            wp = entropy.warmup
-            t_next = wp / total + (1 - wp / total) * (i + 1 - wp) / n_steps[active].double()
-            t_next = t_next.clamp(max=1.0)
-        else:
-            t_next = base[i + 1].to(device).expand(active.numel())
+            _decide(state, active, lc, cfg.temperature, entropy)
+        t_next = next_t(i, state, active, base, total, entropy)
 
-        ta_ = temp[active].view(-1, *[1] * (logits.dim() - 1)).float()
-        probs = torch.softmax(logits.float() / ta_, dim=1)
+        temp = state.temp[active].view(-1, *[1] * (logits.dim() - 1)).float()
+        probs = torch.softmax(logits.float() / temp, dim=1)
         gens = [generators[j] for j in active.tolist()]
-        pred = _categorical(probs, _uniform(gens, shape, device))
-        u_keep = _uniform(gens, shape, device)
-        t_b = t_next.view(-1, 1, 1, 1)
-        prev_kept, prev_z = kept_prev[active], za
-        if cfg.monotone:
-            # keep what was kept (with its value) and add new elements to reach t_next in expectation
-            add = u_keep < ((t_b - ta.view(-1, 1, 1, 1)) / (1 - ta.view(-1, 1, 1, 1))).clamp(0, 1)
-            keep = prev_kept | add
-            new_z = torch.where(prev_kept, prev_z, torch.where(keep, pred, noise[active]))
-        else:
-            keep = u_keep < t_b
-            new_z = torch.where(keep, pred, noise[active])
-        finished = t_next >= 1.0 - 1e-9
-        keep[finished] = True
-        new_z[finished] = torch.where(prev_kept[finished], prev_z[finished], pred[finished]) if cfg.monotone \
-            else pred[finished]
+        pred = categorical(probs, uniform(gens, shape, device))
+        kept = state.kept[active]
+        keep, new_z = keep_step(pred, uniform(gens, shape, device), t_next, ta, kept, za, state.noise[active],
+                                cfg.monotone)
+        notify({"i": i, "active": active, "t": state.t_in[active], "logits_cond": lc, "probs": probs,
+                "x_before": za, "kept_before": kept, "keep": keep, "x": new_z, "nfe": 2 if logits is not lc else 1})
+        state.advance(active, new_z, keep, t_next, cfg.realised_t)
 
-        n_el = keep.numel()
-        trace.t.append(float(t_in[active].mean()))
-        trace.entropy_cond.append(float(normalized_entropy(lc).mean()))
-        trace.entropy_guided.append(float(normalized_entropy(torch.log(probs.clamp_min(1e-30))).mean()))
-        trace.filled.append(float((keep & ~prev_kept).sum()) / n_el)
-        trace.kept.append(float((keep & prev_kept & (new_z == prev_z)).sum()) / n_el)
-        trace.rewritten.append(float((keep & prev_kept & (new_z != prev_z)).sum()) / n_el)
-        trace.erased.append(float((~keep & prev_kept).sum()) / n_el)
-        trace.active.append(int(active.numel()))
-        trace.nfe.append(2 if logits is not lc else 1)
-        if rounds:
-            trace.entropy_bits.append(per_bit_plane(element_entropy(lc), rounds))
-            trace.changed_bits.append(per_bit_plane(new_z != prev_z, rounds))
-
-        z[active] = new_z
-        kept_prev[active] = keep
-        t[active] = t_next.to(t.dtype)
-        t_in[active] = keep.flatten(1).double().mean(1) if cfg.realised_t else t_next.to(t.dtype)
-        steps_used[active] += 1
-
-    trace.steps_used = steps_used.tolist()
+    trace.steps_used = state.steps_used.tolist()
     if entropy is not None:
-        trace.decision_entropy = decision_e.tolist()
-    return z, trace
+        trace.decision_entropy = state.decision_e.tolist()
+    return state.z, trace
 
 
 def entropy_steps(e: torch.Tensor, cfg: EntropyConfig) -> torch.Tensor:

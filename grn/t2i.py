@@ -33,6 +33,7 @@ from torch import nn
 
 from grn.backbone import BottleneckEmbed, PlainBlock, RMSNorm, TimestepEmbedder, rope_2d_tables, sincos_2d
 from grn.generator import RefinementTokens, TokenLayout, onehot_input
+from grn.sampling import drop_condition
 from grn.text import TextConfig, build_text_encoder, text_config_from_dict
 
 
@@ -158,8 +159,7 @@ class T2IGRN(RefinementTokens, nn.Module):
         b = tokens.shape[0]
         t = self.sample_t(b, generator, tokens.device)
         z = self.corrupt(tokens, t, generator)
-        drop = torch.rand(b, generator=generator, device=tokens.device) < self.cfg.text_dropout
-        ids = torch.where(drop[:, None], self.null_condition(ids), ids)
+        ids = drop_condition(self, ids, self.cfg.text_dropout, generator)
         logits = (forward or self)(z, t, ids)
         return F.cross_entropy(logits.float(), tokens.long())
 

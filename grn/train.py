@@ -1,11 +1,17 @@
-"""Training loops (HBQ tokenizer here; the generators reuse the same pieces).
+"""Training: the HBQ tokenizer and the generators (GRN and the baselines), through one loop.
 
-Shared mechanics: AdamW (0.9, 0.95), gradient clipping, an EMA of the trained network, bf16
-autocast on CUDA, DDP under `torchrun`, atomic checkpoints every N steps and an exact resume.
-The batch of step k is drawn from a generator seeded by (seed, k), so a resumed run sees the
-same data as an uninterrupted one without restoring any sampler state.
+`Run` is that loop and what surrounds it, written once: output folder, ranks and seed; the resume from
+`checkpoint.pt`; bf16 autocast on CUDA; DDP under `torchrun`; the per-step records, `log.jsonl`, atomic
+checkpoints every N steps and the export when the run completes. `train_tokenizer` and `train_generator`
+keep only what differs: their networks, optimizers, data and step. Shared mechanics: AdamW (0.9, 0.95),
+gradient clipping, EMAs of the trained network. The batch and noise of step k come from generators seeded
+by (seed, k), so a resumed run sees the same data as an uninterrupted one without restoring any sampler or
+RNG state, and ends with bit-identical weights.
+
+Length (~470 lines, over the 400 aimed at): the loop and the two trainers take ~200; the rest is what
+other modules import from here (both training configs, the PatchGAN discriminator, the LPIPS loader, the
+tokenizer's export and load). It could move to a module of its own, together with its importers.
 """
-
 from __future__ import annotations
 
 import copy
@@ -86,6 +92,83 @@ def adamw(params, lr, weight_decay, betas=(0.9, 0.95)) -> torch.optim.AdamW:
     no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def optimize(loss: torch.Tensor, opt: torch.optim.Optimizer, params, clip: float) -> torch.Tensor:
+    """One update of `params` from `loss`; returns the gradient norm before clipping."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    return gnorm
+
+
+# ---------------------------------------------------------------------------------------
+# The training loop, shared by every trainer
+# ---------------------------------------------------------------------------------------
+
+
+class Run:
+    """What every training run shares, written once. A trainer calls, in this order:
+    `Run(cfg, out_dir)` (folder, ranks, seed), builds its networks and optimizers, `resume(...)`,
+    wraps them with `ddp`, loads its data, then hands its step to `loop`."""
+
+    def __init__(self, cfg, out_dir: str | Path):
+        self.cfg, self.out, self.state, self.start = cfg, Path(out_dir), {}, 0
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.rank, self.world, self.device = init_distributed()
+        self.autocast = torch.autocast("cuda", torch.bfloat16) if self.device.type == "cuda" else \
+            torch.autocast("cpu", enabled=False)  # CPU runs stay in float32
+        torch.manual_seed(cfg.seed)  # the initial weights the trainer builds next: the same on every rank
+
+    def resume(self, **state) -> None:
+        """Name what the checkpoint holds (each a module, optimizer or scheduler, or a list of them) and load
+        it from `checkpoint.pt` if a previous call left one: the run continues at its step."""
+        self.state, path = state, self.out / "checkpoint.pt"
+        if not path.exists():
+            return
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        if ck["train_config"] != asdict(self.cfg):
+            raise ValueError(f"{path} was written with another training config; use a new output folder")
+        for name, objs in state.items():
+            for obj, sd in zip(objs, ck[name]) if isinstance(objs, list) else [(objs, ck[name])]:
+                obj.load_state_dict(sd)
+        self.start = ck["step"]
+
+    def ddp(self, module: nn.Module) -> nn.Module:
+        """Under DistributedDataParallel with several ranks, so that backward all-reduces the gradients."""
+        return nn.parallel.DistributedDataParallel(module) if self.world > 1 else module
+
+    def checkpoint(self, done: int) -> None:
+        state = {name: [o.state_dict() for o in objs] if isinstance(objs, list) else objs.state_dict()
+                 for name, objs in self.state.items()}
+        save_atomic({"step": done, "train_config": asdict(self.cfg), **state}, self.out / "checkpoint.pt")
+
+    def loop(self, train_step, export, postfix, desc: str, max_steps: int | None, progress: bool) -> list[dict]:
+        """`train_step(step)` (0-based; returns the step's numbers) up to `cfg.steps`, or up to `max_steps` as
+        an interruption would (the checkpoint is written), then `export()` once the run is complete.
+        Returns the records of the steps this call ran; rank 0 logs and checkpoints them."""
+        cfg, start = self.cfg, self.start
+        stop = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+        history = []
+        bar = tqdm(range(start, stop), initial=start, total=cfg.steps, disable=not progress or self.rank != 0,
+                   desc=desc, unit="step")
+        t0 = time.perf_counter()
+        for step in bar:
+            rec = {"step": step + 1, **train_step(step)}
+            history.append(rec)
+            done = step + 1
+            if self.rank != 0:  # the ranks hold the same weights: one writes
+                continue
+            bar.set_postfix(**postfix(rec), img_s=f"{cfg.batch_size * (done - start) / (time.perf_counter() - t0):.0f}")
+            if done % cfg.log_every == 0 or done == stop:
+                with open(self.out / "log.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+            if done % cfg.checkpoint_every == 0 or done == stop:
+                self.checkpoint(done)
+        if self.rank == 0 and stop == cfg.steps:
+            export()
+        return history
 
 
 # ---------------------------------------------------------------------------------------
@@ -194,46 +277,23 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
 
     `max_steps` stops early (as an interruption would) after writing a checkpoint.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rank, world, device = init_distributed()
-    torch.manual_seed(cfg.seed)
+    run = Run(cfg, out_dir)
+    device = run.device
+    # in this order: each network draws its initial weights from the seeded global RNG
     model = HBQTokenizer(cfg.model_config()).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     disc = PatchDiscriminator(ndf=cfg.disc_ndf, n_layers=cfg.disc_layers).to(device)
     opt_g = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     opt_d = adamw(disc.parameters(), cfg.lr, cfg.weight_decay)
     perceptual = load_lpips_loss(cfg.lpips_net, cfg.lpips_weights).to(device) if cfg.lpips_weight > 0 else None
-
-    start = 0
-    ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck["train_config"] != asdict(cfg):
-            raise ValueError(f"{ckpt_path} was written with another training config; use a new output folder")
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        disc.load_state_dict(ck["disc"])
-        opt_g.load_state_dict(ck["opt_g"])
-        opt_d.load_state_dict(ck["opt_d"])
-        start = ck["step"]
-
-    ddp_model = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    ddp_disc = nn.parallel.DistributedDataParallel(disc) if world > 1 else disc
+    run.resume(model=model, ema=ema, disc=disc, opt_g=opt_g, opt_d=opt_d)
+    ddp_model, ddp_disc = run.ddp(model), run.ddp(disc)
     images = load_dataset(cfg.dataset, **cfg.dataset_kwargs).images
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
-                                                                                                   enabled=False)
-    stop = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    history = []
-    bar = tqdm(range(start, stop), initial=start, total=cfg.steps, disable=not progress or rank != 0,
-               desc="tokenizer", unit="step")
-    t0 = time.perf_counter()
-    for step in bar:
-        x = _batch(images, step_generator(cfg.seed, step), cfg.batch_size, rank, world, cfg.flip, device)
-        gan_on = cfg.gan_weight > 0 and step >= cfg.gan_start
 
-        # -- generator (autoencoder) step
-        with autocast:
+    def train_step(step: int) -> dict:
+        x = _batch(images, step_generator(cfg.seed, step), cfg.batch_size, run.rank, run.world, cfg.flip, device)
+        gan_on = cfg.gan_weight > 0 and step >= cfg.gan_start
+        with run.autocast:  # the autoencoder; its terms are summed in this order (the floats depend on it)
             recon, _z = ddp_model(x)
             l1 = (recon - x).abs().mean()
             loss = cfg.l1_weight * l1
@@ -241,40 +301,24 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
             loss = loss + cfg.lpips_weight * lp
             adv = -ddp_disc(recon).mean() if gan_on else torch.zeros((), device=device)
             loss = loss + (cfg.gan_weight * adv if gan_on else 0.0)
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt_g.step()
+        gnorm = optimize(loss, opt_g, model.parameters(), cfg.grad_clip)
         ema_update(ema, model, cfg.ema_decay)
-
-        # -- discriminator step (hinge)
         d_loss = torch.zeros((), device=device)
-        if gan_on:
-            with autocast:
+        if gan_on:  # the discriminator (hinge) on the same reconstructions, detached from the autoencoder
+            with run.autocast:
                 d_loss = hinge_d_loss(ddp_disc(x), ddp_disc(recon.detach()))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
-            opt_d.step()
+            optimize(d_loss, opt_d, disc.parameters(), cfg.grad_clip)
+        return {"loss": loss.item(), "l1": l1.item(), "lpips": lp.item(), "g_adv": adv.item(),
+                "d_loss": d_loss.item(), "grad_norm": gnorm.item()}
 
-        rec = {"step": step + 1, "loss": loss.item(), "l1": l1.item(), "lpips": lp.item(), "g_adv": adv.item(),
-               "d_loss": d_loss.item(), "grad_norm": gnorm.item()}
-        history.append(rec)
-        done = step + 1
-        if rank == 0:
-            bar.set_postfix(l1=f"{rec['l1']:.4f}", lpips=f"{rec['lpips']:.3f}", d=f"{rec['d_loss']:.3f}",
-                            img_s=f"{cfg.batch_size * (done - start) / (time.perf_counter() - t0):.0f}")
-            if done % cfg.log_every == 0 or done == stop:
-                with open(out_dir / "log.jsonl", "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-            if done % cfg.checkpoint_every == 0 or done == stop:
-                save_atomic({"step": done, "train_config": asdict(cfg), "model": model.state_dict(),
-                             "ema": ema.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                             "opt_d": opt_d.state_dict()}, ckpt_path)
-    if rank == 0 and stop == cfg.steps:
+    def export():
         extra = {"train_config": portable_config(cfg), "steps": cfg.steps}
-        export_tokenizer(ema, out_dir / "tokenizer.pt", extra=extra)
-    return history
+        export_tokenizer(ema, run.out / "tokenizer.pt", extra=extra)
+
+    def postfix(r):
+        return {"l1": f"{r['l1']:.4f}", "lpips": f"{r['lpips']:.3f}", "d": f"{r['d_loss']:.3f}"}
+
+    return run.loop(train_step, export, postfix, "tokenizer", max_steps, progress)
 
 
 def portable_config(cfg) -> dict:
@@ -375,27 +419,13 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
     """Train (or resume) a generator (GRN or a baseline) in `out_dir`; returns this call's per-step losses."""
     from grn.registry import build_model, checkpoint_record
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rank, world, device = init_distributed()
-    torch.manual_seed(cfg.seed)
+    run = Run(cfg, out_dir)
+    device = run.device
     model = build_model(cfg.generator, **cfg.generator_overrides).to(device)
     emas = [copy.deepcopy(model).requires_grad_(False) for _ in cfg.ema_decays]
     opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
-
-    start = 0
-    ckpt_path = out_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck["train_config"] != asdict(cfg):
-            raise ValueError(f"{ckpt_path} was written with another training config; use a new output folder")
-        model.load_state_dict(ck["model"])
-        for ema, sd in zip(emas, ck["emas"]):
-            ema.load_state_dict(sd)
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        start = ck["step"]
+    run.resume(model=model, emas=emas, opt=opt, sched=sched)
 
     tokenizer = load_tokenizer(cfg.tokenizer, device)
     data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
@@ -407,48 +437,30 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
     if tuple(tokens.shape[1:]) != want:
         raise ValueError(f"tokenizer gives {tuple(tokens.shape[1:])} but {cfg.generator} expects {want}; set "
                          f"generator_overrides (grid, latent_channels, rounds)")
-    ddp = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
-                                                                                                   enabled=False)
-    stop = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    history = []
-    bar = tqdm(range(start, stop), initial=start, total=cfg.steps, disable=not progress or rank != 0,
-               desc=cfg.generator, unit="step")
-    t0 = time.perf_counter()
-    for step in bar:
+    ddp = run.ddp(model)
+
+    def train_step(step: int) -> dict:
         gen = step_generator(cfg.seed, step)
-        idx = torch.randint(len(tokens), (cfg.batch_size,), generator=gen)[rank::world]
+        idx = torch.randint(len(tokens), (cfg.batch_size,), generator=gen)[run.rank::run.world]
         x, y = tokens[idx].to(device), labels[idx].to(device)
         if cfg.flip:
             x = torch.where((torch.rand(len(idx), generator=gen) < 0.5).view(-1, 1, 1, 1).to(device), x.flip(-1), x)
-        loss_gen = step_generator(cfg.seed + 7919 * (rank + 1), step)
-        with autocast:
+        # the model's own noise (t, corruption) per rank and step, so that a resume draws it again
+        loss_gen = step_generator(cfg.seed + 7919 * (run.rank + 1), step)
+        with run.autocast:
             loss = model.loss(x, y, loss_gen, forward=ddp)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        gnorm = optimize(loss, opt, model.parameters(), cfg.grad_clip)
         sched.step()
         for ema, decay in zip(emas, cfg.ema_decays):
             ema_update(ema, model, min(decay, (1 + step) / (10 + step)) if cfg.ema_warmup else decay)
-        rec = {"step": step + 1, "loss": loss.item(), "grad_norm": gnorm.item(), "lr": sched.get_last_lr()[0]}
-        history.append(rec)
-        done = step + 1
-        if rank == 0:
-            bar.set_postfix(loss=f"{rec['loss']:.4f}",
-                            img_s=f"{cfg.batch_size * (done - start) / (time.perf_counter() - t0):.0f}")
-            if done % cfg.log_every == 0 or done == stop:
-                with open(out_dir / "log.jsonl", "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-            if done % cfg.checkpoint_every == 0 or done == stop:
-                save_atomic({"step": done, "train_config": asdict(cfg), "model": model.state_dict(),
-                             "emas": [e.state_dict() for e in emas], "opt": opt.state_dict(),
-                             "sched": sched.state_dict()}, ckpt_path)
-    if rank == 0 and stop == cfg.steps:
+        return {"loss": loss.item(), "grad_norm": gnorm.item(), "lr": sched.get_last_lr()[0]}
+
+    def export():
         save_atomic(checkpoint_record(model, cfg.generator, emas[0].state_dict(), ema_decay=cfg.ema_decays[0],
                                       steps=cfg.steps, train_config=portable_config(cfg),
-                                      tokenizer_sha256=sha256_file(cfg.tokenizer)), out_dir / "generator.pt")
-    return history
+                                      tokenizer_sha256=sha256_file(cfg.tokenizer)), run.out / "generator.pt")
+
+    return run.loop(train_step, export, lambda r: {"loss": f"{r['loss']:.4f}"}, cfg.generator, max_steps, progress)
 
 
 def load_generator(path: str | Path, device="cpu"):

@@ -2,39 +2,91 @@
 
 A generation adapter turns (labels, per-sample seeds) into uint8 NHWC images plus a sampler
 trace; a reconstruction adapter turns uint8 NHWC images into their reconstructions. Any other
-generator (samples in an ADM .npz, another repository's model) plugs in the same way.
+generator (samples in an ADM .npz, another repository's model) plugs in the same way: it implements
+one of the protocols below and says which through its capability flags. Every trainable generator kind
+is driven by one adapter through its record (grn/registry.py `KINDS`): the record's sampler samples,
+its decoder decodes; only how labels become conditions (classes or prompts) picks the adapter class.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from grn.errors import UserError, check_finite
-from grn_eval.model_check import CheckedFiles, check_entry, sampler_class
+from grn_eval.model_check import CheckedFiles, check_entry
 from grn_eval.suite import ModelEntry
 
+# ---------------------------------------------------------------------------------------
+# What the runner may call: capabilities are flags, so nothing is probed with hasattr
+# ---------------------------------------------------------------------------------------
 
-class GeneratorAdapter:
-    """A trained generator checkpoint (GRN or a baseline) + its tokenizer -> images and a trace."""
+
+class ModelAdapter(Protocol):
+    kind: str  # 'generation' (a GenerationAdapter) or 'reconstruction' (a ReconstructionAdapter)
+
+    def provenance(self) -> dict: ...
+
+
+class GenerationAdapter(ModelAdapter, Protocol):
+    """A generator. Its flags say which of the optional protocols below it also implements."""
+
+    num_classes: int  # labels are 0 .. num_classes - 1 (classes, or the indices of its prompts)
+    from_seeds: bool  # True: a SeedSampler (samples afresh from per-sample seeds, so it can be timed);
+    #                   False: a StoredSamples (serves samples made elsewhere, by index)
+    has_prompts: bool  # True: also Prompted (each label is a prompt; prompt_texts and asked_digits)
+
+    def prepare(self, n_calibration: int = 100) -> None: ...
+
+
+class SeedSampler(GenerationAdapter, Protocol):
+    def generate(self, labels: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, dict]: ...
+
+
+class StoredSamples(GenerationAdapter, Protocol):
+    def generate_range(self, start: int, stop: int) -> tuple[np.ndarray, dict]: ...
+
+
+class Prompted(SeedSampler, Protocol):
+    def prompt_texts(self, labels) -> list[str]: ...
+
+    def asked_digits(self, labels) -> np.ndarray: ...  # the digit each sample's prompt asks for (-1: none)
+
+
+class ReconstructionAdapter(ModelAdapter, Protocol):
+    def reconstruct(self, images: np.ndarray) -> np.ndarray: ...
+
+
+# ---------------------------------------------------------------------------------------
+# The adapters
+# ---------------------------------------------------------------------------------------
+
+
+class GeneratorAdapter(SeedSampler):
+    """A trained generator checkpoint of any kind + its tokenizer -> images and a trace (class labels)."""
 
     kind = "generation"
+    from_seeds = True
+    has_prompts = False
 
     def __init__(self, entry: ModelEntry, base: Path, device: torch.device, checked: CheckedFiles | None = None):
-        from grn.sampling import PRESETS, EntropyConfig
+        from grn.registry import KINDS
+        from grn.sampling import EntropyConfig
 
         o = entry.options
         self.files = checked or check_entry(entry, base)
         self.ckpt, self.tok_path = self.files.checkpoint, self.files.tokenizer
         self.name = entry.name
         self.model = self._load(device)
+        self.model_kind = KINDS[self.model.kind]  # its sampler, decoder and sampler settings
         self.tokenizer = _tokenizer(self.files, device)
         self.device = device
         s = dict(o.get("sampler") or {})
-        base_cfg = PRESETS[s.pop("preset")] if "preset" in s else sampler_class(self.model.kind)()
+        base_cfg = self.model_kind.presets[s.pop("preset")] if "preset" in s else self.model_kind.default_sampler
         if "cfg_interval" in s:
             s["cfg_interval"] = tuple(s["cfg_interval"])
         self.sampler = replace(base_cfg, **s)
@@ -52,13 +104,14 @@ class GeneratorAdapter:
         """What the sampler conditions on for these labels (class indices here)."""
         return torch.as_tensor(labels, dtype=torch.long, device=self.device)
 
-    def decode(self, tokens: torch.Tensor) -> np.ndarray:
-        return self.tokenizer.decode_tokens(tokens, getattr(self.model.cfg, "layout", "ind"))
+    def uncond(self, cond: torch.Tensor) -> torch.Tensor | None:
+        """The unconditional CFG stream's conditioning, when not the model's null one."""
+        return None
 
-    def _decode_checked(self, out: torch.Tensor, latent: bool = False) -> np.ndarray:
+    def _decode_checked(self, out: torch.Tensor) -> np.ndarray:
         """Decoded uint8 images; a NaN/Inf latent or decoder output stops the run naming the model."""
-        check_finite([("latent" if latent else "tokens", out.float())], f"model '{self.name}'")
-        return self.tokenizer.decode_latent(out) if latent else self.decode(out)
+        check_finite([(self.model_kind.output, out.float())], f"model '{self.name}'")
+        return self.model_kind.decode(self.tokenizer, self.model, out)
 
     def prepare(self, n_calibration: int = 100) -> None:
         """Fit the entropy schedule to this model when asked (official constants fit ImageNet GRN-B only)."""
@@ -74,15 +127,12 @@ class GeneratorAdapter:
 
     @torch.no_grad()
     def generate(self, labels: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, dict]:
-        from grn.sampling import refine, sample_generators
+        from grn.sampling import sample_generators
 
         y = self.conditions(labels)
-        gens = sample_generators(seeds)
-        if self.model.kind == "grn":
-            tokens, trace = refine(self.model, y, self.sampler, gens, entropy=self.entropy)
-            return self._decode_checked(tokens), trace.as_dict()
-        out, trace = self.model.sample(y, self.sampler, gens)
-        return self._decode_checked(out, latent=self.model.kind == "flow"), trace
+        out, trace = self.model_kind.sample(self.model, y, self.sampler, sample_generators(seeds),
+                                            entropy=self.entropy, uncond=self.uncond(y))
+        return self._decode_checked(out), trace.as_dict()
 
     def provenance(self) -> dict:
         sampler = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.sampler.__dict__.items()}
@@ -96,9 +146,11 @@ class GeneratorAdapter:
                 "parameters": sum(p.numel() for p in self.model.parameters())}
 
 
-class T2IAdapter(GeneratorAdapter):
-    """A text-conditioned GRN: sample i uses prompt `prompts[i % len(prompts)]` (default: the MNIST
+class T2IAdapter(GeneratorAdapter, Prompted):
+    """A text-conditioned generator: sample i uses prompt `prompts[i % len(prompts)]` (default: the MNIST
     digit prompts of grn/captions.py), with CFG against the empty prompt or `negative_prompt`."""
+
+    has_prompts = True
 
     def __init__(self, entry: ModelEntry, base: Path, device: torch.device, checked: CheckedFiles | None = None):
         from grn.captions import asked_digit, digit_prompts
@@ -141,15 +193,8 @@ class T2IAdapter(GeneratorAdapter):
         """The digit each sample's prompt asks for (-1: none)."""
         return np.array([-1 if self.asked[int(i)] is None else self.asked[int(i)] for i in labels], dtype=np.int64)
 
-    @torch.no_grad()
-    def generate(self, labels: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, dict]:
-        from grn.sampling import refine, sample_generators
-
-        y = self.conditions(labels)
-        uncond = None if not self.negative else self.model.tokenize([self.negative]).to(self.device).expand_as(y)
-        tokens, trace = refine(self.model, y, self.sampler, sample_generators(seeds), entropy=self.entropy,
-                               uncond=uncond)
-        return self._decode_checked(tokens), trace.as_dict()
+    def uncond(self, cond: torch.Tensor) -> torch.Tensor | None:
+        return None if not self.negative else self.model.tokenize([self.negative]).to(self.device).expand_as(cond)
 
     def provenance(self) -> dict:
         text = self.model.cfg.text
@@ -160,10 +205,12 @@ class T2IAdapter(GeneratorAdapter):
                                                         {"vocabulary": len(text.vocab), "max_len": text.max_len})}}
 
 
-class NpzAdapter:
+class NpzAdapter(StoredSamples):
     """Pre-generated samples in an ADM batch (arr_0 images, optional arr_1 labels), used in file order."""
 
     kind = "generation"
+    from_seeds = False
+    has_prompts = False
 
     def __init__(self, entry: ModelEntry, base: Path, device, checked: CheckedFiles | None = None):
         from grn.data import load_npz
@@ -186,7 +233,7 @@ class NpzAdapter:
         return {"path": self.path.name, "sha256": self.files.checkpoint_sha256, "n": len(self.data)}
 
 
-class TokenizerAdapter:
+class TokenizerAdapter(ReconstructionAdapter):
     kind = "reconstruction"
 
     def __init__(self, entry: ModelEntry, base: Path, device, checked: CheckedFiles | None = None):
@@ -204,7 +251,7 @@ class TokenizerAdapter:
                 "stride": self.model.cfg.stride}
 
 
-class IdentityAdapter:
+class IdentityAdapter(ReconstructionAdapter):
     """Reconstruction = the input. For harness tests only (never a reported model)."""
 
     kind = "reconstruction"
@@ -219,9 +266,16 @@ class IdentityAdapter:
         return {"note": "identity reconstruction (test adapter)"}
 
 
-ADAPTERS = {"grn": GeneratorAdapter, "grn-t2i": T2IAdapter,
-            "ar": GeneratorAdapter, "maskgit": GeneratorAdapter, "flow": GeneratorAdapter,
-            "npz": NpzAdapter, "tokenizer": TokenizerAdapter, "identity": IdentityAdapter}
+# A model kind's adapter follows from its record's conditioning; the other adapters are not model kinds.
+BY_CONDITIONING = {"class": GeneratorAdapter, "text": T2IAdapter}
+OTHER_ADAPTERS = {"npz": NpzAdapter, "tokenizer": TokenizerAdapter, "identity": IdentityAdapter}
+
+
+def adapter_class(name: str) -> type:
+    """The adapter class of a suite's `adapter:` (a model kind of grn/registry.py, or one of OTHER_ADAPTERS)."""
+    from grn.registry import KINDS
+
+    return BY_CONDITIONING[KINDS[name].conditioning] if name in KINDS else OTHER_ADAPTERS[name]
 
 
 def _tokenizer(files: CheckedFiles, device):
@@ -237,5 +291,6 @@ def _tokenizer(files: CheckedFiles, device):
     return tokenizer_from_record(files.tokenizer_record, files.tokenizer).to(device)
 
 
-def build_adapter(entry: ModelEntry, base: Path, device: torch.device, checked: CheckedFiles | None = None):
-    return ADAPTERS[entry.adapter](entry, base, device, checked)
+def build_adapter(entry: ModelEntry, base: Path, device: torch.device,
+                  checked: CheckedFiles | None = None) -> GenerationAdapter | ReconstructionAdapter:
+    return adapter_class(entry.adapter)(entry, base, device, checked)

@@ -20,12 +20,12 @@ from pathlib import Path
 import pandas as pd
 
 from grn.errors import UserError
+from grn_eval.metrics import registry
 from grn_eval.report import better, summarize
 
 K_STD = 3.0
 REL_FLOOR = 0.02
-ABS_FLOOR = {"fid": 0.5, "rfid": 0.5, "kid": 0.002, "precision": 0.02, "recall": 0.02, "psnr": 0.1, "ssim": 0.005,
-             "lpips_alex": 0.005, "lpips_vgg": 0.005, "isc": 0.2, "mean_steps": 0.5}
+# abs_floor: each metric row's `floor`, declared with the metric (grn_eval/metrics/registry.py `Row`)
 LATENCY_METRICS = {"seconds_per_image"}
 LATENCY_REL_FLOOR = 0.5  # timing noise on shared machines is large
 REQUIRED_KEYS = ("suite", "device_class", "metrics")
@@ -54,12 +54,12 @@ def make_baseline(df: pd.DataFrame, name: str) -> dict:
     return {"name": name, "suite": sorted(set(df["suite"])), "suite_hash": sorted(set(df["suite_hash"])),
             "config_hash": sorted(set(df["config_hash"].dropna())) if "config_hash" in df else [],
             "seeds": _seeds(df), "device_class": device_class(df), "k_std": K_STD, "rel_floor": REL_FLOOR,
-            "abs_floor": ABS_FLOOR, "metrics": metrics}
+            "abs_floor": registry.floors(), "metrics": metrics}
 
 
 def tolerance(metric: str, mean: float, std: float) -> float:
     rel = LATENCY_REL_FLOOR if metric in LATENCY_METRICS else REL_FLOOR
-    return max(K_STD * std, ABS_FLOOR.get(metric, 0.0), rel * abs(mean))
+    return max(K_STD * std, registry.floors().get(metric, 0.0), rel * abs(mean))
 
 
 def _names(values) -> str:

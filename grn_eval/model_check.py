@@ -3,21 +3,19 @@
 `check_entry` is what `grn-eval validate` and the start of every run call for each model: the files
 exist and match any pinned sha256; the generator checkpoint holds the kind the adapter names (a
 tokenizer given as a generator, or the reverse, is named as such); the sampler settings are those of
-that kind; the tokenizer's latent channels and rounds are those the generator was built for; and the
-tokenizer is the one the generator was trained with (its recorded `tokenizer_sha256`), unless the
-suite says `allow_other_tokenizer: true`. The adapters then build the models from the records read
-here, so every file is read once.
+that kind (its record in grn/registry.py); the tokenizer's latent channels and rounds are those the
+generator was built for; and the tokenizer is the one the generator was trained with (its recorded
+`tokenizer_sha256`), unless the suite says `allow_other_tokenizer: true`. The adapters then build the
+models from the records read here, so every file is read once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from grn.checkpoint import TOKENIZER_KIND, read, sha256_file
 from grn.errors import UserError
-
-GENERATOR_ADAPTERS = ("grn", "grn-t2i", "ar", "maskgit", "flow")
 
 
 class ModelError(UserError):
@@ -43,22 +41,6 @@ def resolve(path: str, base: Path) -> Path:
     return p if p.exists() else base / p
 
 
-def sampler_class(kind: str):
-    """The sampler config class of a generator kind."""
-    from grn.baselines.ar import ARSamplerConfig
-    from grn.baselines.flow import FlowSamplerConfig
-    from grn.baselines.maskgit import MaskGITSamplerConfig
-    from grn.sampling import SamplerConfig
-
-    return {"grn": SamplerConfig, "grn-t2i": SamplerConfig, "ar": ARSamplerConfig, "maskgit": MaskGITSamplerConfig,
-            "flow": FlowSamplerConfig}[kind]
-
-
-def sampler_fields(kind: str) -> set[str]:
-    """The sampler settings a generator kind accepts (its sampler config's fields; GRN also `preset`)."""
-    return {f.name for f in fields(sampler_class(kind))} | ({"preset"} if kind in ("grn", "grn-t2i") else set())
-
-
 def _generator_geometry(record: dict) -> tuple[str, int, int | None]:
     """(kind, latent channels, rounds or None for a continuous latent) of a generator record."""
     from grn.convert import is_official_generator, official_generator_name, official_generator_state
@@ -72,8 +54,9 @@ def _generator_geometry(record: dict) -> tuple[str, int, int | None]:
         with torch.device("meta"):
             cfg = GENERATORS[name]().cfg
         return "grn", cfg.latent_channels, cfg.rounds
-    cfg = KINDS[record["kind"]][1](record["config"])
-    return record["kind"], cfg.latent_channels, getattr(cfg, "rounds", None) if record["kind"] != "flow" else None
+    kind = KINDS[record["kind"]]
+    cfg = kind.config_from_dict(record["config"])
+    return kind.name, cfg.latent_channels, getattr(cfg, "rounds", None) if kind.output == "tokens" else None
 
 
 def _tokenizer_geometry(record: dict) -> tuple[int, int | None]:
@@ -107,7 +90,9 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
         out.checkpoint = resolve(o["path"], base)
         out.checkpoint_sha256 = _pin(f"{where}: sha256", out.checkpoint, o.get("sha256"))
         return out
-    if entry.adapter not in GENERATOR_ADAPTERS:
+    from grn.registry import KINDS, read_generator_record
+
+    if entry.adapter not in KINDS:  # a test adapter without files
         return out
     for key in ("checkpoint", "tokenizer"):
         if not o.get(key):
@@ -115,8 +100,6 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
     out.checkpoint, out.tokenizer = resolve(o["checkpoint"], base), resolve(o["tokenizer"], base)
     out.checkpoint_sha256 = _pin(f"{where}: checkpoint_sha256", out.checkpoint, o.get("checkpoint_sha256"))
     out.tokenizer_sha256 = _pin(f"{where}: tokenizer_sha256", out.tokenizer, o.get("tokenizer_sha256"))
-    from grn.registry import read_generator_record
-
     try:
         out.record = read_generator_record(out.checkpoint)
         kind, channels, rounds = _generator_geometry(out.record)
@@ -128,11 +111,12 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
     if kind != entry.adapter:
         raise ModelError(f"{where}: adapter: checkpoint '{out.checkpoint.name}' holds a '{kind}' model, the suite says "
                          f"adapter '{entry.adapter}'; use `adapter: {kind}`")
-    unknown = sorted(set(o.get("sampler") or {}) - sampler_fields(kind))
+    allowed = KINDS[kind].sampler_keys
+    unknown = sorted(set(o.get("sampler") or {}) - allowed)
     if unknown:
         raise ModelError(f"{where}: sampler.{unknown[0]}: does not apply to a {kind} model; allowed: "
-                         f"{sorted(sampler_fields(kind))}")
-    if o.get("entropy") is not None and kind not in ("grn", "grn-t2i"):
+                         f"{sorted(allowed)}")
+    if o.get("entropy") is not None and not KINDS[kind].entropy:
         raise ModelError(f"{where}: entropy: entropy-guided steps are a GRN sampler setting, not one of a {kind} model")
     out.tokenizer_record = _tokenizer_record(out.tokenizer, f"{where}: tokenizer")
     t_channels, t_rounds = _tokenizer_geometry(out.tokenizer_record)

@@ -13,10 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from grn.errors import UserError
+from grn_eval.metrics import registry
 
-# Which direction is better, for tables, plots and the gate.
-LOWER_IS_BETTER = {"fid", "kid", "rfid", "lpips_alex", "lpips_vgg", "seconds_per_image", "mean_steps"}
-HIGHER_IS_BETTER = {"isc", "precision", "recall", "psnr", "ssim", "clip_score", "prompt_accuracy"}
+# Which direction is better, for tables, plots and the gate: declared per row by each metric
+# (grn_eval/metrics/); live sets, so a metric registered later is in them too.
+LOWER_IS_BETTER = registry.RowsWhere("lower")
+HIGHER_IS_BETTER = registry.RowsWhere("higher")
 
 
 # Model provenance fields copied into the table (the rest stays in results.json).
@@ -24,11 +26,9 @@ MODEL_COLUMNS = ("rounds", "latent_channels", "checkpoint", "checkpoint_sha256")
 
 
 def better(metric: str) -> str | None:
-    if metric in LOWER_IS_BETTER:
-        return "lower"
-    if metric in HIGHER_IS_BETTER:
-        return "higher"
-    return None
+    """"lower" or "higher" for a row name a metric declares; None for any other (e.g. literature-only)."""
+    row = registry.row(metric)
+    return row.better if row else None
 
 
 def find_results(paths) -> list[Path]:

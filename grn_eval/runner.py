@@ -6,6 +6,9 @@ on how the work is split (or resumed). Each shard is written atomically; a re-ru
 finished shards. Features go through the content-addressed cache.
 """
 
+# Over 400 lines on purpose: sharded sampling, features, provenance and the run share one Runner's
+# state (rank, cache, run folder); the metrics themselves live in grn_eval/metrics/ (one file each).
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +31,7 @@ from grn_eval import weights as W
 from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
 from grn_eval.features import InceptionFeatures
-from grn_eval.metrics import clip_score, fid, isc, kid, latency, prc, prompt_accuracy, recon
-from grn_eval.metrics import entropy as entropy_metric
+from grn_eval.metrics import clip_score, fid, registry
 from grn_eval.model_check import check_suite
 from grn_eval.suite import Suite
 
@@ -248,7 +250,7 @@ class Runner:
             idx = np.arange(start, stop)
             labs = idx % adapter.num_classes
             try:
-                if hasattr(adapter, "generate_range"):
+                if not adapter.from_seeds:  # StoredSamples: served by index
                     imgs, trace = adapter.generate_range(start, stop)
                 else:
                     imgs, trace = adapter.generate(labs, [sample_seed(seed, int(i)) for i in idx])
@@ -331,140 +333,25 @@ class Runner:
                 "extra": extra or {}}
 
     def generation_metrics(self, entry, adapter, seed, ref_images, ref_prov) -> list[dict]:
-        m = self.suite.metrics
         t0 = time.perf_counter()
         images, labels, traces = self.generate(entry, adapter, seed)
         self.timings[f"sample:{entry.name}:{seed}"] = time.perf_counter() - t0
-        rows, n = [], len(images)
-        for name in ("fid", "kid", "prc"):
-            if name not in m:
-                continue
-            protocol_name = m[name].get("protocol", "tf-inception")
-            ex = self.extractor(protocol_name)
-            feats = self.features(images, protocol_name)
-            mu_r, sig_r, ref_feats = self.reference_stats(protocol_name, ref_images)
-            proto = {**ex.protocol, "reference": ref_prov}
-            if name == "fid":
-                terms = fid.frechet_terms(*fid.gaussian_stats(feats["pool"]), mu_r, sig_r)
-                rows.append(self._row(entry, "fid", terms.total, seed, n, {**proto, "sqrt_trace": terms.method},
-                                      "1", {"mean_term": terms.mean_term, "cov_term": terms.cov_term}))
-            elif ref_feats is None:
-                rows.append(self._row(entry, name, None, seed, n, proto, "1",
-                                      reason=f"not available: {name} needs reference features, not only statistics"))
-            elif name == "kid":
-                o = m["kid"]
-                if o.get("subset_size", 0) > min(n, len(ref_feats)):  # given explicitly: never shrunk silently
-                    raise UserError(f"{self.suite.path}: metrics.kid.subset_size: {o['subset_size']} is larger than "
-                                    f"the {min(n, len(ref_feats))} images per side (samples {n}, reference "
-                                    f"{len(ref_feats)}); lower it or raise n_samples / reference.limit")
-                res = kid.kid(feats["pool"], ref_feats, o.get("subsets", 100), o.get("subset_size", 1000), seed)
-                rows.append(self._row(entry, "kid", res["kid_mean"], seed, n, {**proto, "kernel": "cubic polynomial",
-                                      "subsets": res["subsets"], "subset_size": res["subset_size"]}, kid.VERSION,
-                                      {"kid_std": res["kid_std"]}))
-            else:
-                res = prc.precision_recall(ref_feats, feats["pool"], m["prc"].get("k", 3), self.device)
-                for key in ("precision", "recall"):
-                    rows.append(self._row(entry, key, res[key], seed, n, {**proto, "k": res["k"]}, prc.VERSION))
-        if "isc" in m:
-            ex = self.extractor("tf-inception")
-            try:
-                res = isc.inception_score(self.features(images, "tf-inception").get("logits"),
-                                          m["isc"].get("splits", 10))
-                rows.append(self._row(entry, "isc", res["isc_mean"], seed, n, ex.protocol, isc.VERSION,
-                                      {"isc_std": res["isc_std"], "splits": res["splits"]}))
-            except isc.NotAvailable as e:
-                rows.append(self._row(entry, "isc", None, seed, n, ex.protocol, isc.VERSION, reason=str(e)))
-        if "prompt_accuracy" in m:
-            rows.append(self.prompt_accuracy_row(entry, adapter, images, labels, seed))
-        if "clip_score" in m:
-            rows.append(self.clip_score_row(entry, adapter, images, labels, seed))
-        if "entropy" in m and traces and traces[0]:
-            agg = entropy_metric.aggregate(traces)
-            rows.append(self._row(entry, "mean_steps", agg["mean_steps"], seed, n, {"source": "sampler trace"},
-                                  entropy_metric.VERSION, agg))
-        if "latency" in m and hasattr(adapter, "generate") and self.rank == 0:  # timed alone, not beside the others
-            o = m["latency"]
-            bs = self.suite.batch_size
-
-            def one_batch(start):
-                idx = np.arange(start, start + bs)
-                return adapter.generate(idx % adapter.num_classes, [sample_seed(seed, int(i)) for i in idx])[1]
-
-            res = latency.measure(one_batch, bs, self.device, o.get("warmup", 1), o.get("repeats", 3))
-            rows.append(self._row(entry, "seconds_per_image", res["seconds_per_image_mean"], seed, bs,
-                                  {"device": str(self.device), "device_name": _device_name(self.device),
-                                   "threads": torch.get_num_threads()}, latency.VERSION, res))
-        return rows
-
-    def prompt_accuracy_row(self, entry, adapter, images, labels, seed) -> dict:
-        """Classifier digit vs the digit each prompt asked for (a class-conditional model's class)."""
-        from grn_eval import digit_classifier
-
-        o = self.suite.metrics["prompt_accuracy"]
-        if not hasattr(adapter, "asked_digits") and getattr(adapter, "num_classes", None) != 10:
-            return self._row(entry, "prompt_accuracy", None, seed, len(images), {}, prompt_accuracy.VERSION,
-                             reason="not available: the model has neither digit prompts nor the 10 digit classes")
-        path = Path(o.get("classifier", digit_classifier.DEFAULT_PATH))
-        path = path if path.exists() else self.suite.path.parent / path
-        model, prov = digit_classifier.load(path, self.device)
-        asked = adapter.asked_digits(labels) if hasattr(adapter, "asked_digits") else np.asarray(labels)
-        res = prompt_accuracy.prompt_accuracy(lambda im: digit_classifier.predict(model, im, self.device), images,
-                                              asked)
-        return self._row(entry, "prompt_accuracy", res["accuracy"], seed, len(images),
-                         {"classifier": prov, "chance": prompt_accuracy.CHANCE}, prompt_accuracy.VERSION,
-                         {**res, "classifier_heldout_accuracy": prov["heldout_accuracy"],
-                          "classifier_heldout_n": prov["heldout_n"]})
+        return [row for spec in registry.for_suite(self.suite.metrics, "generation")
+                for row in spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, images, labels,
+                                                               traces, ref_images, ref_prov))]
 
     def clip_model(self):
         """The suite's open_clip model with real weights (loaded once; absent weights end the run)."""
         if self._clip is None:
-            o = self.suite.metrics["clip_score"]
-            default = W.load_manifest()["clip_defaults"][0].split("/")
-            self._clip = clip_score.load_clip(o.get("model", default[0]), o.get("tag", default[1]),
-                                              o.get("weights_path"), self.device)
+            o = registry.get("clip_score").merged(self.suite.metrics["clip_score"])
+            self._clip = clip_score.load_clip(o["model"], o["tag"], o["weights_path"], self.device)
         return self._clip
 
-    def clip_score_row(self, entry, adapter, images, labels, seed) -> dict:
-        o = self.suite.metrics["clip_score"]
-        model, preprocess, tokenizer, prov = self.clip_model()
-        if o.get("prompts"):  # scored against the suite's prompts (e.g. for samples from an .npz)
-            texts = [o["prompts"][int(i) % len(o["prompts"])] for i in labels]
-        elif hasattr(adapter, "prompt_texts"):
-            texts = adapter.prompt_texts(labels)
-        else:
-            return self._row(entry, "clip_score", None, seed, len(images), {"weights": prov}, clip_score.VERSION,
-                             reason="not available: this model has no prompts; give metrics.clip_score.prompts")
-        scores = clip_score.clip_scores(model, preprocess, tokenizer, images, texts, self.device)
-        return self._row(entry, "clip_score", float(scores.mean()), seed, len(images),
-                         {"weights": prov, "score": "100 * max(cos, 0), mean over samples"}, clip_score.VERSION,
-                         {"std": float(scores.std()), "prompts": sorted(set(texts))})
-
     def reconstruction_metrics(self, entry, adapter, ref_images, ref_prov) -> list[dict]:
-        m = self.suite.metrics
         recons = self.reconstruct(entry, adapter, ref_images)
-        rows, n = [], len(recons)
-        pair_proto = {"reference": ref_prov, "images": "uint8, per image then mean"}
-        if "psnr" in m:
-            rows.append(self._row(entry, "psnr", float(recon.psnr_per_image(ref_images, recons).mean()), 0, n,
-                                  {**pair_proto, "data_range": 255}, recon.VERSION))
-        if "ssim" in m:
-            rows.append(self._row(entry, "ssim", float(recon.ssim_per_image(ref_images, recons).mean()), 0, n,
-                                  {**pair_proto, "data_range": 255, "channel_axis": -1}, recon.VERSION))
-        if "lpips" in m:
-            for net in m["lpips"].get("nets", ["alex", "vgg"]):
-                model, r = W.load_lpips(net, device=self.device)
-                value = float(recon.lpips_per_image(model, ref_images, recons, device=self.device).mean())
-                rows.append(self._row(entry, f"lpips_{net}", value, 0, n, {**pair_proto, "weights": r.provenance()},
-                                      recon.VERSION))
-        if "rfid" in m:
-            protocol_name = m["rfid"].get("protocol", "tf-inception")
-            ex = self.extractor(protocol_name)
-            mu_r, sig_r, _ = self.reference_stats(protocol_name, ref_images)
-            terms = fid.frechet_terms(*fid.gaussian_stats(self.features(recons, protocol_name)["pool"]), mu_r, sig_r)
-            rows.append(self._row(entry, "rfid", terms.total, 0, n, {**ex.protocol, "reference": ref_prov,
-                                  "sqrt_trace": terms.method}, "1",
-                                  {"mean_term": terms.mean_term, "cov_term": terms.cov_term}))
-        return rows
+        return [row for spec in registry.for_suite(self.suite.metrics, "reconstruction")
+                for row in spec.compute(registry.MetricContext(spec, self, entry, adapter, 0, recons, None, [],
+                                                               ref_images, ref_prov))]
 
     # -- the whole suite --------------------------------------------------------------------
     def fingerprint(self) -> str:

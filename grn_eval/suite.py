@@ -3,10 +3,14 @@
 A suite names its models (with sampler settings; list values expand to a grid), the metrics
 with their options, the reference set, seeds, sample counts, device and output folder.
 `include:` merges other files first (paths relative to the including file; mappings merge
-key by key, everything else is replaced). Every option is declared once below as an `Opt`
-(type and range) and `_check` is the one checker, so validation refuses a value before anything
-runs. Any error names the file, the key path, what is wrong and what is allowed.
+key by key, everything else is replaced). Every option is declared once as an `Opt` (type and
+range): below, or with its metric (grn_eval/metrics/, `MetricSpec.options`); `_check` is the one
+checker, so validation refuses a value before anything runs. Any error names the file, the key path,
+what is wrong and what is allowed.
 """
+
+# Over 400 lines on purpose: every declaration and the one checker that reads them stay in one file
+# (metric options already live with their metrics, grn_eval/metrics/).
 
 from __future__ import annotations
 
@@ -18,14 +22,17 @@ import itertools
 import json
 import os
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from grn.errors import UserError
+from grn.registry import KINDS
 from grn.sampling import PRESETS
-from grn_eval.features import PROTOCOLS
+from grn_eval.metrics import registry as metric_registry
+from grn_eval.options import Opt
 
 
 class SuiteError(UserError):
@@ -33,63 +40,14 @@ class SuiteError(UserError):
 
 
 # ---------------------------------------------------------------------------------------
-# Declarations: one Opt per option
+# Declarations: one Opt per option (grn_eval/options.py); metrics declare theirs in grn_eval/metrics/
 # ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Opt:
-    """An option's type and allowed values. `min` / `max` bound a number, or a list's length. A bound
-    may name another option (a sibling, or the top-level `n_samples`): its value in the suite, else its
-    default. `default` is what the code that consumes the option uses when it is absent; it is never
-    written into the suite (the suite hash is of what the file says)."""
-
-    type: type
-    default: object = None
-    min: float | str | None = None
-    max: float | str | None = None
-    min_exclusive: bool = False
-    max_exclusive: bool = False
-    choices: tuple | None = None
-    pattern: str | None = None  # strings: must match in full
-    item: Opt | None = None  # lists: what each element is
-    unique: bool = False  # lists: no element twice
-    increasing: bool = False  # lists: strictly increasing
-    required: bool = False
-    why: str = ""  # appended to the allowed range
-
-    def bound(self, which: str, ctx: dict):
-        b = getattr(self, which)
-        b = ctx.get(b) if isinstance(b, str) else b
-        return b if isinstance(b, (int, float)) and not isinstance(b, bool) else None
-
-    def allowed(self, ctx: dict) -> str:
-        def side(which, strict):
-            b = getattr(self, which)
-            op = {"min": ">", "max": "<"}[which] + ("" if strict else "=")
-            return f"{op} {b} (= {ctx.get(b)})" if isinstance(b, str) and b in ctx else f"{op} {b}"
-
-        sides = [side(w, getattr(self, f"{w}_exclusive")) for w in ("min", "max") if getattr(self, w) is not None]
-        if self.type is list:
-            length = str(self.min) if self.min is not None and self.min == self.max else " and ".join(sides)
-            text = "a list" + (f" of length {length}" if length else "")
-            text += f", each {self.item.allowed(ctx)}" if self.item else ""
-            text += ", no duplicates" if self.unique else ""
-            text += ", strictly increasing" if self.increasing else ""
-        elif self.choices is not None:
-            text = f"one of {list(self.choices)}"
-        else:
-            text = self.type.__name__ + (f" matching {self.pattern}" if self.pattern else "")
-            text += " " + " and ".join(sides) if sides else ""
-        return text + (f" ({self.why})" if self.why else "")
 
 
 SHA256 = Opt(str, pattern="[0-9a-f]{64}", why="a sha256 in lowercase hex")
 _STR, _BOOL, _STRINGS = Opt(str), Opt(bool, False), Opt(list, min=1, item=Opt(str))
 EXPORTS = ("npz", "png")
 DEVICES = ("cpu", "cuda", "auto")
-SCHEDULES = ("linear", "cosine", "t2i-cosine")  # grn/sampling.py `schedule`
-LPIPS_NETS = ("alex", "vgg")
 
 TOP = {
     "name": Opt(str, required=True), "description": Opt(str, ""), "include": Opt(object),
@@ -105,64 +63,59 @@ PRESENTATION_KEYS = {"table", "description", "gate"}
 REFERENCE = {"dataset": _STR, "stats": _STR, "npz": _STR, "sha256": SHA256,
              "limit": Opt(int, min=1, why="the number of reference images; default n_samples")}
 
-# Sampler settings per adapter (defaults: the config dataclasses of grn/sampling.py, grn/baselines/*).
-_STEPS, _CFG = Opt(int, 50, min=1), Opt(float, 1.0, min=0)
-_TEMPERATURE = Opt(float, 1.0, min=0, min_exclusive=True)
-_GRN_SAMPLER = {
-    "steps": _STEPS, "schedule": Opt(str, "linear", choices=SCHEDULES), "temperature": _TEMPERATURE, "cfg": _CFG,
-    # guidance where lo < t < hi; a negative lo selects the official power-cos guidance
-    "cfg_interval": Opt(list, [0.0, 1.0], min=2, max=2, increasing=True, item=Opt(float), why="[lo, hi]"),
-    "monotone": _BOOL, "realised_t": _BOOL, "preset": Opt(str, choices=tuple(PRESETS)),
-}
-SAMPLERS = {
-    "grn": _GRN_SAMPLER, "grn-t2i": _GRN_SAMPLER,
-    "ar": {"temperature": _TEMPERATURE, "top_k": Opt(int, min=1), "cfg": _CFG},
-    "maskgit": {"steps": Opt(int, 12, min=1), "temperature": _TEMPERATURE,
-                "choice_temperature": Opt(float, 4.5, min=0), "cfg": _CFG},
-    "flow": {"steps": _STEPS, "method": Opt(str, "heun", choices=("euler", "heun")), "cfg": _CFG,
-             "cfg_interval": Opt(list, [0.0, 1.0], min=2, max=2, increasing=True, why="[lo, hi]",
-                                 item=Opt(float, min=0, why="power-cos guidance (lo < 0) is for GRN samplers only"))},
-}
 # grn.sampling.EntropyConfig; t_max >= t_min > warmup >= 1 (so t_max >= 2): the sampler runs warmup
 # steps on the fixed schedule, then between t_min - warmup and t_max - warmup more
 ENTROPY = {"warmup": Opt(int, 5, min=1), "k": Opt(float, 700.0), "b": Opt(float, -620.0),
            "t_min": Opt(int, 20, min="warmup", min_exclusive=True), "t_max": Opt(int, 50, min="t_min"),
            "calibrate": _BOOL}
 
+# Every model kind's adapter keys: these, `entropy` where its sampler takes it, and those its record adds.
 _GENERATOR = {"checkpoint": _STR, "tokenizer": _STR, "sampler": Opt(dict), "checkpoint_sha256": SHA256,
               "tokenizer_sha256": SHA256, "allow_other_tokenizer": _BOOL}  # the tokenizer differs on purpose
-ADAPTERS = {
-    "grn": {**_GENERATOR, "entropy": Opt(dict)},
-    "grn-t2i": {**_GENERATOR, "entropy": Opt(dict), "prompts": _STRINGS, "negative_prompt": _STR},
-    "ar": _GENERATOR, "maskgit": _GENERATOR, "flow": _GENERATOR,
+# The adapters that are not a model kind, with their keys and family.
+OTHER_ADAPTERS = {
     "tokenizer": {"checkpoint": _STR, "checkpoint_sha256": SHA256},
     "npz": {"path": _STR, "sha256": SHA256},
     "identity": {},
 }
+OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external", "identity": "external"}
 MODEL_COMMON = {"name": _STR, "adapter": _STR, "family": _STR, "label": _STR}
-DEFAULT_FAMILY = {"grn": "GRN", "grn-t2i": "GRN", "ar": "AR", "maskgit": "masked", "flow": "diffusion",
-                  "tokenizer": "tokenizer", "npz": "external", "identity": "external"}
 
-# Metric options (defaults: grn_eval/runner.py). Bounds against n_samples: larger subsets or splits
-# than samples, or k neighbours with too few samples, would give numbers without meaning.
-_PROTOCOL = Opt(str, "tf-inception", choices=PROTOCOLS)
-METRICS = {
-    "fid": {"protocol": _PROTOCOL},
-    "rfid": {"protocol": _PROTOCOL},
-    "kid": {"subsets": Opt(int, 100, min=1), "subset_size": Opt(int, 1000, min=2, max="n_samples"),
-            "protocol": _PROTOCOL},
-    "prc": {"k": Opt(int, 3, min=1, max="n_samples", max_exclusive=True), "protocol": _PROTOCOL},
-    "isc": {"splits": Opt(int, 10, min=1, max="n_samples")},
-    "psnr": {},
-    "ssim": {},
-    "lpips": {"nets": Opt(list, list(LPIPS_NETS), min=1, unique=True, item=Opt(str, choices=LPIPS_NETS))},
-    "clip_score": {"model": _STR, "tag": _STR, "weights_path": _STR, "prompts": _STRINGS},
-    "latency": {"warmup": Opt(int, 1, min=0), "repeats": Opt(int, 3, min=1)},
-    "prompt_accuracy": {"classifier": _STR},
-    "entropy": {},
-}
-GENERATION_METRICS = {"fid", "kid", "prc", "isc", "clip_score", "prompt_accuracy", "latency", "entropy"}
-RECON_METRICS = {"rfid", "psnr", "ssim", "lpips"}
+
+# Model kinds: their sampler settings, adapter keys and family are read from their records (grn/registry.py),
+# at each lookup, so a kind registered later is a suite adapter at once.
+def _kind_opt(spec: dict, hint=None, default=None) -> Opt:
+    """An Opt from a record's declaration (Opt keywords as plain data): the type, when not named, from the
+    sampler config's annotation `hint` (a tuple is a list of its element type), the default from the config."""
+    spec, item_hint = dict(spec), None
+    typ = spec.pop("type", None)
+    if typ is None:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        typ, item_hint = (list, args[0]) if typing.get_origin(hint) is tuple else (args[0] if args else hint, None)
+    if "item" in spec:
+        spec["item"] = _kind_opt(spec["item"], item_hint)
+    return Opt(typ, list(default) if isinstance(default, tuple) else default, **spec)
+
+
+def sampler_options(adapter: str) -> dict[str, Opt]:
+    """The sampler settings of a model kind (none for the other adapters)."""
+    kind = KINDS.get(adapter)
+    if kind is None:
+        return {}
+    hints = typing.get_type_hints(kind.sampler_config)
+    opts = {k: _kind_opt(spec, hints[k], getattr(kind.default_sampler, k)) for k, spec in kind.sampler_options.items()}
+    return {**opts, **({"preset": Opt(str, choices=tuple(kind.presets))} if kind.presets else {})}
+
+
+def adapter_options() -> dict[str, dict[str, Opt]]:
+    """Every adapter a suite may name -> its keys (beside MODEL_COMMON)."""
+    kinds = {name: {**_GENERATOR, **({"entropy": Opt(dict)} if k.entropy else {}),
+                    **{key: _kind_opt(spec) for key, spec in k.adapter_options.items()}} for name, k in KINDS.items()}
+    return {**kinds, **OTHER_ADAPTERS}
+
+
+def default_family(adapter: str) -> str:
+    return KINDS[adapter].family if adapter in KINDS else OTHER_FAMILY.get(adapter, adapter)
 
 
 @functools.cache
@@ -228,7 +181,7 @@ class Suite:
 
     @property
     def kind(self) -> str:
-        return "reconstruction" if set(self.metrics) & RECON_METRICS else "generation"
+        return "reconstruction" if "reconstruction" in metric_registry.kinds_of(self.metrics) else "generation"
 
 
 # ---------------------------------------------------------------------------------------
@@ -383,16 +336,17 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
         raise _err(path, where, "each model is a mapping")
     raw = _merge(defaults, raw)
     adapter = raw.get("adapter")
-    if adapter not in ADAPTERS:
-        raise _err(path, f"{where}.adapter", f"unknown adapter {adapter!r}; allowed: {sorted(ADAPTERS)}")
-    opts = {**MODEL_COMMON, **ADAPTERS[adapter]}
+    adapters = adapter_options()
+    if adapter not in adapters:
+        raise _err(path, f"{where}.adapter", f"unknown adapter {adapter!r}; allowed: {sorted(adapters)}")
+    opts = {**MODEL_COMMON, **adapters[adapter]}
     _check_keys(path, where, raw, opts)
     for k, v in raw.items():  # sampler / entropy: below, per grid point; checkpoint: a path or a grid of paths
         if k not in ("sampler", "entropy", "checkpoint"):
             _check(path, f"{where}.{k}", v, opts[k], {})
     name = raw.get("name") or adapter
     grids: list[list[tuple[dict, dict]]] = []
-    for key, table in (("sampler", SAMPLERS.get(adapter, {})), ("entropy", ENTROPY)):
+    for key, table in (("sampler", sampler_options(adapter)), ("entropy", ENTROPY)):
         val = raw.get(key)
         if val is None:
             grids.append([(None, {})])
@@ -421,7 +375,7 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
         label = name + ("[" + ",".join(f"{k}={v}" for k, v in varying.items()) + "]" if varying else "")
         options = {k: v for k, v in raw.items() if k not in ("name", "family", "label")}
         options.update(checkpoint=ck, sampler=sampler, entropy=entropy)
-        family = raw.get("family", DEFAULT_FAMILY.get(adapter, adapter))
+        family = raw.get("family", default_family(adapter))
         entries.append(ModelEntry(label, name, adapter, family, options, varying))
     return entries
 
@@ -456,18 +410,19 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
 
     metrics = data.get("metrics") or {}
     if not metrics:
-        raise _err(path, "metrics", f"a non-empty mapping; allowed metrics: {sorted(METRICS)}")
+        raise _err(path, "metrics", f"a non-empty mapping; allowed metrics: {sorted(metric_registry.names())}")
     for m, opts in metrics.items():
-        if m not in METRICS:
-            raise _err(path, f"metrics.{m}", f"unknown metric; allowed: {sorted(METRICS)}")
+        spec = metric_registry.get(m)
+        if spec is None:
+            raise _err(path, f"metrics.{m}", f"unknown metric; allowed: {sorted(metric_registry.names())}")
         opts = opts or {}
         if not isinstance(opts, dict):
             raise _err(path, f"metrics.{m}", "a mapping of options (or empty)")
-        _check_all(path, f"metrics.{m}", opts, METRICS[m], ctx)
+        _check_all(path, f"metrics.{m}", opts, spec.options, ctx)
         metrics[m] = opts
-    if set(metrics) & RECON_METRICS and set(metrics) & (GENERATION_METRICS - {"latency"}):
-        raise _err(path, "metrics", "mixes reconstruction metrics (rfid, psnr, ssim, lpips) with generation "
-                                    "metrics; use two suites")
+    if {"reconstruction", "generation"} <= metric_registry.kinds_of(metrics):  # "both" (latency) goes with either
+        recon = ", ".join(s.key for s in metric_registry.specs() if s.kind == "reconstruction")
+        raise _err(path, "metrics", f"mixes reconstruction metrics ({recon}) with generation metrics; use two suites")
 
     reference = data.get("reference") or {}
     if len(set(reference) & {"dataset", "stats", "npz"}) != 1:

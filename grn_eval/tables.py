@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from grn_eval.metrics import registry
 from grn_eval.report import better, summarize
 
 FAMILY_ORDER = ["diffusion", "flow", "AR", "masked", "GRN", "tokenizer", "external"]
-LABELS = {"fid": "FID", "kid": "KID", "rfid": "rFID", "isc": "IS", "precision": "Prec.", "recall": "Rec.",
-          "psnr": "PSNR", "ssim": "SSIM", "lpips_alex": "LPIPS-A", "lpips_vgg": "LPIPS-V",
-          "seconds_per_image": "s/img", "mean_steps": "steps", "clip_score": "CLIP", "prompt_accuracy": "Acc."}
 
 
 def _fmt(mean: float, std: float, seeds: int, digits: int) -> str:
@@ -28,9 +26,16 @@ def _fmt(mean: float, std: float, seeds: int, digits: int) -> str:
     return s + (f" ± {std:.{digits}f}" if seeds > 1 else "")
 
 
+# Labels and digits: declared per row by each metric (grn_eval/metrics/); any other column (e.g. a
+# literature-only number) is headed by its name and shown with 2 decimals.
+def _label(metric: str, default: str | None = None) -> str:
+    row = registry.row(metric)
+    return row.label if row else (metric if default is None else default)
+
+
 def _digits(metric: str) -> int:
-    return {"kid": 4, "ssim": 3, "lpips_alex": 3, "lpips_vgg": 3, "precision": 3, "recall": 3,
-            "seconds_per_image": 4, "mean_steps": 1}.get(metric, 2)
+    row = registry.row(metric)
+    return row.digits if row else 2
 
 
 def build_table(df: pd.DataFrame, metrics: list[str], literature: pd.DataFrame | None = None) -> dict:
@@ -64,14 +69,14 @@ def build_table(df: pd.DataFrame, metrics: list[str], literature: pd.DataFrame |
     for m in metrics:
         sub = s[s["metric"] == m]
         if len(sub):
-            notes.append(f"{LABELS.get(m, m)}: N = {', '.join(map(str, sorted(set(sub['n']))))}; protocol "
+            notes.append(f"{_label(m)}: N = {', '.join(map(str, sorted(set(sub['n']))))}; protocol "
                          f"{', '.join(sorted(set(sub['protocol_id'])))}; seeds {int(sub['seeds'].max())}")
     return {"columns": metrics, "groups": groups, "best": best, "footnotes": notes}
 
 
 def _header(m: str) -> str:
     arrow = {"lower": "↓", "higher": "↑"}.get(better(m) or "", "")
-    return f"{LABELS.get(m, m)} {arrow}".strip()
+    return f"{_label(m)} {arrow}".strip()
 
 
 def to_markdown(table: dict, title: str = "") -> str:
@@ -102,7 +107,7 @@ def to_latex(table: dict, title: str = "") -> str:
         return t.replace("_", r"\_").replace("%", r"\%").replace("#", r"\#")
 
     arrows = {"lower": r"$\downarrow$", "higher": r"$\uparrow$"}
-    head = " & ".join(f"{LABELS.get(m, esc(m))} {arrows.get(better(m) or '', '')}".strip() for m in cols)
+    head = " & ".join(f"{_label(m, esc(m))} {arrows.get(better(m) or '', '')}".strip() for m in cols)
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{ll" + "r" * len(cols) + "}", r"\toprule",
              f"Model & & {head} \\\\", r"\midrule"]
     for gi, (fam, members) in enumerate(table["groups"]):

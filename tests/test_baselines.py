@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from grn.backbone import KVCache
-from grn.baselines.ar import ARSamplerConfig, build_ar
-from grn.baselines.flow import FlowSamplerConfig, build_flow, integrate
-from grn.baselines.maskgit import MaskGITSamplerConfig, build_maskgit, gamma, masked_count
+from grn.baselines.ar import ARSamplerConfig, build_ar, decode_raster, sample_ar
+from grn.baselines.flow import FlowSamplerConfig, build_flow, integrate, sample_flow
+from grn.baselines.maskgit import MaskGITSamplerConfig, build_maskgit, gamma, masked_count, sample_maskgit
 from grn.sampling import sample_generators
 
 
@@ -49,17 +49,18 @@ def test_ar_sampling_with_and_without_cache_agree():
     model = _perturb(build_ar(hidden=32, depth=2, heads=2))
     y = torch.tensor([1, 2])
     cfg = ARSamplerConfig(temperature=1.0, top_k=8, cfg=1.5)
-    a, tr = model.sample(y, cfg, sample_generators([1, 2]))
-    b, _ = model.sample(y, cfg, sample_generators([1, 2]), use_cache=False)
-    assert torch.equal(a, b) and a.shape == (2, 4, 8, 8) and len(tr["nfe"]) == 64
+    a, tr = sample_ar(model, y, cfg, sample_generators([1, 2]))
+    b, _ = decode_raster(model, y, cfg, sample_generators([1, 2]), use_cache=False)
+    assert torch.equal(a, b) and a.shape == (2, 4, 8, 8) and len(tr.nfe) == 64
 
 
 def test_maskgit_schedule_is_followed_exactly():
     model = _perturb(build_maskgit(hidden=32, depth=2, heads=2))
     steps, n = 8, 4 * 8 * 8
-    z, tr = model.sample(torch.tensor([0, 5]), MaskGITSamplerConfig(steps=steps, cfg=2.0), sample_generators([1, 2]))
+    z, tr = sample_maskgit(model, torch.tensor([0, 5]), MaskGITSamplerConfig(steps=steps, cfg=2.0),
+                           sample_generators([1, 2]))
     want = [math.floor(math.cos(math.pi / 2 * (s + 1) / steps) * n + 1e-9) for s in range(steps)]
-    assert [m[0] for m in tr["masked"]] == want and [m[1] for m in tr["masked"]] == want
+    assert [m[0] for m in tr.masked] == want and [m[1] for m in tr.masked] == want
     assert want[-1] == 0 and (z != model.mask_id).all()
     assert masked_count(0, 1, n) == 0 and float(gamma(0.0)) == 1.0
 
@@ -74,7 +75,7 @@ def test_maskgit_never_changes_unmasked_elements():
         return forward(tokens, t, y)
 
     model.forward = recording
-    final, _ = model.sample(torch.tensor([4]), MaskGITSamplerConfig(steps=6), sample_generators([3]))
+    final, _ = sample_maskgit(model, torch.tensor([4]), MaskGITSamplerConfig(steps=6), sample_generators([3]))
     states = seen + [final]
     for before, after in zip(states, states[1:]):
         unmasked = before != model.mask_id
@@ -96,7 +97,7 @@ def test_flow_integrates_a_linear_field_to_its_closed_form(method, steps, last_e
     x0 = torch.tensor([[1.0, 2.0, -0.5]], dtype=torch.float64)
     x1, tr = integrate(lambda x, t: a * x, x0, steps, method, last_step_euler=last_euler)
     assert torch.allclose(x1, x0 * torch.exp(a), rtol=tol)  # dx/dt = a x  ->  x(1) = x(0) e^a
-    assert sum(tr["nfe"]) == nfe
+    assert sum(tr.nfe) == nfe
 
 
 def test_heun_is_second_order():
@@ -113,9 +114,9 @@ def test_flow_constant_field_is_exact_and_sampling_runs():
     x1, _ = integrate(lambda x, t: torch.ones_like(x), torch.zeros(1, 2), 7, "euler")
     assert torch.allclose(x1, torch.ones(1, 2))
     model = _perturb(build_flow(hidden=32, depth=2, heads=2))
-    z, tr = model.sample(torch.tensor([1, 2]), FlowSamplerConfig(steps=5, cfg=2.0), sample_generators([1, 2]))
+    z, tr = sample_flow(model, torch.tensor([1, 2]), FlowSamplerConfig(steps=5, cfg=2.0), sample_generators([1, 2]))
     assert z.shape == (2, 4, 8, 8) and torch.isfinite(z).all()
-    again, _ = model.sample(torch.tensor([1, 2]), FlowSamplerConfig(steps=5, cfg=2.0), sample_generators([1, 2]))
+    again, _ = sample_flow(model, torch.tensor([1, 2]), FlowSamplerConfig(steps=5, cfg=2.0), sample_generators([1, 2]))
     assert torch.equal(z, again)
     loss = model.loss(torch.rand(2, 4, 8, 8) * 2 - 1, torch.tensor([1, 2]), torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
@@ -147,14 +148,15 @@ def test_entropy_metric_aggregates_baseline_traces():
     gens = sample_generators(range(3))
     y = torch.tensor([0, 1, 2])
     tiny = dict(hidden=32, depth=2, heads=2)
-    for model, cfg in ((_perturb(build_maskgit(**tiny)), MaskGITSamplerConfig(steps=4)),
-                       (_perturb(build_ar(**tiny)), ARSamplerConfig())):
-        _, trace = model.sample(y, cfg, gens)
+    for model, cfg, sample in ((_perturb(build_maskgit(**tiny)), MaskGITSamplerConfig(steps=4), sample_maskgit),
+                               (_perturb(build_ar(**tiny)), ARSamplerConfig(), sample_ar)):
+        _, trace = sample(model, y, cfg, gens)
+        trace = trace.as_dict()
         agg = entropy.aggregate([trace, trace])
         assert set(agg["per_step"]) == {"entropy_cond", "active"}
         assert agg["per_step"]["entropy_cond"] == pytest.approx(trace["entropy_cond"])
         assert agg["per_step"]["active"] == [6] * len(trace["entropy_cond"])
         assert agg["mean_steps"] == trace["steps_used"][0]
     _, trace = integrate(lambda x, t: torch.zeros_like(x), torch.zeros(2, 3), steps=5)
-    agg = entropy.aggregate([trace])
+    agg = entropy.aggregate([trace.as_dict()])
     assert set(agg["per_step"]) == {"active"} and agg["mean_steps"] == 5

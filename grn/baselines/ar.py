@@ -10,6 +10,7 @@ logits, temperature and top-k.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,20 @@ from torch import nn
 
 from grn.backbone import Backbone, BackboneConfig, KVCache
 from grn.errors import check_finite
+from grn.generator import onehot_input
+from grn.sampling import (
+    GUIDANCE,
+    TEMPERATURE,
+    Trace,
+    categorical,
+    drop_condition,
+    guide,
+    notifier,
+    null_condition,
+    probs_entropy,
+    refuse,
+    uniform,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,10 @@ class ARSamplerConfig:
     temperature: float = 1.0
     top_k: int | None = None
     cfg: float = 1.0
+
+
+# What a suite may set (as grn.sampling.SAMPLER_OPTIONS: ranges here, type and default from ARSamplerConfig)
+SAMPLER_OPTIONS = {"temperature": TEMPERATURE, "top_k": {"min": 1}, "cfg": GUIDANCE}
 
 
 class ARModel(nn.Module):
@@ -65,11 +84,9 @@ class ARModel(nn.Module):
         return self.cfg.num_classes
 
     def _inputs(self, seq: torch.Tensor) -> torch.Tensor:
-        """Raster sequence [B, L, d] -> one-hot inputs [B, K*d, L], shifted right by one position."""
-        b, length, d = seq.shape
-        k = self.token_classes
-        onehot = F.one_hot(seq.long(), k).permute(0, 3, 2, 1).reshape(b, k * d, length).float()  # class-major
-        return F.pad(onehot, (1, 0))[..., :length]
+        """Raster sequence [B, L, d] -> one-hot inputs [B, K*d, L] (class-major), shifted right by one position."""
+        onehot = onehot_input(seq.transpose(1, 2), self.token_classes, torch.float32)
+        return F.pad(onehot, (1, 0))[..., : seq.shape[1]]
 
     def _logits(self, out: torch.Tensor) -> torch.Tensor:
         """[B, n, K*d] -> [B, n, d, K]."""
@@ -83,52 +100,81 @@ class ARModel(nn.Module):
         return self._logits(self.net.forward_causal(self._inputs(seq), t, y))
 
     def loss(self, tokens, y, generator=None, forward=None):
-        drop = torch.rand(len(y), generator=generator, device=y.device) < self.cfg.class_dropout
-        y = torch.where(drop, torch.full_like(y, self.null_class), y)
+        y = drop_condition(self, y, self.cfg.class_dropout, generator)
         logits = (forward or self)(tokens, y)
         target = tokens.flatten(2).transpose(1, 2)
         return F.cross_entropy(logits.reshape(-1, self.token_classes).float(), target.reshape(-1).long())
 
-    @torch.no_grad()
-    def sample(self, y: torch.Tensor, cfg: ARSamplerConfig, generators: list[torch.Generator],
-               use_cache: bool = True) -> tuple[torch.Tensor, dict]:
-        """Raster decoding. Returns tokens [B, d, h, w] and a trace (entropy per position, NFE)."""
-        b = len(y)
-        d, h, w = self.token_shape
-        length, k = h * w, self.token_classes
-        guided = cfg.cfg != 1.0
-        yy = torch.cat([y, torch.full_like(y, self.null_class)]) if guided else y
-        t = torch.ones(len(yy), device=y.device)
-        seq = torch.zeros(b, length, d, dtype=torch.long, device=y.device)
-        cache = KVCache(self.cfg.depth) if use_cache else None
-        trace = {"entropy_cond": [], "nfe": [], "active": [], "steps_used": [length] * b}
-        for i in range(length):
-            if use_cache:
-                prev = seq[:, i - 1 : i] if i > 0 else None
-                x = self._inputs(seq[:, :1])[..., :1] if prev is None else \
-                    F.one_hot(prev, k).permute(0, 3, 2, 1).reshape(b, k * d, 1).float()
-                x = torch.cat([x, x]) if guided else x
-                out = self._logits(self.net.forward_causal(x, t, yy, start=i, cache=cache))[:, -1]
-            else:
-                x = self._inputs(seq[:, : i + 1])
-                x = torch.cat([x, x]) if guided else x
-                out = self._logits(self.net.forward_causal(x, t, yy))[:, -1]
-            lc, lu = (out.chunk(2) if guided else (out, out))
-            logits = lu + cfg.cfg * (lc - lu) if guided else lc
-            check_finite([("logits", logits)], f"AR position {i}")
-            logits = logits / cfg.temperature
-            if cfg.top_k is not None:
-                kth = logits.topk(cfg.top_k, dim=-1).values[..., -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = torch.softmax(logits.float(), dim=-1)  # [B, d, K]
-            u = torch.stack([torch.rand(d, generator=g, device=g.device) for g in generators]).to(y.device)
-            seq[:, i] = (u.unsqueeze(-1) > probs.cumsum(-1)).sum(-1).clamp(max=k - 1)
-            p = torch.softmax(lc.float(), dim=-1)
-            trace["entropy_cond"].append(float((-(p * p.clamp_min(1e-30).log()).sum(-1)).mean()
-                                               / torch.log(torch.tensor(float(k)))))
-            trace["nfe"].append(2 if guided else 1)
-            trace["active"].append(b)
-        return seq.transpose(1, 2).reshape(b, d, h, w), trace
+
+# ---------------------------------------------------------------------------------------
+# Sampling: raster decoding with a KV cache, CFG, temperature and top-k
+# ---------------------------------------------------------------------------------------
+
+
+def sample_ar(model: ARModel, cond: torch.Tensor, cfg: ARSamplerConfig, generators: list[torch.Generator], *,
+              entropy=None, uncond=None, callback=None) -> tuple[torch.Tensor, Trace]:
+    """Tokens [B, d, h, w] position by position in raster order, and the trace (conditional entropy per
+    position, NFE). `callback` gets each position's info: i, active, logits_cond, probs, x (the position's labels)."""
+    refuse("ar", entropy=entropy, uncond=uncond)
+    return decode_raster(model, cond, cfg, generators, callback)
+
+
+def _step_input(model: ARModel, seq, i: int, cached: bool) -> torch.Tensor:
+    """What the network reads at position i: with the cache only the new input (the one-hot of position
+    i - 1, zeros at 0), without it the whole prefix."""
+    return model._inputs(seq[:, max(i - 1, 0) : i + 1])[..., -1:] if cached else model._inputs(seq[:, : i + 1])
+
+
+def _position_logits(model: ARModel, i: int, cache: KVCache | None):
+    """forward(x, t, cond) -> logits [B, d, K] of position i (what `guide` calls)."""
+    def forward(x, t, cond):
+        out = model.net.forward_causal(x, t, cond, start=i, cache=cache) if cache is not None else \
+            model.net.forward_causal(x, t, cond)
+        return model._logits(out)[:, -1]
+    return forward
+
+
+def _probs(logits: torch.Tensor, cfg: ARSamplerConfig) -> torch.Tensor:
+    """Tempered, top-k truncated probabilities over the last dim."""
+    logits = logits / cfg.temperature
+    if cfg.top_k is not None:
+        kth = logits.topk(cfg.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.softmax(logits.float(), dim=-1)
+
+
+def _record(trace: Trace, k: int, s: dict) -> None:
+    # normalised by log K after the mean (MaskGIT: before), the order these traces have always had, so that
+    # their numbers do not move
+    p = torch.softmax(s["logits_cond"].float(), dim=-1)
+    trace.entropy_cond.append(float(probs_entropy(p, -1).mean() / torch.log(torch.tensor(float(k)))))
+    trace.nfe.append(s["nfe"])
+    trace.active.append(int(s["active"].numel()))
+
+
+@torch.no_grad()
+def decode_raster(model: ARModel, y: torch.Tensor, cfg: ARSamplerConfig, generators: list[torch.Generator],
+                  callback=None, use_cache: bool = True) -> tuple[torch.Tensor, Trace]:
+    """`sample_ar`, with the choice of recomputing the whole prefix each position (`use_cache=False`,
+    to check the cache)."""
+    b = len(y)
+    d, h, w = model.token_shape
+    length, k = h * w, model.token_classes
+    null, t, everyone = null_condition(model, y), torch.ones(b, device=y.device), torch.arange(b)
+    seq = torch.zeros(b, length, d, dtype=torch.long, device=y.device)
+    cache = KVCache(model.cfg.depth) if use_cache else None
+    trace = Trace()
+    notify = notifier(partial(_record, trace, k), callback)
+    for i in range(length):
+        x = _step_input(model, seq, i, use_cache)
+        lc, logits = guide(_position_logits(model, i, cache), x, t, y, null, cfg.cfg)
+        check_finite([("logits", logits)], f"AR position {i}")
+        probs = _probs(logits, cfg)  # [B, d, K]
+        seq[:, i] = categorical(probs, uniform(generators, d, y.device), dim=-1)
+        notify({"i": i, "active": everyone, "logits_cond": lc, "probs": probs, "x": seq[:, i],
+                "nfe": 2 if logits is not lc else 1})
+    trace.steps_used = [length] * b
+    return seq.transpose(1, 2).reshape(b, d, h, w), trace
 
 
 def build_ar(**overrides) -> ARModel:

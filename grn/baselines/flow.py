@@ -9,12 +9,24 @@ Heun steps and CFG inside an interval of t.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 from torch import nn
 
 from grn.backbone import Backbone, BackboneConfig
-from grn.sampling import in_cfg_interval
+from grn.sampling import (
+    GUIDANCE,
+    STEPS,
+    Trace,
+    drop_condition,
+    guide,
+    in_cfg_interval,
+    notifier,
+    null_condition,
+    per_sample,
+    refuse,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,15 @@ class FlowSamplerConfig:
     method: str = "heun"  # 'euler' or 'heun'
     cfg: float = 1.0
     cfg_interval: tuple[float, float] = (0.0, 1.0)  # the official rule: grn.sampling.in_cfg_interval
+
+
+METHODS = ("euler", "heun")
+# What a suite may set (as grn.sampling.SAMPLER_OPTIONS: ranges here, type and default from the config)
+SAMPLER_OPTIONS = {
+    "steps": STEPS, "method": {"choices": METHODS}, "cfg": GUIDANCE,
+    "cfg_interval": {"min": 2, "max": 2, "increasing": True, "why": "[lo, hi]",
+                     "item": {"min": 0, "why": "power-cos guidance (lo < 0) is for GRN samplers only"}},
+}
 
 
 class FlowModel(nn.Module):
@@ -78,46 +99,63 @@ class FlowModel(nn.Module):
         t = torch.sigmoid(torch.randn(b, generator=generator, device=x.device) * self.cfg.p_std + self.cfg.p_mean)
         eps = torch.randn(x.shape, generator=generator, device=x.device)
         x_t = t.view(-1, 1, 1, 1) * x + (1 - t.view(-1, 1, 1, 1)) * eps
-        drop = torch.rand(b, generator=generator, device=x.device) < self.cfg.class_dropout
-        y = torch.where(drop, torch.full_like(y, self.null_class), y)
+        y = drop_condition(self, y, self.cfg.class_dropout, generator)
         v = (forward or self)(x_t, t, y)
         return ((v - (x - eps)) ** 2).mean()
 
-    @torch.no_grad()
-    def sample(self, y: torch.Tensor, cfg: FlowSamplerConfig, generators: list[torch.Generator]):
-        eps = torch.stack([torch.randn(self.latent_shape, generator=g, device=g.device) for g in generators])
-        return integrate(lambda x, t: guided_velocity(self, x, t, y, cfg), eps.to(y.device), cfg.steps, cfg.method)
+
+# ---------------------------------------------------------------------------------------
+# Sampling: Euler / Heun integration of the guided velocity
+# ---------------------------------------------------------------------------------------
 
 
-def guided_velocity(model: FlowModel, x, t, y, cfg: FlowSamplerConfig):
+@torch.no_grad()
+def sample_flow(model: FlowModel, cond: torch.Tensor, cfg: FlowSamplerConfig, generators: list[torch.Generator], *,
+                entropy=None, uncond=None, callback=None) -> tuple[torch.Tensor, Trace]:
+    """Continuous latents [B, d, h, w] integrated from Gaussian noise, and the trace (NFE per step).
+    `callback` gets each step's info: i, active, t, t_next, x."""
+    refuse("flow", entropy=entropy, uncond=uncond)
+    eps = per_sample(lambda g: torch.randn(model.latent_shape, generator=g, device=g.device), generators, cond.device)
+    null = null_condition(model, cond)
+    return integrate(lambda x, t: guided_velocity(model, x, t, cond, null, cfg), eps, cfg.steps, cfg.method,
+                     callback=callback)
+
+
+def guided_velocity(model: FlowModel, x, t, y, null, cfg: FlowSamplerConfig):
+    """The velocity at scalar t, guided where t lies in the CFG interval (grn.sampling.in_cfg_interval)."""
     tt = torch.full((len(x),), float(t), device=x.device)
-    if cfg.cfg == 1.0 or not bool(in_cfg_interval(torch.tensor(float(t)), cfg.cfg_interval)):
-        return model(x, tt, y)
-    both = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, torch.full_like(y, model.null_class)]))
-    vc, vu = both.chunk(2)
-    return vu + cfg.cfg * (vc - vu)
+    inside = cfg.cfg != 1.0 and bool(in_cfg_interval(torch.tensor(float(t)), cfg.cfg_interval))
+    return guide(model, x, tt, y, null, cfg.cfg if inside else 1.0)[1]
 
 
-def integrate(velocity, x0: torch.Tensor, steps: int, method: str = "heun", last_step_euler: bool = True):
+def _record(trace: Trace, s: dict) -> None:
+    trace.nfe.append(s["nfe"])
+    trace.active.append(int(s["active"].numel()))
+
+
+def integrate(velocity, x0: torch.Tensor, steps: int, method: str = "heun", last_step_euler: bool = True,
+              callback=None) -> tuple[torch.Tensor, Trace]:
     """Integrate dx/dt = velocity(x, t) from t = 0 to 1. Returns (x(1), trace with NFE per step).
     `last_step_euler`: the x-prediction velocity is singular at t = 1, so Heun's last step is Euler."""
-    if method not in ("euler", "heun"):
-        raise ValueError(f"unknown method '{method}'; allowed: 'euler', 'heun'")
+    if method not in METHODS:
+        raise ValueError(f"unknown method '{method}'; allowed: {', '.join(repr(m) for m in METHODS)}")
     ts = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
-    x = x0
-    nfe = []
+    x, everyone = x0, torch.arange(len(x0))
+    trace = Trace()
+    notify = notifier(partial(_record, trace), callback)
     for i in range(steps):
         t, t_next = float(ts[i]), float(ts[i + 1])
         dt = t_next - t
         v = velocity(x, t)
-        if method == "heun" and (i < steps - 1 or not last_step_euler):
+        heun = method == "heun" and (i < steps - 1 or not last_step_euler)
+        if heun:
             x_pred = x + dt * v
             x = x + dt * 0.5 * (v + velocity(x_pred, t_next))
-            nfe.append(2)
         else:
             x = x + dt * v
-            nfe.append(1)
-    return x, {"nfe": nfe, "active": [len(x0)] * steps, "steps_used": [steps] * len(x0)}
+        notify({"i": i, "active": everyone, "t": t, "t_next": t_next, "x": x, "nfe": 2 if heun else 1})
+    trace.steps_used = [steps] * len(x0)
+    return x, trace
 
 
 def build_flow(**overrides) -> FlowModel:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,21 @@ from torch import nn
 
 from grn.backbone import Backbone, BackboneConfig
 from grn.errors import check_finite
+from grn.generator import onehot_input
+from grn.sampling import (
+    GUIDANCE,
+    STEPS,
+    TEMPERATURE,
+    Trace,
+    categorical,
+    drop_condition,
+    guide,
+    notifier,
+    null_condition,
+    probs_entropy,
+    refuse,
+    uniform,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,10 @@ class MaskGITSamplerConfig:
     temperature: float = 1.0  # for sampling the tokens
     choice_temperature: float = 4.5  # Gumbel noise on the confidence, annealed linearly to 0
     cfg: float = 1.0
+
+
+# What a suite may set (as grn.sampling.SAMPLER_OPTIONS: ranges here, type and default from the config)
+SAMPLER_OPTIONS = {"steps": STEPS, "temperature": TEMPERATURE, "choice_temperature": {"min": 0}, "cfg": GUIDANCE}
 
 
 def gamma(r):
@@ -86,9 +106,7 @@ class MaskGITModel(nn.Module):
     def forward(self, tokens: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """tokens [B, d, h, w] with mask_id where masked -> logits [B, K, d, h, w]."""
         b, d, h, w = tokens.shape
-        k1 = self.token_classes + 1
-        x = F.one_hot(tokens.long(), k1).permute(0, 4, 1, 2, 3).reshape(b, k1 * d, h, w).float()
-        out = self.net(x, t, y)
+        out = self.net(onehot_input(tokens, self.token_classes + 1, torch.float32), t, y)
         return out.reshape(b, h, w, self.token_classes, d).permute(0, 3, 4, 1, 2)
 
     def loss(self, tokens, y, generator=None, forward=None):
@@ -99,52 +117,71 @@ class MaskGITModel(nn.Module):
         scores = torch.rand(tokens.shape, generator=generator, device=tokens.device).flatten(1)
         ranks = scores.argsort(1).argsort(1)  # a uniformly random order of the elements
         mask = (ranks < n_mask[:, None]).view_as(tokens)
-        drop = torch.rand(b, generator=generator, device=tokens.device) < self.cfg.class_dropout
-        y = torch.where(drop, torch.full_like(y, self.null_class), y)
+        y = drop_condition(self, y, self.cfg.class_dropout, generator)
         t = 1 - n_mask.float() / n  # the unmasked fraction, as GRN's clean fraction
         logits = (forward or self)(torch.where(mask, self.mask_id, tokens), t, y)
         ce = F.cross_entropy(logits.float(), tokens.long(), reduction="none")
         return (ce * mask).sum() / mask.sum()
 
-    @torch.no_grad()
-    def sample(self, y: torch.Tensor, cfg: MaskGITSamplerConfig, generators: list[torch.Generator]):
-        b = len(y)
-        shape = self.token_shape
-        n = math.prod(shape)
-        z = torch.full((b, *shape), self.mask_id, dtype=torch.long, device=y.device)
-        trace = {"masked": [], "entropy_cond": [], "nfe": [], "active": [], "steps_used": [cfg.steps] * b}
-        guided = cfg.cfg != 1.0
-        for s in range(cfg.steps):
-            masked = z == self.mask_id
-            t = 1 - masked.flatten(1).float().mean(1)
-            if guided:
-                both = self(torch.cat([z, z]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, self.null_class)]))
-                lc, lu = both.chunk(2)
-                logits = lu + cfg.cfg * (lc - lu)
-            else:
-                lc = logits = self(z, t, y)
-            check_finite([("logits", logits)], f"MaskGIT step {s}")
-            probs = torch.softmax(logits.float() / cfg.temperature, dim=1)
-            u = torch.stack([torch.rand(shape, generator=g, device=g.device) for g in generators]).to(y.device)
-            pred = (u.unsqueeze(1) > probs.cumsum(1)).sum(1).clamp(max=self.token_classes - 1)
-            pred = torch.where(masked, pred, z)
-            conf = torch.log(probs.gather(1, pred.unsqueeze(1)).squeeze(1).clamp_min(1e-30))
-            g_u = torch.stack([torch.rand(shape, generator=g, device=g.device) for g in generators]).to(y.device)
-            gumbel = -torch.log(-torch.log(g_u.clamp(1e-20, 1 - 1e-7)))
-            conf = conf + cfg.choice_temperature * (1 - (s + 1) / cfg.steps) * gumbel
-            conf = torch.where(masked, conf, torch.full_like(conf, float("inf")))  # unmasked stay unmasked
-            keep_masked = masked_count(s, cfg.steps, n)
-            order = conf.flatten(1).argsort(1)
-            remask = torch.zeros_like(masked.flatten(1))
-            remask.scatter_(1, order[:, :keep_masked], True)
-            z = torch.where(remask.view_as(z), self.mask_id, pred)
-            p = torch.softmax(lc.float(), dim=1)
-            ent = -(p * p.clamp_min(1e-30).log()).sum(1) / math.log(self.token_classes)
-            trace["entropy_cond"].append(float(ent[masked].mean()) if masked.any() else 0.0)
-            trace["masked"].append([int(v) for v in (z == self.mask_id).flatten(1).sum(1)])
-            trace["nfe"].append(2 if guided else 1)
-            trace["active"].append(b)
-        return z, trace
+
+# ---------------------------------------------------------------------------------------
+# Sampling: confidence-based unmasking
+# ---------------------------------------------------------------------------------------
+
+
+def _confidence(probs, pred, masked, g_u, cfg: MaskGITSamplerConfig, s: int) -> torch.Tensor:
+    """Log-probability of each sampled label plus annealed Gumbel noise; +inf where already unmasked
+    (those are never re-masked)."""
+    conf = torch.log(probs.gather(1, pred.unsqueeze(1)).squeeze(1).clamp_min(1e-30))
+    gumbel = -torch.log(-torch.log(g_u.clamp(1e-20, 1 - 1e-7)))
+    conf = conf + cfg.choice_temperature * (1 - (s + 1) / cfg.steps) * gumbel
+    return torch.where(masked, conf, torch.full_like(conf, float("inf")))
+
+
+def _remask(pred, conf, n_masked: int, mask_id: int) -> torch.Tensor:
+    """The code with the n_masked least confident elements masked again."""
+    order = conf.flatten(1).argsort(1)
+    remask = torch.zeros_like(pred, dtype=torch.bool).flatten(1)
+    remask.scatter_(1, order[:, :n_masked], True)
+    return torch.where(remask.view_as(pred), mask_id, pred)
+
+
+def _record(trace: Trace, model: MaskGITModel, s: dict) -> None:
+    ent = probs_entropy(torch.softmax(s["logits_cond"].float(), dim=1), 1) / math.log(model.token_classes)
+    masked = s["masked_before"]
+    trace.entropy_cond.append(float(ent[masked].mean()) if masked.any() else 0.0)
+    trace.masked.append([int(v) for v in (s["x"] == model.mask_id).flatten(1).sum(1)])
+    trace.nfe.append(s["nfe"])
+    trace.active.append(int(s["active"].numel()))
+
+
+@torch.no_grad()
+def sample_maskgit(model: MaskGITModel, cond: torch.Tensor, cfg: MaskGITSamplerConfig,
+                   generators: list[torch.Generator], *, entropy=None, uncond=None,
+                   callback=None) -> tuple[torch.Tensor, Trace]:
+    """Tokens [B, d, h, w] from a fully masked start in `cfg.steps` steps, and the trace (conditional entropy
+    of the masked elements, elements still masked, NFE). `callback` gets each step's info: i, active,
+    masked_before, logits_cond, probs, x."""
+    refuse("maskgit", entropy=entropy, uncond=uncond)
+    b, shape = len(cond), model.token_shape
+    n, device = math.prod(shape), cond.device
+    z = torch.full((b, *shape), model.mask_id, dtype=torch.long, device=device)
+    null, everyone = null_condition(model, cond), torch.arange(b)
+    trace = Trace()
+    notify = notifier(partial(_record, trace, model), callback)
+    for s in range(cfg.steps):
+        masked = z == model.mask_id
+        t = 1 - masked.flatten(1).float().mean(1)  # the unmasked fraction, as GRN's clean fraction
+        lc, logits = guide(model, z, t, cond, null, cfg.cfg)
+        check_finite([("logits", logits)], f"MaskGIT step {s}")
+        probs = torch.softmax(logits.float() / cfg.temperature, dim=1)
+        pred = torch.where(masked, categorical(probs, uniform(generators, shape, device)), z)
+        conf = _confidence(probs, pred, masked, uniform(generators, shape, device), cfg, s)
+        z = _remask(pred, conf, masked_count(s, cfg.steps, n), model.mask_id)
+        notify({"i": s, "active": everyone, "masked_before": masked, "logits_cond": lc, "probs": probs, "x": z,
+                "nfe": 2 if logits is not lc else 1})
+    trace.steps_used = [cfg.steps] * b
+    return z, trace
 
 
 def build_maskgit(**overrides) -> MaskGITModel:

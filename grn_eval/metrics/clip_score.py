@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from grn_eval import weights as W
+from grn_eval.metrics.registry import Row, register_metric
+from grn_eval.options import Opt
 
 VERSION = "1"
 
@@ -40,3 +42,26 @@ def clip_scores(model, preprocess, tokenizer, images: np.ndarray, texts: list[st
         cos = torch.nn.functional.cosine_similarity(img, txt, dim=-1)
         out.append((100 * cos.clamp(min=0)).double().cpu().numpy())
     return np.concatenate(out)
+
+
+def _clip_score(ctx) -> list[dict]:
+    model, preprocess, tokenizer, prov = ctx.runner.clip_model()  # loaded once per run, before any sampling
+    prompts = ctx.options["prompts"]
+    if prompts:  # scored against the suite's prompts (e.g. for samples from an .npz)
+        texts = [prompts[int(i) % len(prompts)] for i in ctx.labels]
+    elif ctx.adapter.has_prompts:
+        texts = ctx.adapter.prompt_texts(ctx.labels)
+    else:
+        return [ctx.row("clip_score", None, {"weights": prov},
+                        reason="not available: this model has no prompts; give metrics.clip_score.prompts")]
+    scores = clip_scores(model, preprocess, tokenizer, ctx.samples, texts, ctx.device)
+    return [ctx.row("clip_score", float(scores.mean()), {"weights": prov, "score": "100 * max(cos, 0), mean over "
+                                                                                  "samples"},
+                    {"std": float(scores.std()), "prompts": sorted(set(texts))})]
+
+
+_MODEL, _TAG = W.load_manifest()["clip_defaults"][0].split("/")  # the manifest's first CLIP model
+register_metric(key="clip_score", kind="generation", version=VERSION, compute=_clip_score, order=60,
+                options={"model": Opt(str, _MODEL), "tag": Opt(str, _TAG), "weights_path": Opt(str),
+                         "prompts": Opt(list, min=1, item=Opt(str))},
+                rows=(Row("clip_score", "higher", "CLIP", 2),))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from grn_eval.metrics.registry import Row, register_metric
+
 VERSION = "1"
 
 
@@ -34,3 +36,14 @@ def aggregate(traces: list[dict]) -> dict:
     used = np.concatenate([np.asarray(t["steps_used"], float) for t in traces]) if traces else np.zeros(0)
     return {"per_step": out, "steps_used": used.tolist(), "mean_steps": float(used.mean()) if len(used) else None,
             "median_steps": float(np.median(used)) if len(used) else None}
+
+
+def _entropy(ctx) -> list[dict]:
+    if not (ctx.traces and ctx.traces[0]):  # samples from a file, or a sampler without a trace
+        return []
+    agg = aggregate(ctx.traces)
+    return [ctx.row("mean_steps", agg["mean_steps"], {"source": "sampler trace"}, agg)]
+
+
+register_metric(key="entropy", kind="generation", version=VERSION, compute=_entropy, order=70,
+                rows=(Row("mean_steps", "lower", "steps", 1, floor=0.5),))

@@ -17,7 +17,9 @@ import numpy as np
 import scipy.linalg
 
 from grn.errors import UserError
+from grn_eval.metrics.registry import PROTOCOL, Row, register_metric
 
+VERSION = "1"  # of fid and rfid
 METHODS = ("eigh", "sqrtm", "eigvals")
 
 
@@ -100,3 +102,33 @@ def frechet_distance_torch(mu1, sigma1, mu2, sigma2, device="cpu") -> float:
     tr = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
     diff = m1 - m2
     return float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * tr)
+
+
+# ---------------------------------------------------------------------------------------
+# Registration: fid of generated samples, rfid of reconstructions (same formula, same version)
+# ---------------------------------------------------------------------------------------
+
+
+def _terms_extra(terms: FrechetTerms) -> dict:
+    return {"mean_term": terms.mean_term, "cov_term": terms.cov_term}
+
+
+def _fid(ctx) -> list[dict]:
+    inc = ctx.inception(ctx.options["protocol"])
+    terms = frechet_terms(*gaussian_stats(inc.pool), inc.mu, inc.sigma)
+    return [ctx.row("fid", terms.total, {**inc.protocol, "sqrt_trace": terms.method}, _terms_extra(terms))]
+
+
+def _rfid(ctx) -> list[dict]:
+    protocol = ctx.options["protocol"]
+    ex = ctx.extractor(protocol)
+    mu_r, sig_r, _ = ctx.reference_stats(protocol)
+    terms = frechet_terms(*gaussian_stats(ctx.features(ctx.samples, protocol)["pool"]), mu_r, sig_r)
+    return [ctx.row("rfid", terms.total, {**ex.protocol, "reference": ctx.reference_provenance,
+                                          "sqrt_trace": terms.method}, _terms_extra(terms))]
+
+
+register_metric(key="fid", kind="generation", version=VERSION, compute=_fid, order=10,
+                options={"protocol": PROTOCOL}, rows=(Row("fid", "lower", "FID", 2, floor=0.5),))
+register_metric(key="rfid", kind="reconstruction", version=VERSION, compute=_rfid, order=40,
+                options={"protocol": PROTOCOL}, rows=(Row("rfid", "lower", "rFID", 2, floor=0.5),))

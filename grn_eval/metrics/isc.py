@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from grn_eval.metrics.registry import Row, register_metric
+from grn_eval.options import Opt
+
 VERSION = "1"
 NEEDS = ("the official torch-fidelity Inception file weights-inception-2015-12-05-6726825d.pth "
          "(set GRN_WEIGHTS_INCEPTION_FID to its path, or `grn-eval weights prepare --download` online)")
@@ -25,3 +28,18 @@ def inception_score(logits: np.ndarray | None, splits: int = 10, seed: int = 202
 
     out = isc_features_to_metric(torch.from_numpy(np.asarray(logits)), splits=splits, shuffle=True, rng_seed=seed)
     return {"isc_mean": out["inception_score_mean"], "isc_std": out["inception_score_std"], "splits": splits}
+
+
+def _isc(ctx) -> list[dict]:
+    ex = ctx.extractor("tf-inception")  # the official Inception's logits whatever the suite's FID protocol
+    try:
+        res = inception_score(ctx.features(ctx.samples, "tf-inception").get("logits"), ctx.options["splits"])
+        return [ctx.row("isc", res["isc_mean"], ex.protocol, {"isc_std": res["isc_std"], "splits": res["splits"]})]
+    except NotAvailable as e:
+        return [ctx.row("isc", None, ex.protocol, reason=str(e))]
+
+
+# more splits than samples would leave empty splits
+register_metric(key="isc", kind="generation", version=VERSION, compute=_isc, order=40,
+                options={"splits": Opt(int, 10, min=1, max="n_samples")},
+                rows=(Row("isc", "higher", "IS", 2, floor=0.2),))

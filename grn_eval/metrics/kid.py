@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from grn.errors import UserError
+from grn_eval.metrics.registry import PROTOCOL, Row, register_metric
+from grn_eval.options import Opt
 
 VERSION = "1"
 
@@ -40,3 +42,25 @@ def kid(features_1: np.ndarray, features_2: np.ndarray, subsets: int = 100, subs
         values[i] = mmd2_unbiased(polynomial_kernel(a, a), polynomial_kernel(a, b), polynomial_kernel(b, b))
     return {"kid_mean": float(values.mean()), "kid_std": float(values.std()), "subsets": subsets,
             "subset_size": size}
+
+
+def _kid(ctx) -> list[dict]:
+    inc = ctx.inception(ctx.options["protocol"])
+    if inc.reference is None:
+        return [ctx.row("kid", None, inc.protocol, reason="not available: kid needs reference features, not only "
+                                                          "statistics")]
+    n, n_ref, given = len(ctx.samples), len(inc.reference), ctx.given.get("subset_size")
+    if given is not None and given > min(n, n_ref):  # given explicitly: never shrunk silently (the default is)
+        raise UserError(f"{ctx.suite.path}: metrics.kid.subset_size: {given} is larger than the {min(n, n_ref)} "
+                        f"images per side (samples {n}, reference {n_ref}); lower it or raise n_samples / "
+                        f"reference.limit")
+    res = kid(inc.pool, inc.reference, ctx.options["subsets"], ctx.options["subset_size"], ctx.seed)
+    return [ctx.row("kid", res["kid_mean"], {**inc.protocol, "kernel": "cubic polynomial", "subsets": res["subsets"],
+                                             "subset_size": res["subset_size"]}, {"kid_std": res["kid_std"]})]
+
+
+# Bounds against n_samples: a larger subset than there are samples would give a number without meaning.
+register_metric(key="kid", kind="generation", version=VERSION, compute=_kid, order=20,
+                options={"subsets": Opt(int, 100, min=1), "subset_size": Opt(int, 1000, min=2, max="n_samples"),
+                         "protocol": PROTOCOL},
+                rows=(Row("kid", "lower", "KID", 4, floor=0.002),))

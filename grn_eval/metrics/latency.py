@@ -8,6 +8,9 @@ import time
 import numpy as np
 import torch
 
+from grn_eval.metrics.registry import Row, register_metric
+from grn_eval.options import Opt
+
 VERSION = "1"
 
 
@@ -43,3 +46,27 @@ def measure(generate, batch_size: int, device: torch.device, warmup: int = 1, re
             "images_per_second": float(batch_size / t.mean()), "nfe_per_image": float(np.mean(nfes)) if nfes else None,
             "peak_memory_bytes": int(peak), "peak_memory_kind": "cuda allocated" if device.type == "cuda"
             else "process max RSS", "batch_size": batch_size, "warmup": warmup, "repeats": repeats}
+
+
+def _latency(ctx) -> list[dict]:
+    # only models that generate batch by batch, and timed by one process (not beside the others under torchrun)
+    if ctx.adapter.kind != "generation" or not ctx.adapter.from_seeds or ctx.rank != 0:
+        return []
+    from grn_eval.runner import _device_name, sample_seed  # the runner imports the metrics, not the other way
+
+    adapter, seed, bs = ctx.adapter, ctx.seed, ctx.suite.batch_size
+
+    def one_batch(start):
+        idx = np.arange(start, start + bs)
+        return adapter.generate(idx % adapter.num_classes, [sample_seed(seed, int(i)) for i in idx])[1]
+
+    res = measure(one_batch, bs, ctx.device, ctx.options["warmup"], ctx.options["repeats"])
+    return [ctx.row("seconds_per_image", res["seconds_per_image_mean"],
+                    {"device": str(ctx.device), "device_name": _device_name(ctx.device),
+                     "threads": torch.get_num_threads()}, res, n=bs)]
+
+
+# "both": a reconstruction suite may time its generating models too; order: after every other metric
+register_metric(key="latency", kind="both", version=VERSION, compute=_latency, order=1000,
+                options={"warmup": Opt(int, 1, min=0), "repeats": Opt(int, 3, min=1)},
+                rows=(Row("seconds_per_image", "lower", "s/img", 4),))

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from grn.errors import UserError
+from grn_eval.metrics.registry import PROTOCOL, Row, register_metric
+from grn_eval.options import Opt
 
 VERSION = "1"
 
@@ -41,3 +43,19 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, device="cpu
     precision = _inside(f, r, r_radii, block).double().mean().item()
     recall = _inside(r, f, f_radii, block).double().mean().item()
     return {"precision": precision, "recall": recall, "k": k}
+
+
+def _prc(ctx) -> list[dict]:
+    inc = ctx.inception(ctx.options["protocol"])
+    if inc.reference is None:  # one row named after the metric says why neither number is there
+        return [ctx.row("prc", None, inc.protocol, reason="not available: prc needs reference features, not only "
+                                                          "statistics")]
+    res = precision_recall(inc.reference, inc.pool, ctx.options["k"], ctx.device)
+    return [ctx.row(key, res[key], {**inc.protocol, "k": res["k"]}) for key in ("precision", "recall")]
+
+
+# k neighbours need more than k samples, else the radii have no meaning
+register_metric(key="prc", kind="generation", version=VERSION, compute=_prc, order=30,
+                options={"k": Opt(int, 3, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL},
+                rows=(Row("precision", "higher", "Prec.", 3, floor=0.02),
+                      Row("recall", "higher", "Rec.", 3, floor=0.02)))

@@ -8,9 +8,14 @@ digits, its sha256 and training seed, so a score can be read against how good th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from grn.errors import UserError
+from grn_eval import digit_classifier
+from grn_eval.metrics.registry import Row, register_metric
+from grn_eval.options import Opt
 
 VERSION = "1"
 CHANCE = 0.1  # ten digits
@@ -35,3 +40,25 @@ def score(predicted: np.ndarray, asked: np.ndarray) -> dict:
 def prompt_accuracy(classify, images: np.ndarray, asked: np.ndarray) -> dict:
     """`classify(images) -> digits` (e.g. grn_eval.digit_classifier.predict bound to a model)."""
     return score(np.asarray(classify(images)), asked)
+
+
+def _prompt_accuracy(ctx) -> list[dict]:
+    """Classifier digit vs the digit each prompt asked for (a class-conditional model's class)."""
+    adapter = ctx.adapter
+    if not adapter.has_prompts and adapter.num_classes != 10:
+        return [ctx.row("prompt_accuracy", None, {}, reason="not available: the model has neither digit prompts "
+                                                            "nor the 10 digit classes")]
+    path = Path(ctx.options["classifier"])
+    path = path if path.exists() else ctx.suite.path.parent / path
+    model, prov = digit_classifier.load(path, ctx.device)
+    asked = adapter.asked_digits(ctx.labels) if adapter.has_prompts else np.asarray(ctx.labels)
+    res = prompt_accuracy(lambda im: digit_classifier.predict(model, im, ctx.device), ctx.samples, asked)
+    return [ctx.row("prompt_accuracy", res["accuracy"], {"classifier": prov, "chance": CHANCE},
+                    {**res, "classifier_heldout_accuracy": prov["heldout_accuracy"],
+                     "classifier_heldout_n": prov["heldout_n"]})]
+
+
+# classifier: a path, relative to the suite or the working directory
+register_metric(key="prompt_accuracy", kind="generation", version=VERSION, compute=_prompt_accuracy, order=50,
+                options={"classifier": Opt(str, str(digit_classifier.DEFAULT_PATH))},
+                rows=(Row("prompt_accuracy", "higher", "Acc.", 2),))

@@ -1,0 +1,260 @@
+"""The metric registry: one `MetricSpec` per metric holds everything about it.
+
+A metric module (grn_eval/metrics/<name>.py) declares its suite key, its options (`Opt`: type, range,
+default), the kind of suite it belongs to, the rows it writes (per row name: the better direction, the
+table label and digits, the gate's noise floor), its version and its compute function, and registers
+them with `register_metric`. Importing `grn_eval.metrics` imports every module of the package, so a new
+metric is one new file. Everything else reads from here: the suite loader validates options, the runner
+calls `compute` with a `MetricContext`, report / gate / tables take directions, floors, labels, digits.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator, Mapping, Set
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
+
+import numpy as np
+
+from grn_eval.features import PROTOCOLS
+from grn_eval.options import Opt
+
+# "both": allowed in either kind of suite and run on every model (its compute skips models it cannot
+# measure, as latency skips models that do not generate)
+KINDS = ("generation", "reconstruction", "both")
+DIRECTIONS = ("lower", "higher")
+PROTOCOL = Opt(str, "tf-inception", choices=PROTOCOLS)  # the Inception feature protocol of fid, rfid, kid, prc
+
+
+@dataclass(frozen=True)
+class Row:
+    """One metric name a spec writes into results.json, and how tables and the gate read it."""
+
+    name: str
+    better: str  # "lower" or "higher"
+    label: str  # table column header
+    digits: int  # decimals in tables
+    floor: float | None = None  # gate: a move smaller than this never counts as a regression; None: no floor
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    key: str  # metrics.<key> in a suite
+    kind: str  # one of KINDS
+    rows: tuple[Row, ...]
+    version: str  # written into every row; bump it when the numbers change meaning
+    compute: Callable[[MetricContext], list[dict]]  # rows made with MetricContext.row; [] when nothing applies
+    options: Mapping[str, Opt] = field(default_factory=dict)
+    order: int = 100  # one model's rows follow this (then registration order); built-ins 10 ... 80, latency last
+
+    def __post_init__(self):  # read-only, so that a spec cannot be changed behind the registry's back
+        object.__setattr__(self, "rows", tuple(self.rows))
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    @property
+    def row_names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.rows)
+
+    def merged(self, given: Mapping | None) -> dict:
+        """The suite's options over the spec's defaults (None in a suite means "not given", as in `Opt`)."""
+        out = {k: copy.deepcopy(o.default) for k, o in self.options.items()}
+        out.update({k: v for k, v in (given or {}).items() if v is not None})
+        return out
+
+    def runs_on(self, stage: str) -> bool:
+        """Whether the runner computes it on models of this kind ("generation" or "reconstruction")."""
+        return self.kind in (stage, "both")
+
+
+_SPECS: dict[str, MetricSpec] = {}
+_ROWS: dict[str, Row] = {}
+
+
+def _problems(spec: MetricSpec) -> list[str]:
+    out = []
+    if not isinstance(spec.key, str) or not spec.key:
+        out.append("the key is a non-empty string")
+    elif spec.key in _SPECS:
+        out.append("already registered (unregister_metric it first)")
+    if spec.kind not in KINDS:
+        out.append(f"kind {spec.kind!r} is not one of {list(KINDS)}")
+    if not isinstance(spec.version, str) or not spec.version:
+        out.append("the version is a non-empty string")
+    if not callable(spec.compute):
+        out.append("compute is not callable")
+    if not spec.rows:
+        out.append("it declares no rows")
+    out += [f"option {k!r} is not an Opt" for k, o in spec.options.items() if not isinstance(o, Opt)]
+    names = [getattr(r, "name", None) for r in spec.rows]
+    for r in spec.rows:
+        if not isinstance(r, Row):
+            out.append(f"{r!r} is not a Row")
+            continue
+        if r.better not in DIRECTIONS:
+            out.append(f"row {r.name!r}: better {r.better!r} is not one of {list(DIRECTIONS)}")
+        if not isinstance(r.label, str) or not r.label:
+            out.append(f"row {r.name!r}: the label is a non-empty string")
+        if not isinstance(r.digits, int) or isinstance(r.digits, bool) or r.digits < 0:
+            out.append(f"row {r.name!r}: digits is an int >= 0")
+        if r.floor is not None and not (isinstance(r.floor, (int, float)) and r.floor >= 0):
+            out.append(f"row {r.name!r}: the floor is None or a number >= 0")
+        if names.count(r.name) > 1 or r.name in _ROWS:  # one row name, one meaning (one direction, one floor)
+            out.append(f"row {r.name!r} is declared twice")
+    return out
+
+
+def register_metric(spec: MetricSpec | None = None, **fields):
+    """Register a metric: `register_metric(MetricSpec(...))`, `register_metric(key=..., compute=..., ...)`,
+    or, without `compute`, as a decorator of the compute function. Refuses an incomplete declaration, a key
+    already registered and a row name another metric already writes. Returns the spec (the decorator: the
+    function)."""
+    if spec is None and "compute" not in fields:
+        def decorate(fn):
+            register_metric(compute=fn, **fields)
+            return fn
+
+        return decorate
+    spec = spec if spec is not None else MetricSpec(**fields)
+    problems = _problems(spec)
+    if problems:
+        raise ValueError(f"metric {spec.key!r}: " + "; ".join(problems))
+    _SPECS[spec.key] = spec
+    _ROWS.update((r.name, r) for r in spec.rows)
+    return spec
+
+
+def unregister_metric(key: str) -> MetricSpec:
+    spec = _SPECS.pop(key)
+    for name in spec.row_names:
+        _ROWS.pop(name, None)
+    return spec
+
+
+def get(key) -> MetricSpec | None:
+    return _SPECS.get(key) if isinstance(key, str) else None
+
+
+def names() -> list[str]:
+    return list(_SPECS)
+
+
+def specs() -> tuple[MetricSpec, ...]:
+    """Every registered spec, in registration order."""
+    return tuple(_SPECS.values())
+
+
+def row(name) -> Row | None:
+    return _ROWS.get(name) if isinstance(name, str) else None
+
+
+def kinds_of(keys) -> set[str]:
+    return {_SPECS[k].kind for k in keys if k in _SPECS}
+
+
+def for_suite(metrics: Mapping, stage: str) -> list[MetricSpec]:
+    """The specs of a suite's metrics that run on models of `stage`, in row order."""
+    index = {k: i for i, k in enumerate(_SPECS)}
+    chosen = [_SPECS[k] for k in metrics if k in _SPECS and _SPECS[k].runs_on(stage)]
+    return sorted(chosen, key=lambda s: (s.order, index[s.key]))
+
+
+def floors() -> dict[str, float]:
+    """The gate's absolute noise floor per row name (rows without one are left out)."""
+    return {r.name: r.floor for s in _SPECS.values() for r in s.rows if r.floor is not None}
+
+
+class RowsWhere(Set):
+    """The row names whose better direction is `better`: a live set, so a metric registered later is in it."""
+
+    def __init__(self, better: str):
+        self.better = better
+
+    def __contains__(self, name) -> bool:
+        r = row(name)
+        return r is not None and r.better == self.better
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([n for n, r in _ROWS.items() if r.better == self.better])
+
+    def __len__(self) -> int:
+        return sum(r.better == self.better for r in _ROWS.values())
+
+    def __repr__(self) -> str:
+        return f"RowsWhere({self.better!r}: {sorted(self)})"
+
+
+class Inception(NamedTuple):
+    pool: np.ndarray  # pool features of the samples
+    mu: np.ndarray  # reference statistics
+    sigma: np.ndarray
+    reference: np.ndarray | None  # reference pool features; None when the reference is a statistics file
+    protocol: dict  # the extractor's protocol and the reference's provenance, as rows carry them
+
+
+@dataclass
+class MetricContext:
+    """What a compute function gets: one model's samples (its generated images with their labels and
+    sampler traces, or its reconstructions of the reference images), the reference, the runner's feature
+    extractors, feature cache and models (`runner`), and the suite's options merged with the spec's defaults
+    (`options`; `given`: as the suite wrote them)."""
+
+    spec: MetricSpec
+    runner: object  # grn_eval.runner.Runner
+    entry: object  # grn_eval.suite.ModelEntry
+    adapter: object
+    seed: int  # the sampling seed; 0 for reconstructions
+    samples: np.ndarray
+    labels: np.ndarray | None
+    traces: list[dict]
+    reference_images: np.ndarray | None
+    reference_provenance: dict
+    options: dict = field(init=False)
+    given: dict = field(init=False)
+
+    def __post_init__(self):
+        self.given = dict(self.suite.metrics.get(self.spec.key) or {})
+        self.options = self.spec.merged(self.given)
+
+    @property
+    def suite(self):
+        return self.runner.suite
+
+    @property
+    def device(self):
+        return self.runner.device
+
+    @property
+    def rank(self) -> int:
+        return self.runner.rank
+
+    @property
+    def cache(self):
+        return self.runner.cache
+
+    def extractor(self, protocol: str):
+        return self.runner.extractor(protocol)
+
+    def features(self, images: np.ndarray, protocol: str) -> dict[str, np.ndarray]:
+        """Features through the runner's cache (and, under torchrun, shared between the processes)."""
+        return self.runner.features(images, protocol)
+
+    def reference_stats(self, protocol: str):
+        """(mu, sigma, reference features or None)."""
+        return self.runner.reference_stats(protocol, self.reference_images)
+
+    def inception(self, protocol: str) -> Inception:
+        ex = self.extractor(protocol)
+        pool = self.features(self.samples, protocol)["pool"]
+        mu, sigma, reference = self.reference_stats(protocol)
+        return Inception(pool, mu, sigma, reference, {**ex.protocol, "reference": self.reference_provenance})
+
+    def row(self, name: str, value, protocol: dict, extra: dict | None = None, reason: str | None = None,
+            n: int | None = None) -> dict:
+        """A results row of this model and seed with the spec's version; `n` defaults to the number of samples.
+        `name` is one of the spec's rows, or its key for a row that says why it is not available."""
+        if name not in self.spec.row_names and not (name == self.spec.key and reason):
+            raise ValueError(f"metric {self.spec.key!r} made a row {name!r}; it declares {list(self.spec.row_names)}")
+        return self.runner._row(self.entry, name, value, self.seed, len(self.samples) if n is None else n, protocol,
+                                self.spec.version, extra, reason)
