@@ -21,9 +21,9 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "grn" / "checkpoints" / "gene
 
 def _model():
     if CHECKPOINT.exists():
-        from grn.train import load_generator
+        from grn.checkpoint import load_model
 
-        return load_generator(CHECKPOINT), CHECKPOINT.name
+        return load_model(CHECKPOINT), CHECKPOINT.name
     torch.manual_seed(0)
     model = build_generator("GRN-T").eval()
     with torch.no_grad():

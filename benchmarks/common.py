@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from grn.fileio import atomic_write
+
 OUT_DIR = Path(__file__).resolve().parents[1] / "results" / "bench"
 
 
@@ -28,10 +30,7 @@ def write(name: str, record: dict) -> Path:
     record = {"name": name, **record, "machine": {
         "platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
         "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: record[k] for k in ("name", "project", "anchor", "ratio", "target", "unit")}))
     return path

@@ -1,38 +1,32 @@
-"""Reading and sealing checkpoint files: every check a weights file passes before it produces a number.
+"""Checkpoint records of this project: written (sealed) and read back (verified) in one place.
 
-- `read` opens a file and turns every way it can fail (missing, empty, truncated, garbled, not a
-  PyTorch file) into one `CheckpointError` naming the file and the fix.
-- `seal` writes a content hash of the tensors into a checkpoint record at save time (`content_sha256`:
-  dtype, shape and bytes of every tensor, keys sorted), so any later change of a tensor byte is found
-  at load, whatever the file's container bytes are; `verify` checks it and that no weight is NaN/Inf.
-- The files committed in `grn/checkpoints/` are listed with their sha256 in `grn/checkpoints/SHA256SUMS`
-  and checked whenever one of them is read.
+- `seal` writes a content hash of the tensors into a record at save time (`content_sha256`: dtype,
+  shape and bytes of every tensor, keys sorted), so any later change of a tensor byte is found at load,
+  whatever the file's container bytes are; `verify` checks it and that no weight is NaN/Inf.
 - `load_state` loads a state dict strictly and names the first key that is missing, unexpected or of
   another shape, instead of torch's multi-page message.
+- Generators: `checkpoint_record` (bf16, sealed) and `load_model` (this project's records of every
+  kind in grn.registry.KINDS, and official C2I files); tokenizers: `export_tokenizer`,
+  `load_tokenizer` (also official files); `convert_official_*` write official files in this format.
+File reading and atomic writing are grn/fileio.py; official key layouts are grn/convert.py.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from grn.convert import is_official_generator, is_official_tokenizer, load_official_generator, load_official_tokenizer
 from grn.errors import CheckpointError, check_finite
+from grn.fileio import is_committed, read, save_torch
+from grn.registry import KINDS
+from grn.tokenizer import HBQTokenizer, TokenizerConfig
 
-COMMITTED_DIR = Path(__file__).resolve().parent / "checkpoints"
-MANIFEST = COMMITTED_DIR / "SHA256SUMS"
 TOKENIZER_KIND = "hbq-tokenizer"  # the `kind` of a tokenizer record (generators: grn.registry.KINDS)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks (official checkpoints run to gigabytes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def content_sha256(state_dict: dict) -> str:
@@ -53,54 +47,6 @@ def seal(record: dict) -> dict:
     return {**record, "content_sha256": content_sha256(record["state_dict"])}
 
 
-def committed_sha256() -> dict[str, str]:
-    """File name -> sha256 of the checkpoints committed in grn/checkpoints/ (SHA256SUMS, `sha256sum` format)."""
-    if not MANIFEST.is_file():
-        return {}
-    out = {}
-    for line in MANIFEST.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            out[name.strip().lstrip("*")] = digest
-    return out
-
-
-def _check_committed(path: Path) -> None:
-    if path.resolve().parent != COMMITTED_DIR:
-        return
-    want = committed_sha256().get(path.name)
-    if want is None:
-        return
-    got = sha256_file(path)
-    if got != want:
-        raise CheckpointError(
-            f"'{path}': sha256 {got[:16]}... differs from the committed {want[:16]}... (grn/checkpoints/SHA256SUMS): "
-            f"the file was changed or damaged. Fix: `git checkout -- {Path('grn/checkpoints') / path.name}`, or "
-            f"re-train it with `nox -s train_embedded`")
-
-
-def read(path: str | Path, what: str = "checkpoint"):
-    """torch.load with every failure as one CheckpointError (and the committed files' sha256 checked)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} '{path}' does not exist; check the path (relative paths are taken from the "
-                              f"suite's folder or the working directory)")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{what} '{path}' is empty (0 bytes): an interrupted copy or download; copy it again")
-    _check_committed(path)
-    try:
-        try:  # memory-mapped: validating a multi-GB official file does not read its tensors into memory
-            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        except RuntimeError as e:
-            if "mmap" not in str(e):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=False)  # the legacy (non-zip) format
-    except Exception as e:  # zipfile, pickle, EOF and torch's own errors all mean: not a readable checkpoint
-        raise CheckpointError(
-            f"{what} '{path}' cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}): "
-            f"the file is truncated, damaged or not a PyTorch checkpoint; copy or export it again") from e
-
-
 def verify(record: dict, path: str | Path) -> str:
     """Check a record written by this project: its content hash (when sealed) and finite weights.
     Returns how it was verified, for provenance."""
@@ -117,7 +63,7 @@ def verify(record: dict, path: str | Path) -> str:
     check_finite(state.items(), f"'{path}'")
     if want is not None:
         return "content_sha256 verified"
-    if Path(path).resolve().parent == COMMITTED_DIR and Path(path).name in committed_sha256():
+    if is_committed(path):
         return "file sha256 verified against grn/checkpoints/SHA256SUMS"
     return "unverified: no content hash recorded (written by an older version; re-export to seal it)"
 
@@ -137,3 +83,113 @@ def load_state(model: nn.Module, state: dict, path: str | Path) -> nn.Module:
                                   f"builds {tuple(v.shape)}: the weights and the config do not belong together")
     model.load_state_dict({k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()})
     return model
+
+
+# ---------------------------------------------------------------------------------------
+# Generators
+# ---------------------------------------------------------------------------------------
+
+
+def checkpoint_record(model, name: str, state_dict: dict, **extra) -> dict:
+    """What an exported generator checkpoint holds (weights in bf16 keep committed files small), sealed."""
+    state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state_dict.items()}
+    return seal({"kind": model.kind, "name": name, "config": asdict(model.cfg), "state_dict": state, **extra})
+
+
+def read_generator_record(path: str | Path):
+    """The raw checkpoint of a generator file (this project's record or an official C2I file), kind-checked."""
+    ck = read(path, "generator checkpoint")
+    if is_official_generator(ck):
+        return ck
+    kind = ck.get("kind") if isinstance(ck, dict) else None
+    if kind == TOKENIZER_KIND:
+        raise CheckpointError(f"'{path}' is an HBQ tokenizer checkpoint, not a generator: give it as the model's "
+                              f"`tokenizer:` and a generator file as its `checkpoint:`")
+    if kind not in KINDS:
+        raise CheckpointError(f"'{path}' is not a generator checkpoint written by this project (kind {kind!r}; "
+                              f"generator kinds: {sorted(KINDS)})")
+    return ck
+
+
+def load_model(path: str | Path, device="cpu", record=None, **build):
+    """Load any generator checkpoint (GRN or a baseline; official C2I files too), verified (content hash,
+    finite weights). `build` goes to the model's constructor (a text-to-image GRN with an open_clip text
+    tower takes `clip_weights`); `record` is the already-read file, if the caller has it."""
+    path = Path(path)
+    ck = read_generator_record(path) if record is None else record
+    if is_official_generator(ck):  # an official GRN C2I file: its EMA 0.9999 weights, size read off them
+        model = load_official_generator(ck, name=None, which="ema1" if "model_ema1" in ck else "raw")
+        check_finite(model.state_dict().items(), f"'{path}'")
+        model.integrity = "official file: finite weights checked"
+        return model.to(device)
+    kind = KINDS[ck["kind"]]
+    integrity = verify(ck, path)
+    try:
+        cfg = kind.config_from_dict(ck["config"])
+    except (TypeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"'{path}': its config cannot build a {ck['kind']} model ({e}); the file is damaged "
+                              f"or from an incompatible version") from e
+    model = load_state(kind.model(cfg, **build), ck["state_dict"], path)
+    model.integrity = integrity
+    return model.eval().to(device)
+
+
+def convert_official_generator(src, name: str, out: str | Path, which: str = "ema1") -> Path:
+    """Write an official generator checkpoint in this project's format (what suites load)."""
+    model = load_official_generator(src, name, which)
+    save_torch(checkpoint_record(model, name, model.state_dict(), source=f"official {which}",
+                                 source_file=Path(src).name if isinstance(src, (str, Path)) else None), out)
+    return Path(out)
+
+
+# ---------------------------------------------------------------------------------------
+# Tokenizers
+# ---------------------------------------------------------------------------------------
+
+
+def export_tokenizer(model: HBQTokenizer, path: Path, dtype=torch.bfloat16, extra: dict | None = None) -> None:
+    """Write the (EMA) weights and config, in bf16 by default (small enough to commit), sealed."""
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    save_torch(seal({"kind": TOKENIZER_KIND, "config": asdict(model.cfg), "state_dict": state, **(extra or {})}),
+               path)
+
+
+def tokenizer_from_record(ck, path: str | Path) -> HBQTokenizer:
+    """A verified tokenizer from a read file: this project's record (content hash, finite weights, strict
+    keys) or an official checkpoint (converted; finite weights checked)."""
+    if is_official_tokenizer(ck):
+        model = load_official_tokenizer(ck)
+        check_finite(model.state_dict().items(), f"'{path}'")
+        model.integrity = "official file: finite weights checked"
+        return model
+    kind = ck.get("kind") if isinstance(ck, dict) else None
+    if kind != TOKENIZER_KIND:
+        if kind in KINDS:
+            raise CheckpointError(f"'{path}' is a {kind} generator checkpoint, not a tokenizer: give it as the "
+                                  f"model's `checkpoint:` and an HBQ tokenizer file as its `tokenizer:`")
+        raise CheckpointError(f"'{path}' is not an HBQ tokenizer checkpoint written by this project (kind {kind!r})")
+    integrity = verify(ck, path)
+    try:
+        cfg_dict = dict(ck["config"])
+        cfg_dict["dim_mult"] = tuple(cfg_dict["dim_mult"])
+        cfg = TokenizerConfig(**cfg_dict)
+    except (TypeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"'{path}': its config cannot build a tokenizer ({e}); the file is damaged or from an "
+                              f"incompatible version") from e
+    model = load_state(HBQTokenizer(cfg), ck["state_dict"], path)
+    model.integrity = integrity
+    return model.eval()
+
+
+def load_tokenizer(path: str | Path, device="cpu") -> HBQTokenizer:
+    """A tokenizer file in this project's format, or an official one (told apart by its `ema`/`vae` entries)."""
+    return tokenizer_from_record(read(path, "tokenizer checkpoint"), path).to(device)
+
+
+def convert_official_tokenizer(src, out: str | Path) -> Path:
+    """Write the official tokenizer in this project's format, in float32 (the released weights' precision)."""
+    model = load_official_tokenizer(src)
+    export_tokenizer(model, Path(out), dtype=torch.float32,
+                     extra={"source": "official", "source_file": Path(src).name if isinstance(src, (str, Path))
+                            else None})
+    return Path(out)

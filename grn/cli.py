@@ -64,7 +64,8 @@ def _cmd_train(args) -> int:
 def _cmd_convert_official(args) -> int:
     from pathlib import Path
 
-    from grn.convert import CheckpointError, convert_official_generator, convert_official_tokenizer
+    from grn.checkpoint import convert_official_generator, convert_official_tokenizer
+    from grn.errors import CheckpointError
 
     if not (args.generator or args.tokenizer):
         print("error: give --generator and/or --tokenizer", file=sys.stderr)

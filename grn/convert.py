@@ -24,11 +24,10 @@ from pathlib import Path
 
 import torch
 
-from grn.checkpoint import read
 from grn.errors import (
     CheckpointError,  # noqa: F401  (raised here; imported from here by callers)
-    check_finite,
-)
+    )
+from grn.fileio import read
 from grn.generator import GRN, build_generator
 from grn.tokenizer import HBQTokenizer, build_tokenizer
 
@@ -109,18 +108,6 @@ def load_official_generator(path_or_state_dict, name: str | None = "GRN-B", whic
     _check_layout(name, state, {k: v.shape for k, v in want.items()})
     model.load_state_dict({k: state[k].float() for k in want})
     return model.eval()
-
-
-def convert_official_generator(src, name: str, out: str | Path, which: str = "ema1") -> Path:
-    """Write an official generator checkpoint in this project's format (what suites load)."""
-    from grn.registry import checkpoint_record
-    from grn.train import save_atomic
-
-    model = load_official_generator(src, name, which)
-    out = Path(out)
-    save_atomic(checkpoint_record(model, name, model.state_dict(), source=f"official {which}",
-                                  source_file=Path(src).name if isinstance(src, (str, Path)) else None), out)
-    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,26 +219,3 @@ def load_official_tokenizer(path_or_state_dict, name: str = "hbq-f16-d16", **ove
     return model.eval()
 
 
-def load_any_tokenizer(path: str | Path, device="cpu") -> HBQTokenizer:
-    """A tokenizer file in this project's format, or an official one (told apart by its `ema`/`vae` entries)."""
-    from grn.train import tokenizer_from_record
-
-    ckpt = read(path, "tokenizer checkpoint")
-    if is_official_tokenizer(ckpt):
-        model = load_official_tokenizer(ckpt)
-        check_finite(model.state_dict().items(), f"'{path}'")
-        model.integrity = "official file: finite weights checked"
-        return model.to(device)
-    return tokenizer_from_record(ckpt, path).to(device)  # also the errors for a foreign file
-
-
-def convert_official_tokenizer(src, out: str | Path) -> Path:
-    """Write the official tokenizer in this project's format, in float32 (the released weights' precision)."""
-    from grn.train import export_tokenizer
-
-    model = load_official_tokenizer(src)
-    out = Path(out)
-    export_tokenizer(model, out, dtype=torch.float32,
-                     extra={"source": "official", "source_file": Path(src).name if isinstance(src, (str, Path))
-                            else None})
-    return out

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from grn.errors import UserError, check_finite
+from grn.fileio import atomic_path
 
 
 class DatasetError(UserError):
@@ -291,14 +292,11 @@ def load_npz(path: str | Path) -> ImageArray:
 
 def save_npz(path: str | Path, images: np.ndarray, labels: np.ndarray | None = None) -> None:
     """Write an ADM-style batch atomically (uncompressed, so it can be memory-mapped)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     arrays = {"arr_0": np.asarray(images, np.uint8)}
     if labels is not None:
         arrays["arr_1"] = np.asarray(labels, np.int64)
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    tmp.replace(path)
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,14 +15,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from pathlib import Path
-
-import torch
+from dataclasses import dataclass, field, fields, is_dataclass
 
 from grn.baselines import ar, flow, maskgit
-from grn.checkpoint import TOKENIZER_KIND, load_state, read, seal, verify
-from grn.errors import CheckpointError, check_finite
 from grn.generator import GENERATORS, GRN, config_from_dict
 from grn.sampling import PRESETS, SAMPLER_OPTIONS, SamplerConfig, refine
 from grn.t2i import T2I_GENERATORS, T2IGRN, t2i_config_from_dict
@@ -152,52 +147,3 @@ def build_model(name: str, **overrides):
     if name not in sizes:
         raise ValueError(f"unknown model '{name}'; allowed: {sorted(sizes)}")
     return sizes[name](**overrides)
-
-
-def checkpoint_record(model, name: str, state_dict: dict, **extra) -> dict:
-    """What an exported generator checkpoint holds (weights in bf16 keep committed files small), sealed
-    with the content hash of its tensors (grn/checkpoint.py)."""
-    state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state_dict.items()}
-    return seal({"kind": model.kind, "name": name, "config": asdict(model.cfg), "state_dict": state, **extra})
-
-
-def read_generator_record(path: str | Path):
-    """The raw checkpoint of a generator file (this project's record or an official C2I file), kind-checked."""
-    from grn.convert import is_official_generator
-
-    ck = read(path, "generator checkpoint")
-    if is_official_generator(ck):
-        return ck
-    kind = ck.get("kind") if isinstance(ck, dict) else None
-    if kind == TOKENIZER_KIND:
-        raise CheckpointError(f"'{path}' is an HBQ tokenizer checkpoint, not a generator: give it as the model's "
-                              f"`tokenizer:` and a generator file as its `checkpoint:`")
-    if kind not in KINDS:
-        raise CheckpointError(f"'{path}' is not a generator checkpoint written by this project (kind {kind!r}; "
-                              f"generator kinds: {sorted(KINDS)})")
-    return ck
-
-
-def load_model(path: str | Path, device="cpu", record=None, **build):
-    """Load any generator checkpoint written by this project (GRN or a baseline), verified (content hash,
-    finite weights). `build` goes to the model's constructor (a text-to-image GRN with an open_clip text
-    tower takes `clip_weights`); `record` is the already-read file, if the caller has it."""
-    path = Path(path)
-    ck = read_generator_record(path) if record is None else record
-    from grn.convert import is_official_generator, load_official_generator
-
-    if is_official_generator(ck):  # an official GRN C2I file: its EMA 0.9999 weights, size read off them
-        model = load_official_generator(ck, name=None, which="ema1" if "model_ema1" in ck else "raw")
-        check_finite(model.state_dict().items(), f"'{path}'")
-        model.integrity = "official file: finite weights checked"
-        return model.to(device)
-    kind = KINDS[ck["kind"]]
-    integrity = verify(ck, path)
-    try:
-        cfg = kind.config_from_dict(ck["config"])
-    except (TypeError, KeyError, ValueError) as e:
-        raise CheckpointError(f"'{path}': its config cannot build a {ck['kind']} model ({e}); the file is damaged "
-                              f"or from an incompatible version") from e
-    model = load_state(kind.model(cfg, **build), ck["state_dict"], path)
-    model.integrity = integrity
-    return model.eval().to(device)

@@ -15,7 +15,6 @@ tokenizer's export and load). It could move to a module of its own, together wit
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 import time
@@ -28,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from grn.checkpoint import TOKENIZER_KIND, load_state, read, seal, sha256_file, verify
+from grn.checkpoint import checkpoint_record, export_tokenizer, load_tokenizer
 from grn.data import load_dataset, to_model_input
-from grn.errors import CheckpointError
-from grn.registry import KINDS
+from grn.fileio import save_torch, sha256_file
+from grn.registry import build_model
 from grn.tokenizer import HBQTokenizer, TokenizerConfig, tokenizer_config
 
 # ---------------------------------------------------------------------------------------
@@ -72,17 +71,6 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.lerp_(p.detach(), 1 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
-
-
-def save_atomic(obj, path: Path) -> None:
-    """Write through a temporary file and a rename. torch.save names the archive after the file it
-    writes, so the bytes are made in memory first: the same object always gives the same sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
 
 
 def adamw(params, lr, weight_decay, betas=(0.9, 0.95)) -> torch.optim.AdamW:
@@ -142,7 +130,7 @@ class Run:
     def checkpoint(self, done: int) -> None:
         state = {name: [o.state_dict() for o in objs] if isinstance(objs, list) else objs.state_dict()
                  for name, objs in self.state.items()}
-        save_atomic({"step": done, "train_config": asdict(self.cfg), **state}, self.out / "checkpoint.pt")
+        save_torch({"step": done, "train_config": asdict(self.cfg), **state}, self.out / "checkpoint.pt")
 
     def loop(self, train_step, export, postfix, desc: str, max_steps: int | None, progress: bool) -> list[dict]:
         """`train_step(step)` (0-based; returns the step's numbers) up to `cfg.steps`, or up to `max_steps` as
@@ -334,39 +322,6 @@ def portable_config(cfg) -> dict:
 # ---------------------------------------------------------------------------------------
 
 
-def export_tokenizer(model: HBQTokenizer, path: Path, dtype=torch.bfloat16, extra: dict | None = None) -> None:
-    """Write the (EMA) weights and config, in bf16 by default (small enough to commit), sealed with the
-    content hash of the tensors."""
-    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    save_atomic(seal({"kind": TOKENIZER_KIND, "config": asdict(model.cfg), "state_dict": state, **(extra or {})}),
-                path)
-
-
-def tokenizer_from_record(ck: dict, path: str | Path) -> HBQTokenizer:
-    """A verified tokenizer (content hash, finite weights, strict keys) from a record of this project."""
-    if not isinstance(ck, dict) or ck.get("kind") != TOKENIZER_KIND:
-        kind = ck.get("kind") if isinstance(ck, dict) else None
-        if kind in KINDS:
-            raise CheckpointError(f"'{path}' is a {kind} generator checkpoint, not a tokenizer: give it as the "
-                                  f"model's `checkpoint:` and an HBQ tokenizer file as its `tokenizer:`")
-        raise CheckpointError(f"'{path}' is not an HBQ tokenizer checkpoint written by this project (kind {kind!r})")
-    integrity = verify(ck, path)
-    try:
-        cfg_dict = dict(ck["config"])
-        cfg_dict["dim_mult"] = tuple(cfg_dict["dim_mult"])
-        cfg = TokenizerConfig(**cfg_dict)
-    except (TypeError, KeyError, ValueError) as e:
-        raise CheckpointError(f"'{path}': its config cannot build a tokenizer ({e}); the file is damaged or from an "
-                              f"incompatible version") from e
-    model = load_state(HBQTokenizer(cfg), ck["state_dict"], path)
-    model.integrity = integrity
-    return model.eval()
-
-
-def load_tokenizer(path: str | Path, device="cpu") -> HBQTokenizer:
-    return tokenizer_from_record(read(path, "tokenizer checkpoint"), path).to(device)
-
-
 # ---------------------------------------------------------------------------------------
 # Generator training (GRN; the token baselines reuse it through `build`)
 # ---------------------------------------------------------------------------------------
@@ -417,7 +372,7 @@ def encode_dataset(tokenizer: HBQTokenizer, images, model, batch_size: int = 256
 def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: int | None = None,
                     progress: bool = True) -> list[dict]:
     """Train (or resume) a generator (GRN or a baseline) in `out_dir`; returns this call's per-step losses."""
-    from grn.registry import build_model, checkpoint_record
+
 
     run = Run(cfg, out_dir)
     device = run.device
@@ -456,15 +411,10 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
         return {"loss": loss.item(), "grad_norm": gnorm.item(), "lr": sched.get_last_lr()[0]}
 
     def export():
-        save_atomic(checkpoint_record(model, cfg.generator, emas[0].state_dict(), ema_decay=cfg.ema_decays[0],
+        save_torch(checkpoint_record(model, cfg.generator, emas[0].state_dict(), ema_decay=cfg.ema_decays[0],
                                       steps=cfg.steps, train_config=portable_config(cfg),
                                       tokenizer_sha256=sha256_file(cfg.tokenizer)), run.out / "generator.pt")
 
     return run.loop(train_step, export, lambda r: {"loss": f"{r['loss']:.4f}"}, cfg.generator, max_steps, progress)
 
 
-def load_generator(path: str | Path, device="cpu"):
-    """Any generator checkpoint written by this project (see grn.registry.load_model)."""
-    from grn.registry import load_model
-
-    return load_model(path, device)

@@ -96,7 +96,7 @@ class GeneratorAdapter(SeedSampler):
         self.num_classes = getattr(self.model.cfg, "num_classes", 1)  # a text-conditioned model: its prompts
 
     def _load(self, device):
-        from grn.registry import load_model  # also official files
+        from grn.checkpoint import load_model  # also official files
 
         return load_model(self.ckpt, device, record=self.files.record)
 
@@ -170,7 +170,7 @@ class T2IAdapter(GeneratorAdapter, Prompted):
         self.asked = [asked_digit(p) for p in self.prompts]
 
     def _load(self, device):
-        from grn.registry import load_model
+        from grn.checkpoint import load_model
 
         ck = self.files.record
         text = ck.get("config", {}).get("text", {}) if isinstance(ck, dict) else {}
@@ -280,14 +280,8 @@ def adapter_class(name: str) -> type:
 
 def _tokenizer(files: CheckedFiles, device):
     """The tokenizer from its already-read record (official files converted; ours verified)."""
-    from grn.convert import is_official_tokenizer, load_official_tokenizer
-    from grn.train import tokenizer_from_record
+    from grn.checkpoint import tokenizer_from_record
 
-    if is_official_tokenizer(files.tokenizer_record):
-        model = load_official_tokenizer(files.tokenizer_record)
-        check_finite(model.state_dict().items(), f"'{files.tokenizer}'")
-        model.integrity = "official file: finite weights checked"
-        return model.to(device)
     return tokenizer_from_record(files.tokenizer_record, files.tokenizer).to(device)
 
 

@@ -7,16 +7,15 @@ Entries are written atomically; a corrupt entry is treated as a miss and rewritt
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from grn.errors import UserError
+from grn.fileio import atomic_write
 from grn_eval.weights import cache_root
 
 
@@ -52,17 +51,11 @@ class FeatureCache:
     def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         if not self.enabled:
             return
-        path = self._path(key)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(buf.getvalue())
-            tmp.replace(path)
+            atomic_write(self._path(key), buf.getvalue())
         except OSError as e:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             raise UserError(f"the feature cache '{self.root}' cannot be written ({e.strerror or e}): set GRN_CACHE to "
                             f"a writable folder with free space") from e
 

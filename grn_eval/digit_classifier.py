@@ -14,8 +14,6 @@ or `python -m grn_eval.digit_classifier --out FILE` (same config; deterministic 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grn.checkpoint import load_state, read, seal, verify
+from grn.checkpoint import load_state, seal, verify
 from grn.errors import CheckpointError
+from grn.fileio import read, save_torch, sha256_file
 
 KIND = "digit-classifier"
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "grn" / "checkpoints" / "digit_classifier.pt"
@@ -119,14 +118,8 @@ def train(cfg: ClassifierTrainConfig = ClassifierTrainConfig(), progress: bool =
 
 def save(record: dict, path: str | Path) -> Path:
     """Atomically, with bytes that depend only on the record (so a retrained file has the same sha256)."""
-    from grn_eval.weights import save_torch_deterministic
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_torch_deterministic(seal(record), tmp)
-    os.replace(tmp, path)
-    return path
+    save_torch(seal(record), path)
+    return Path(path)
 
 
 def load(path: str | Path, device="cpu") -> tuple[DigitCNN, dict]:
@@ -142,7 +135,7 @@ def load(path: str | Path, device="cpu") -> tuple[DigitCNN, dict]:
     verify(ck, path)
     model = load_state(DigitCNN(), ck["state_dict"], path)
     h = ck["heldout"]
-    prov = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    prov = {"file": path.name, "sha256": sha256_file(path),
             "heldout_accuracy": h["accuracy"], "heldout_split": h["split"], "heldout_n": h["n"],
             "train_split": ck["train_split"], "train_seed": ck["train_config"]["seed"]}
     return model.eval().to(device), prov

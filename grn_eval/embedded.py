@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from grn.errors import UserError
 from grn_eval import weights as W
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,17 +59,17 @@ def commit_generator(src: Path, dst: Path, tokenizer: str) -> None:
     (relative to the repository): a committed file must not name a folder of the machine it was made on."""
     import torch
 
-    from grn import train
+    from grn.fileio import save_torch
 
     record = torch.load(src, map_location="cpu", weights_only=False)
     record["train_config"]["tokenizer"] = tokenizer
-    train.save_atomic(record, dst)
+    save_torch(record, dst)
 
 
 def ensure(names=None, retrain: bool = False) -> None:
     for name in names or list(CHECKPOINTS):
         if name not in CHECKPOINTS:
-            raise ValueError(f"unknown embedded checkpoint '{name}'; known: {sorted(CHECKPOINTS)}")
+            raise UserError(f"unknown embedded checkpoint '{name}'; known: {sorted(CHECKPOINTS)}")
         dst = ROOT / "grn" / "checkpoints" / f"{name}.pt"
         if dst.exists() and not retrain:
             continue

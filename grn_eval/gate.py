@@ -14,12 +14,12 @@ baseline must be in the run (else a failing row). A changed suite hash is only a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from grn.errors import UserError
+from grn.fileio import atomic_write
 from grn_eval.metrics import registry
 from grn_eval.report import better, summarize
 
@@ -145,11 +145,7 @@ def failed(report: pd.DataFrame) -> bool:
 
 
 def write_baseline(baseline: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(baseline, indent=1, sort_keys=True) + "\n")
 
 
 def read_baseline(path: str | Path) -> dict:

@@ -8,9 +8,7 @@ for fixed-step and entropy-guided sampling. Seeds are derived from (seed, class,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +19,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from grn.checkpoint import load_model, load_tokenizer  # noqa: E402
+from grn.fileio import atomic_write, sha256_file  # noqa: E402
 from grn.sampling import (  # noqa: E402
     SamplerConfig,
     calibrate_entropy_schedule,
@@ -28,7 +28,6 @@ from grn.sampling import (  # noqa: E402
     refine,
     sample_generators,
 )
-from grn.train import load_generator, load_tokenizer  # noqa: E402
 
 
 def grid_image(images: np.ndarray, rows: int, pad: int = 2) -> Image.Image:
@@ -63,15 +62,13 @@ def plot_trace(trace: dict, title: str, path: Path) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, text)
 
 
 def run(generator_path, tokenizer_path, out_dir, per_class=8, steps=50, temperature=1.0, cfg=1.0, seed=0):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, tok = load_generator(generator_path), load_tokenizer(tokenizer_path)
+    model, tok = load_model(generator_path), load_tokenizer(tokenizer_path)
     classes = model.cfg.num_classes
     y = torch.arange(classes).repeat_interleave(per_class)
     seeds = [seed * 1_000_003 + int(c) * 1000 + j for c in range(classes) for j in range(per_class)]
@@ -83,8 +80,8 @@ def run(generator_path, tokenizer_path, out_dir, per_class=8, steps=50, temperat
     entropy = calibrate_entropy_schedule(cal, t_max=steps)
 
     summary = {"generator": Path(generator_path).name,
-               "generator_sha256": hashlib.sha256(Path(generator_path).read_bytes()).hexdigest(),
-               "tokenizer_sha256": hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest(),
+               "generator_sha256": sha256_file(generator_path),
+               "tokenizer_sha256": sha256_file(tokenizer_path),
                "sampler": sampler.__dict__, "per_class": per_class, "seed": seed,
                "entropy_schedule": entropy.__dict__}
     for mode, ent in (("fixed", None), ("entropy", entropy)):

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from grn.checkpoint import TOKENIZER_KIND, read, sha256_file
+from grn.checkpoint import TOKENIZER_KIND
 from grn.errors import UserError
+from grn.fileio import read, sha256_file
 
 
 class ModelError(UserError):
@@ -90,7 +91,8 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
         out.checkpoint = resolve(o["path"], base)
         out.checkpoint_sha256 = _pin(f"{where}: sha256", out.checkpoint, o.get("sha256"))
         return out
-    from grn.registry import KINDS, read_generator_record
+    from grn.checkpoint import read_generator_record
+    from grn.registry import KINDS
 
     if entry.adapter not in KINDS:  # a test adapter without files
         return out

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import subprocess
 import time
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from grn.data import load_dataset, load_npz
 from grn.errors import NonFiniteError, UserError
+from grn.fileio import atomic_path, atomic_write
 from grn_eval import weights as W
 from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
@@ -102,18 +102,12 @@ def check_pixels(images: np.ndarray, what: str, allow_low_range: bool = False) -
 
 
 def _atomic_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
 def _atomic_npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    tmp.replace(path)
 
 
 def model_code_sha256() -> str:
@@ -296,9 +290,7 @@ class Runner:
         ent = [e for t in traces for e in (t.get("decision_entropy") or [None] * len(t.get("steps_used", [])))]
         lines = [json.dumps({"index": i, "label": int(labels[i]), "seed": sample_seed(seed, i), "steps": steps[i],
                              "decision_entropy": ent[i]}) for i in range(len(steps))]
-        tmp = folder / f".per_sample.jsonl.{os.getpid()}.tmp"
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(folder / "per_sample.jsonl")
+        atomic_write(folder / "per_sample.jsonl", "\n".join(lines) + "\n")
 
     def reconstruct(self, entry, adapter, ref_images: np.ndarray) -> np.ndarray:
         bs = self.suite.batch_size

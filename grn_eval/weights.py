@@ -15,10 +15,7 @@ converted copy must reproduce within 1e-5. Nothing here ever falls back to rando
 from __future__ import annotations
 
 import abc
-import contextlib
-import hashlib
 import importlib.util
-import io
 import json
 import os
 import pickle
@@ -34,6 +31,7 @@ from filelock import FileLock
 from torch import nn
 
 from grn.errors import UserError
+from grn.fileio import atomic_path, save_torch, sha256_file  # noqa: F401  (sha256_file: W.sha256_file)
 
 MANIFEST_PATH = Path(__file__).with_name("weights_manifest.json")
 FINGERPRINT_TOL = 1e-5
@@ -60,14 +58,6 @@ def weights_dir() -> Path:
     return cache_root() / "weights"
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def package_file(package: str, rel: str) -> Path | None:
     """A file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
@@ -75,26 +65,6 @@ def package_file(package: str, rel: str) -> Path | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / rel
     return path if path.exists() else None
-
-
-@contextlib.contextmanager
-def atomic_path(dst: Path):
-    """Yield a temporary path next to `dst`; rename it over `dst` only if the block succeeds."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_torch_deterministic(obj, path: Path) -> None:
-    """torch.save names the archive after the file; saving through a buffer makes the bytes
-    (and so the sha256) independent of the temporary file name."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    path.write_bytes(buf.getvalue())
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -339,7 +309,7 @@ class InceptionAsset(FileAsset):
         # The carrier has no classifier: NaN (not zeros) so that logits can never yield a number.
         out["fc.weight"] = torch.full((1008, 2048), float("nan"))
         out["fc.bias"] = torch.full((1008,), float("nan"))
-        save_torch_deterministic(out, dst)
+        save_torch(out, dst)
 
     def build(self, path: Path, device="cpu") -> nn.Module:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -382,7 +352,7 @@ class LpipsAsset(FileAsset):
                     raise WeightsError(f"{self.name}: shape mismatch at {key}: {tuple(kernel.shape)}")
                 conv.weight.copy_(kernel)
                 conv.bias.copy_(torch.from_numpy(trunk[key]["bias"]))
-        save_torch_deterministic(model.state_dict(), dst)
+        save_torch(model.state_dict(), dst)
 
     def build(self, path: Path, device="cpu") -> nn.Module:
         model = self._fresh()

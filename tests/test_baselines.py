@@ -125,8 +125,9 @@ def test_flow_constant_field_is_exact_and_sampling_runs():
 @pytest.mark.parametrize("name", ["AR-T", "MaskGIT-T", "Flow-T"])
 def test_baselines_train_resume_and_load(tmp_path, name):
     """Each baseline trains through the shared loop (exact resume) and reloads from its checkpoint."""
+    from grn.checkpoint import export_tokenizer, load_model
     from grn.tokenizer import build_tokenizer
-    from grn.train import GeneratorTrainConfig, export_tokenizer, load_generator, train_generator
+    from grn.train import GeneratorTrainConfig, train_generator
 
     export_tokenizer(build_tokenizer("hbq-mnist", enc_dim=8, dec_dim=8), tmp_path / "tok.pt")
     cfg = GeneratorTrainConfig(generator=name, generator_overrides={"hidden": 32, "depth": 2, "heads": 2},
@@ -136,7 +137,7 @@ def test_baselines_train_resume_and_load(tmp_path, name):
     part = train_generator(cfg, tmp_path / "b", max_steps=2, progress=False)
     part += train_generator(cfg, tmp_path / "b", progress=False)
     assert [r["loss"] for r in part] == [r["loss"] for r in full]
-    model = load_generator(tmp_path / "a" / "generator.pt")
+    model = load_model(tmp_path / "a" / "generator.pt")
     assert model.kind == {"AR-T": "ar", "MaskGIT-T": "maskgit", "Flow-T": "flow"}[name]
 
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from grn.checkpoint import load_tokenizer as load_any_tokenizer  # official files too
 from grn.convert import (
     OFFICIAL_TOKENIZER_UNUSED,
     CheckpointError,
-    load_any_tokenizer,
     load_official_generator,
     load_official_tokenizer,
     official_generator_name,
@@ -41,7 +41,7 @@ def test_grn_b_official_layout_converts_strictly_and_runs(tmp_path):
     torch.save(ckpt, tmp_path / "official.pth")
     model = load_official_generator(tmp_path / "official.pth", "GRN-B")
     assert torch.equal(model.state_dict()["net.pos_embed"], state["net.pos_embed"])
-    from grn.registry import load_model  # what suites call: official files are recognised, the size read off
+    from grn.checkpoint import load_model  # what suites call: official files are recognised, the size read off
 
     auto = load_model(tmp_path / "official.pth")
     assert auto.cfg == model.cfg and torch.equal(auto.state_dict()["net.pos_embed"], state["net.pos_embed"])
@@ -301,7 +301,7 @@ def test_reduced_official_tokenizer_matches_a_3d_reference_and_round_trips(tmp_p
 
     # the command line writes it in this project's format (float32); suites also take the official file
     from grn import cli
-    from grn.train import load_tokenizer
+    from grn.checkpoint import load_tokenizer
 
     monkeypatch.setitem(TOKENIZERS, "hbq-f16-d16", tokenizer_config("hbq-f16-d16", **SMALL))
     torch.save({"ema": state}, tmp_path / "official.ckpt")
@@ -313,7 +313,7 @@ def test_reduced_official_tokenizer_matches_a_3d_reference_and_round_trips(tmp_p
 
 
 def test_own_tokenizer_files_still_load_through_the_auto_detecting_loader():
-    from grn.train import load_tokenizer
+    from grn.checkpoint import load_tokenizer
 
     path = Path(__file__).resolve().parents[1] / "grn" / "checkpoints" / "tokenizer_mnist.pt"
     a, b = load_tokenizer(path), load_any_tokenizer(path)

@@ -18,12 +18,12 @@ import pytest
 import torch
 import yaml
 
-from grn import checkpoint as C
+from grn import fileio as F
+from grn.checkpoint import load_model, load_tokenizer, seal
 from grn.data import load_mnist, save_npz, to_uint8_images
 from grn.errors import CheckpointError, NonFiniteError, UserError, run_command
-from grn.registry import load_model
+from grn.fileio import save_torch
 from grn.sampling import SamplerConfig, refine, sample_generators
-from grn.train import load_tokenizer, save_atomic
 from grn_eval import cli
 from grn_eval.cache import FeatureCache
 from grn_eval.model_check import ModelError, check_entry
@@ -64,19 +64,19 @@ def _record(path=GEN) -> dict:
 
 
 def test_committed_checkpoints_match_their_listed_sha256():
-    listed = C.committed_sha256()
+    listed = F.committed_sha256()
     assert sorted(listed) == sorted(p.name for p in CKPT.glob("*.pt"))
     for name, digest in listed.items():
-        assert C.sha256_file(CKPT / name) == digest, name
+        assert F.sha256_file(CKPT / name) == digest, name
 
 
 def test_flipped_bytes_in_a_committed_checkpoint_are_refused(tmp_path, monkeypatch):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     shutil.copy(GEN, folder / GEN.name)
-    (folder / "SHA256SUMS").write_text(f"{C.sha256_file(GEN)}  {GEN.name}\n")
-    monkeypatch.setattr(C, "COMMITTED_DIR", folder.resolve())
-    monkeypatch.setattr(C, "MANIFEST", folder / "SHA256SUMS")
+    (folder / "SHA256SUMS").write_text(f"{F.sha256_file(GEN)}  {GEN.name}\n")
+    monkeypatch.setattr(F, "COMMITTED_DIR", folder.resolve())
+    monkeypatch.setattr(F, "MANIFEST", folder / "SHA256SUMS")
     load_model(folder / GEN.name)  # intact: loads
     raw = bytearray((folder / GEN.name).read_bytes())
     raw[len(raw) // 2 : len(raw) // 2 + 1024] = bytes(b ^ 0xFF for b in raw[len(raw) // 2 : len(raw) // 2 + 1024])
@@ -106,7 +106,7 @@ def test_a_changed_tensor_under_an_old_seal_is_refused(tmp_path):
     rec = _record()
     key = next(k for k, v in rec["state_dict"].items() if v.is_floating_point())
     rec["state_dict"][key] = rec["state_dict"][key] + 1e-2
-    save_atomic(rec, tmp_path / "gen.pt")
+    save_torch(rec, tmp_path / "gen.pt")
     with pytest.raises(CheckpointError, match="content hash"):
         load_model(tmp_path / "gen.pt")
 
@@ -116,7 +116,7 @@ def test_nan_weights_are_refused_naming_the_tensor(tmp_path):
     key = next(k for k, v in rec["state_dict"].items() if v.is_floating_point() and v.numel() > 4)
     rec["state_dict"][key] = rec["state_dict"][key].clone()
     rec["state_dict"][key].view(-1)[:3] = float("nan")
-    save_atomic(C.seal(rec), tmp_path / "gen.pt")  # a NaN that was there when the file was written
+    save_torch(seal(rec), tmp_path / "gen.pt")  # a NaN that was there when the file was written
     with pytest.raises(NonFiniteError, match=key.replace(".", r"\.")):
         load_model(tmp_path / "gen.pt")
 
@@ -142,7 +142,7 @@ def test_tokenizer_given_as_generator_and_the_reverse_are_named():
 def test_weights_of_another_shape_than_the_config_name_the_key(tmp_path):
     rec = _record()
     rec["config"]["hidden"] = 96
-    save_atomic(rec, tmp_path / "gen.pt")
+    save_torch(rec, tmp_path / "gen.pt")
     with pytest.raises(CheckpointError, match="key '.*' has shape .* the config builds"):
         load_model(tmp_path / "gen.pt")
 
@@ -151,13 +151,13 @@ def test_pinned_sha256_must_match(tmp_path):
     s = load_suite(_suite(tmp_path, [_grn(checkpoint_sha256="0" * 64)]))
     with pytest.raises(ModelError, match="checkpoint_sha256.*pins"):
         check_entry(s.models[0], s.path.parent, s.path)
-    s = load_suite(_suite(tmp_path, [_grn(checkpoint_sha256=C.sha256_file(GEN), tokenizer_sha256=C.sha256_file(TOK))]))
-    assert check_entry(s.models[0], s.path.parent, s.path).checkpoint_sha256 == C.sha256_file(GEN)
+    s = load_suite(_suite(tmp_path, [_grn(checkpoint_sha256=F.sha256_file(GEN), tokenizer_sha256=F.sha256_file(TOK))]))
+    assert check_entry(s.models[0], s.path.parent, s.path).checkpoint_sha256 == F.sha256_file(GEN)
 
 
 def test_a_tokenizer_other_than_the_training_one_needs_an_explicit_flag(tmp_path):
     other = tmp_path / "tok.pt"
-    save_atomic({**_record(TOK), "note": "same weights, another file"}, other)
+    save_torch({**_record(TOK), "note": "same weights, another file"}, other)
     s = load_suite(_suite(tmp_path, [_grn(tokenizer=str(other))]))
     with pytest.raises(ModelError, match="not the tokenizer the generator was trained with"):
         check_entry(s.models[0], s.path.parent, s.path)

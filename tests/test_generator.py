@@ -90,8 +90,9 @@ def test_registry_small_sizes_exist():
 
 
 def test_generator_training_resumes_exactly(tmp_path):
+    from grn.checkpoint import export_tokenizer, load_model
     from grn.tokenizer import build_tokenizer
-    from grn.train import GeneratorTrainConfig, export_tokenizer, load_generator, train_generator
+    from grn.train import GeneratorTrainConfig, train_generator
 
     tok_path = tmp_path / "tok.pt"
     export_tokenizer(build_tokenizer("hbq-mnist", enc_dim=8, dec_dim=8), tok_path)
@@ -102,7 +103,7 @@ def test_generator_training_resumes_exactly(tmp_path):
     part = train_generator(cfg, tmp_path / "resumed", max_steps=3, progress=False)
     part += train_generator(cfg, tmp_path / "resumed", progress=False)
     assert [r["loss"] for r in part] == [r["loss"] for r in full]
-    a, b = load_generator(tmp_path / "full" / "generator.pt"), load_generator(tmp_path / "resumed" / "generator.pt")
+    a, b = load_model(tmp_path / "full" / "generator.pt"), load_model(tmp_path / "resumed" / "generator.pt")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert a.cfg.hidden == 32 and a.token_shape == (4, 8, 8)
 

@@ -235,12 +235,13 @@ def constant_kind():
 
 
 def _constant_suite(tmp_path, **sampler) -> Path:
-    from grn.checkpoint import sha256_file
-    from grn.train import save_atomic
+    from grn.fileio import save_torch, sha256_file
 
     model = registry.build_model("Constant-T")
-    record = registry.checkpoint_record(model, "Constant-T", model.state_dict(), tokenizer_sha256=sha256_file(TOK))
-    save_atomic(record, tmp_path / "constant.pt")
+    from grn.checkpoint import checkpoint_record
+
+    record = checkpoint_record(model, "Constant-T", model.state_dict(), tokenizer_sha256=sha256_file(TOK))
+    save_torch(record, tmp_path / "constant.pt")
     data = {"name": "constant", "datasets": {"ref": {"name": "mnist", "split": "reference"}},
             "models": [{"name": "C", "adapter": "constant", "checkpoint": "constant.pt", "tokenizer": str(TOK),
                         "sampler": sampler}],
@@ -251,7 +252,7 @@ def _constant_suite(tmp_path, **sampler) -> Path:
 
 
 def test_a_new_kind_is_one_record(tmp_path, tmp_cache, capsys, constant_kind):
-    from grn.train import load_tokenizer
+    from grn.checkpoint import load_tokenizer
     from grn_eval import cli
     from grn_eval.model_check import check_suite
     from grn_eval.runner import Runner

@@ -111,17 +111,17 @@ def test_exports_and_per_sample_logs(tmp_path):
 
 
 def _tiny_grn_checkpoints(tmp_path):
+    from grn.checkpoint import checkpoint_record, export_tokenizer
+    from grn.fileio import save_torch
     from grn.generator import build_generator
-    from grn.registry import checkpoint_record
     from grn.tokenizer import build_tokenizer
-    from grn.train import export_tokenizer, save_atomic
 
     export_tokenizer(build_tokenizer("hbq-mnist", enc_dim=8, dec_dim=8), tmp_path / "tok.pt")
     torch.manual_seed(0)
     g = build_generator("GRN-T", hidden=32, depth=2, heads=2)
     with torch.no_grad():
         g.net.final_layer.linear.weight.normal_(0, 0.3)
-    save_atomic(checkpoint_record(g, "GRN-T", g.state_dict()), tmp_path / "gen.pt")
+    save_torch(checkpoint_record(g, "GRN-T", g.state_dict()), tmp_path / "gen.pt")
 
 
 def test_grn_adapter_suite_with_entropy_and_latency(tmp_path):

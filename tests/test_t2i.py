@@ -151,8 +151,8 @@ def test_t2i_cosine_schedule_is_the_official_one():
 
 
 def test_loss_learns_and_checkpoint_round_trip(tmp_path):
-    from grn.registry import checkpoint_record, load_model
-    from grn.train import save_atomic
+    from grn.checkpoint import checkpoint_record, load_model
+    from grn.fileio import save_torch
 
     m = _model(2, noisy=False).train()
     tokens = torch.randint(0, 2, (1, 16, 8, 8)).repeat(8, 1, 1, 1)
@@ -164,7 +164,7 @@ def test_loss_learns_and_checkpoint_round_trip(tmp_path):
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * np.log(2)
-    save_atomic(checkpoint_record(m, "GRN-T2I-T", m.state_dict()), tmp_path / "t2i.pt")
+    save_torch(checkpoint_record(m, "GRN-T2I-T", m.state_dict()), tmp_path / "t2i.pt")
     back = load_model(tmp_path / "t2i.pt")
     assert back.kind == "grn-t2i" and back.cfg.text.vocab == m.cfg.text.vocab
     with torch.no_grad():
@@ -217,16 +217,16 @@ def test_prompt_accuracy_known_answer():
 
 def test_t2i_adapter_suite_end_to_end(tmp_path):
     """A tiny T2I checkpoint through the harness: prompts, prompt accuracy (a tiny classifier), the trace."""
-    from grn.registry import checkpoint_record
+    from grn.checkpoint import checkpoint_record, export_tokenizer
+    from grn.fileio import save_torch
     from grn.tokenizer import build_tokenizer
-    from grn.train import export_tokenizer, save_atomic
     from grn_eval import digit_classifier as dc
     from grn_eval.runner import run_suite
     from grn_eval.suite import load_suite
 
     export_tokenizer(build_tokenizer("hbq-mnist", enc_dim=8, dec_dim=8), tmp_path / "tok.pt")
     m = _model(3)
-    save_atomic(checkpoint_record(m, "GRN-T2I-T", m.state_dict()), tmp_path / "t2i.pt")
+    save_torch(checkpoint_record(m, "GRN-T2I-T", m.state_dict()), tmp_path / "t2i.pt")
     dc.save({"kind": dc.KIND, "state_dict": dc.DigitCNN().state_dict(), "train_config": {"seed": 0},
              "train_split": "mnist/train", "train_n": 0,
              "heldout": {"split": "mnist/reference", "n": 1000, "accuracy": 0.5}}, tmp_path / "clf.pt")
@@ -248,15 +248,15 @@ def test_t2i_adapter_suite_end_to_end(tmp_path):
 
 
 def test_prompts_outside_the_vocabulary_are_refused(tmp_path):
-    from grn.registry import checkpoint_record
+    from grn.checkpoint import checkpoint_record, export_tokenizer
+    from grn.fileio import save_torch
     from grn.tokenizer import build_tokenizer
-    from grn.train import export_tokenizer, save_atomic
     from grn_eval.adapters import build_adapter
     from grn_eval.suite import load_suite
 
     export_tokenizer(build_tokenizer("hbq-mnist", enc_dim=8, dec_dim=8), tmp_path / "tok.pt")
     m = _model()
-    save_atomic(checkpoint_record(m, "GRN-T2I-T", m.state_dict()), tmp_path / "t2i.pt")
+    save_torch(checkpoint_record(m, "GRN-T2I-T", m.state_dict()), tmp_path / "t2i.pt")
     (tmp_path / "s.yaml").write_text(
         "name: x\ndatasets: {ref: {name: mnist, split: reference}}\nmodels:\n"
         "  - {name: t2i, adapter: grn-t2i, checkpoint: t2i.pt, tokenizer: tok.pt, prompts: [a photo of a cat]}\n"

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from grn.checkpoint import load_tokenizer
 from grn.data import load_mnist
 from grn.hbq import hbq_quantize
 from grn.tokenizer import TOKENIZERS, build_tokenizer
-from grn.train import TokenizerTrainConfig, load_tokenizer, train_tokenizer
+from grn.train import TokenizerTrainConfig, train_tokenizer
 from grn_eval import weights as W
 
 

@@ -8,17 +8,10 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from grn.checkpoint import TOKENIZER_KIND, sha256_file
+from grn.checkpoint import TOKENIZER_KIND, export_tokenizer, load_model, load_tokenizer
+from grn.fileio import sha256_file
 from grn.tokenizer import build_tokenizer
-from grn.train import (
-    GeneratorTrainConfig,
-    TokenizerTrainConfig,
-    export_tokenizer,
-    load_generator,
-    load_tokenizer,
-    train_generator,
-    train_tokenizer,
-)
+from grn.train import GeneratorTrainConfig, TokenizerTrainConfig, train_generator, train_tokenizer
 
 KINDS = ["tokenizer", "GRN-T", "AR-T", "MaskGIT-T", "Flow-T", "GRN-T2I-T"]
 CKPT_KEYS = {"tokenizer": ["step", "train_config", "model", "ema", "disc", "opt_g", "opt_d"],
@@ -101,7 +94,7 @@ def test_six_steps_equal_three_resume_three(tmp_path, tok_path, kind):
         assert full[0]["d_loss"] == 0 and full[-1]["d_loss"] > 0  # the discriminator starts at step 2
     else:
         assert rec["name"] == kind and rec["tokenizer_sha256"] == sha256_file(tok_path)
-        load_generator(fa)
+        load_model(fa)
         _assert_same(rec["state_dict"], {k: v.to(torch.bfloat16) if v.is_floating_point() else v
                                          for k, v in a["emas"][0].items()})  # the first EMA is exported
 
