@@ -38,10 +38,6 @@ from grn_eval.suite import Suite
 SEED_STRIDE = 1_000_003
 
 
-class Interrupted(RuntimeError):
-    """Raised by `stop_after_shards` to simulate a crash in tests."""
-
-
 def sample_seed(seed: int, index: int) -> int:
     return seed * SEED_STRIDE + index
 
@@ -141,15 +137,13 @@ def _versions() -> dict:
 
 class Runner:
     def __init__(self, suite: Suite, run_dir: str | Path | None = None, progress: bool = True,
-                 cache: FeatureCache | None = None, stop_after_shards: int | None = None):
+                 cache: FeatureCache | None = None):
         self.suite = suite
         self.device = resolve_device(suite.device)
         # by default one folder per fingerprint: a changed suite, checkpoint or sampler starts a fresh run
         self.run_dir = Path(run_dir) if run_dir else Path(suite.output_dir) / suite.name / self.fingerprint()[:12]
         self.progress = progress
         self.cache = cache or FeatureCache()
-        self.stop_after_shards = stop_after_shards
-        self._shards_done = 0
         self._extractors: dict[str, InceptionFeatures] = {}
         self._clip = None  # (model, preprocess, tokenizer, provenance) once a CLIP score needs it
         self.timings: dict[str, float] = {}
@@ -229,11 +223,6 @@ class Runner:
         safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in entry.name)
         return self.run_dir / "samples" / safe / f"seed{seed}"
 
-    def _checkpoint_shard(self) -> None:
-        self._shards_done += 1
-        if self.stop_after_shards is not None and self._shards_done >= self.stop_after_shards:
-            raise Interrupted(f"stopped after {self._shards_done} shards (simulated interruption)")
-
     def generate(self, entry, adapter, seed: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         n, bs = self.suite.n_samples, self.suite.batch_size
         folder = self._shard_dir(entry, seed)
@@ -254,7 +243,6 @@ class Runner:
             check_pixels(imgs, f"model '{entry.name}' seed {seed} shard {k}", self.suite.allow_low_range)
             arrays = {"arr_0": imgs, "arr_1": labs, "trace": np.frombuffer(json.dumps(trace).encode(), np.uint8)}
             write_shard(folder / f"shard_{k:05d}.npz", **arrays)
-            self._checkpoint_shard()
             return arrays
 
         for k in tqdm(range(n_shards), desc=f"{entry.name} seed {seed}", disable=not self.progress, unit="shard"):
@@ -304,7 +292,6 @@ class Runner:
                 raise NonFiniteError(f"model '{entry.name}', shard {k}: {e}") from None
             check_pixels(recon, f"model '{entry.name}' shard {k}", self.suite.allow_low_range)
             write_shard(folder / f"shard_{k:05d}.npz", arr_0=recon)
-            self._checkpoint_shard()
             return {"arr_0": recon}
 
         for k in tqdm(range(n_shards), desc=entry.name, disable=not self.progress, unit="shard"):

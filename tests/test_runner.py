@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from grn.data import load_mnist, save_npz
+from grn_eval import runner as R
 from grn_eval import weights as W
 from grn_eval.cache import FeatureCache
-from grn_eval.runner import Interrupted, Runner, run_suite
+from grn_eval.runner import Runner, run_suite
 from grn_eval.suite import load_suite
 
 SUITES = Path(__file__).parent / "suites"
@@ -70,11 +71,25 @@ def test_generation_metrics_match_torch_fidelity(tmp_path):
 SMALL = {"n_samples": 20, "batch_size": 5, "metrics": {"fid": {}, "kid": {"subsets": 5, "subset_size": 10}}}
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+class Interrupted(RuntimeError):
+    """A crash after a given number of written shards."""
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     suite = _gen_suite(tmp_path, SMALL)
     full = run_suite(suite, run_dir=tmp_path / "full", progress=False)
+    written, write = [], R.write_shard
+
+    def write_then_crash(path, **arrays):
+        write(path, **arrays)
+        written.append(path)
+        if len(written) == 2:
+            raise Interrupted("simulated crash after 2 shards")
+
+    monkeypatch.setattr(R, "write_shard", write_then_crash)
     with pytest.raises(Interrupted):
-        Runner(suite, run_dir=tmp_path / "resumed", progress=False, stop_after_shards=2).run()
+        Runner(suite, run_dir=tmp_path / "resumed", progress=False).run()
+    monkeypatch.setattr(R, "write_shard", write)
     assert len(list((tmp_path / "resumed").rglob("shard_*.npz"))) == 2  # of 4
     resumed = run_suite(suite, run_dir=tmp_path / "resumed", progress=False)
     assert _values(resumed) == _values(full)
