@@ -11,6 +11,7 @@ finished shards. Features go through the content-addressed cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -333,10 +334,8 @@ class Runner:
                                                                ref_images, ref_prov))]
 
     # -- the whole suite --------------------------------------------------------------------
-    def fingerprint(self) -> str:
-        """The suite, the content of every file its models read and the model library's source (a changed
-        sampler makes other samples from the same files): shards of another fingerprint are never mixed
-        into this run."""
+    @functools.cached_property
+    def _fingerprint(self) -> str:
         h = hashlib.sha256(self.suite.hash.encode())
         h.update(model_code_sha256().encode())
         for entry in self.suite.models:
@@ -346,6 +345,12 @@ class Runner:
                     p = Path(value) if Path(value).exists() else self.suite.path.parent / value
                     h.update(W.sha256_file(p).encode() if p.is_file() else value.encode())
         return h.hexdigest()
+
+    def fingerprint(self) -> str:
+        """The suite, the content of every file its models read and the model library's source (a changed
+        sampler makes other samples from the same files): shards of another fingerprint are never mixed
+        into this run. Computed once per Runner (it hashes every checkpoint, official ones run to GB)."""
+        return self._fingerprint
 
     def _claim_run_dir(self) -> None:
         marker = self.run_dir / "run.json"
