@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grn import hbq
 from grn.backbone import Backbone, BackboneConfig
-from grn.hbq import num_classes as layout_classes
 from grn.sampling import drop_condition
 
 
@@ -30,7 +30,7 @@ class TokenLayout:
 
     @property
     def token_classes(self) -> int:  # K
-        return layout_classes(self.rounds, self.layout)
+        return hbq.token_classes(self.rounds, self.layout)
 
     @property
     def token_channels(self) -> int:  # D

@@ -103,8 +103,9 @@ def layout_to_labels(tokens: torch.Tensor, rounds: int, layout: str) -> torch.Te
     raise ValueError(f"unknown layout '{layout}'; allowed: 'ind', 'bit'")
 
 
-def num_classes(rounds: int, layout: str) -> int:
-    """Classes per generator element: 2^M for 'ind', 2 for 'bit'."""
+def token_classes(rounds: int, layout: str) -> int:
+    """Classes per generator element (K, the vocabulary; `num_classes` elsewhere counts image classes, the
+    conditions): 2^M for 'ind', 2 for 'bit'."""
     return 2**rounds if layout == "ind" else 2
 
 

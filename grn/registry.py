@@ -22,15 +22,32 @@ from grn.generator import GENERATORS, GRN, config_from_dict
 from grn.sampling import PRESETS, SAMPLER_OPTIONS, SamplerConfig, refine
 from grn.t2i import T2I_GENERATORS, T2IGRN, t2i_config_from_dict
 
-# How the adapters turn a sampler's output into images: token codes through the tokenizer's decoder in the
-# model's token layout, or continuous latents straight through its decoder.
-DECODERS = {
-    "tokens": lambda tokenizer, model, out: tokenizer.decode_tokens(out, getattr(model.cfg, "layout", "ind")),
-    "latent": lambda tokenizer, model, out: tokenizer.decode_latent(out),
+
+@dataclass(frozen=True)
+class Output:
+    """What a kind's sampler returns and how it meets images through the frozen tokenizer: token codes in
+    the model's token layout (through HBQ), or the continuous tanh latents (no quantizer)."""
+
+    encode: Callable  # (tokenizer, model, images) -> the training targets [N, *shape(model)]
+    decode: Callable  # (tokenizer, model, out) -> uint8 NHWC images
+    shape: Callable  # model -> the shape of one sample's output
+
+
+def _layout(model) -> str:
+    return getattr(model.cfg, "layout", "ind")
+
+
+OUTPUTS = {
+    "tokens": Output(lambda tokenizer, model, images: tokenizer.tokenize(images, _layout(model)),
+                     lambda tokenizer, model, out: tokenizer.decode_tokens(out, _layout(model)),
+                     lambda model: tuple(model.token_shape)),
+    "latent": Output(lambda tokenizer, model, images: tokenizer.encode(images),
+                     lambda tokenizer, model, out: tokenizer.decode_latent(out),
+                     lambda model: tuple(model.latent_shape)),
 }
 CONDITIONINGS = ("class", "text")  # class labels, or prompts (grn_eval picks the adapter by this)
-# The one sampler signature: (model, cond, cfg, generators, *, entropy=None, uncond=None, callback=None)
-SAMPLER_PARAMETERS = (("model", "cond", "cfg", "generators"), ("entropy", "uncond", "callback"))
+# The one sampler signature: (model, cond, sampler, generators, *, entropy=None, uncond=None, callback=None)
+SAMPLER_PARAMETERS = (("model", "cond", "sampler", "generators"), ("entropy", "uncond", "callback"))
 
 
 @dataclass(frozen=True)
@@ -42,12 +59,12 @@ class ModelKind:
     config_from_dict: Callable  # a checkpoint's `config` dict -> the model's config
     sampler_config: type  # the frozen dataclass of sampler settings
     default_sampler: object  # the settings used when a suite gives none (an instance of sampler_config)
-    sample: Callable  # sample(model, cond, cfg, generators, *, entropy=None, uncond=None, callback=None)
+    sample: Callable  # sample(model, cond, sampler, generators, *, entropy=None, uncond=None, callback=None)
     family: str  # the column group of tables: GRN / AR / masked / diffusion
     # the range of every sampler_config field a suite may set (Opt keywords of grn_eval/options.py as plain
     # data: grn does not import grn_eval; the type and the default come from the sampler config itself)
     sampler_options: Mapping[str, Mapping]
-    output: str = "tokens"  # what `sample` returns: a key of DECODERS
+    output: str = "tokens"  # what `sample` returns: a key of OUTPUTS
     conditioning: str = "class"  # one of CONDITIONINGS
     entropy: bool = False  # the sampler takes entropy-guided step counts (the suite key `entropy:`)
     presets: Mapping[str, object] = field(default_factory=dict)  # named sampler settings (`sampler.preset`)
@@ -61,7 +78,14 @@ class ModelKind:
 
     def decode(self, tokenizer, model, out) -> object:
         """uint8 NHWC images from the sampler's output."""
-        return DECODERS[self.output](tokenizer, model, out)
+        return OUTPUTS[self.output].decode(tokenizer, model, out)
+
+    def encode(self, tokenizer, model, images) -> object:
+        """Images -> what the sampler outputs (the training targets)."""
+        return OUTPUTS[self.output].encode(tokenizer, model, images)
+
+    def output_shape(self, model) -> tuple[int, ...]:
+        return OUTPUTS[self.output].shape(model)
 
 
 def problems(kind: ModelKind) -> list[str]:
@@ -83,12 +107,12 @@ def problems(kind: ModelKind) -> list[str]:
             out.append("presets: instances of sampler_config")
     if not isinstance(kind.family, str) or not kind.family:
         out.append("family: a non-empty string")
-    if kind.output not in DECODERS:
-        out.append(f"output: one of {sorted(DECODERS)}")
+    if kind.output not in OUTPUTS:
+        out.append(f"output: one of {sorted(OUTPUTS)}")
     if kind.conditioning not in CONDITIONINGS:
         out.append(f"conditioning: one of {list(CONDITIONINGS)}")
     if not callable(kind.sample) or sampler_signature(kind.sample) != SAMPLER_PARAMETERS:
-        out.append("sample: sample(model, cond, cfg, generators, *, entropy=None, uncond=None, callback=None)")
+        out.append("sample: sample(model, cond, sampler, generators, *, entropy=None, uncond=None, callback=None)")
     return out
 
 

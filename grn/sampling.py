@@ -28,7 +28,7 @@ The official T2I/T2V sampler differs in three settings, all available here (pres
 Every kind's sampler has one signature (as k-diffusion's samplers do), `refine` here and those of
 grn/baselines/*.py alike:
 
-    sample(model, cond, cfg, generators, *, entropy=None, uncond=None, callback=None) -> (out, Trace)
+    sample(model, cond, sampler, generators, *, entropy=None, uncond=None, callback=None) -> (out, Trace)
 
 `callback(info)` sees each step's info dict ("i", "x": the state after the step, "active": the
 samples in the step, "nfe", and what else the kind has); the Trace is filled by the same kind of
@@ -63,9 +63,9 @@ class SamplerConfig:
     steps: int = 50
     schedule: str = "linear"  # 'linear': t_i = i/S; 'cosine': t_i = 1 - cos(pi/2 * i/S); 't2i-cosine': below
     temperature: float = 1.0
-    cfg: float = 1.0
+    guidance: float = 1.0  # the classifier-free guidance scale (1: no guidance)
     # guidance where lo < t < hi, from t = 0 when lo == 0 (official rule); lo < 0: power-cos guidance
-    cfg_interval: tuple[float, float] = (0.0, 1.0)
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
     monotone: bool = False  # ablation: MaskGIT-style monotone keeping
     realised_t: bool = False  # feed the realised kept fraction as the next t (official T2I sampler)
 
@@ -75,9 +75,9 @@ class SamplerConfig:
 # baselines' samplers use the same three common ranges.
 STEPS, TEMPERATURE, GUIDANCE = {"min": 1}, {"min": 0, "min_exclusive": True}, {"min": 0}
 SAMPLER_OPTIONS = {
-    "steps": STEPS, "schedule": {"choices": SCHEDULES}, "temperature": TEMPERATURE, "cfg": GUIDANCE,
+    "steps": STEPS, "schedule": {"choices": SCHEDULES}, "temperature": TEMPERATURE, "guidance": GUIDANCE,
     # guidance where lo < t < hi; a negative lo selects the official power-cos guidance
-    "cfg_interval": {"min": 2, "max": 2, "increasing": True, "item": {}, "why": "[lo, hi]"},
+    "guidance_interval": {"min": 2, "max": 2, "increasing": True, "item": {}, "why": "[lo, hi]"},
     "monotone": {}, "realised_t": {},
 }
 
@@ -95,26 +95,26 @@ class EntropyConfig:
 
 # The released ImageNet 256 evaluation settings.
 PRESETS: dict[str, SamplerConfig] = {
-    "GRN-B-imagenet": SamplerConfig(steps=50, temperature=1.31, cfg=2.35, cfg_interval=(0.44, 1.0)),
-    "GRN-L-imagenet": SamplerConfig(steps=50, temperature=1.3, cfg=2.0, cfg_interval=(0.42, 1.0)),
+    "GRN-B-imagenet": SamplerConfig(steps=50, temperature=1.31, guidance=2.35, guidance_interval=(0.44, 1.0)),
+    "GRN-L-imagenet": SamplerConfig(steps=50, temperature=1.3, guidance=2.0, guidance_interval=(0.42, 1.0)),
     # GRN-2B text-to-image (t2i_infer.py / grn.py@2a3353d): 50 steps, CFG 3.0 at every step (the code
     # guides where t >= 0: a lower bound of 0 includes t = 0, and t never reaches 2), temperature 1.1
-    "GRN-2B-t2i": SamplerConfig(steps=50, schedule="t2i-cosine", temperature=1.1, cfg=3.0, cfg_interval=(0.0, 2.0),
-                                realised_t=True),
+    "GRN-2B-t2i": SamplerConfig(steps=50, schedule="t2i-cosine", temperature=1.1, guidance=3.0,
+                                guidance_interval=(0.0, 2.0), realised_t=True),
 }
 T2I_MAX_KEEP = 0.999  # the official T2I schedule never keeps more than this fraction before the last step
 
 
-def schedule(steps: int, kind: str = "linear") -> torch.Tensor:
+def schedule(steps: int, name: str = "linear") -> torch.Tensor:
     """Clean fractions t_0 = 0 < ... < t_S = 1 (float64)."""
     u = torch.arange(steps + 1, dtype=torch.float64) / steps
-    if kind == "linear":
+    if name == "linear":
         return u
-    if kind == "cosine":
+    if name == "cosine":
         t = 1 - torch.cos(math.pi / 2 * u)
         t[-1] = 1.0  # exactly: the last step keeps everything
         return t
-    if kind == "t2i-cosine":
+    if name == "t2i-cosine":
         # official T2I: after step i keep 0.999 (1 - cos(pi/2 min(1, (i+1)/(S-1)))), so the second-to-last
         # step already reaches 0.999; the last step's sampled predictions are the output (t_S = 1 here)
         if steps < 2:
@@ -123,7 +123,7 @@ def schedule(steps: int, kind: str = "linear") -> torch.Tensor:
         t = T2I_MAX_KEEP * (1 - torch.cos(math.pi / 2 * v))
         t[-1] = 1.0
         return t
-    raise ValueError(f"unknown schedule '{kind}'; allowed: {', '.join(repr(s) for s in SCHEDULES)}")
+    raise ValueError(f"unknown schedule '{name}'; allowed: {', '.join(repr(s) for s in SCHEDULES)}")
 
 
 def sample_generators(seeds, device="cpu") -> list[torch.Generator]:
@@ -237,7 +237,7 @@ def drop_condition(model, cond: torch.Tensor, p: float, generator=None) -> torch
     return torch.where(drop.view(-1, *[1] * (cond.dim() - 1)), null_condition(model, cond), cond)
 
 
-def in_cfg_interval(t: torch.Tensor, interval) -> torch.Tensor:
+def in_guidance_interval(t: torch.Tensor, interval) -> torch.Tensor:
     """Where guidance applies (bool per sample), the official rule `(t < hi) & ((lo == 0) | (t > lo))`:
     a lower bound of exactly 0 includes t = 0 (the first step), any other bound is exclusive.
     (MGenAI/GRN `grn/utils_c2i/denoiser.py`, `Denoiser.generate`; JiT's flow sampler uses the same.)"""
@@ -273,7 +273,7 @@ def guide(forward, x, t, cond, null, scale: float) -> tuple[torch.Tensor, torch.
 
 def guided_logits(model, z, t, y, scale, interval, uncond=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(conditional logits, guided logits) with the official CFG rules (per sample, t = clean fraction):
-    lo >= 0: `lu + w (lc - lu)` with w = scale inside the interval (`in_cfg_interval`), else the
+    lo >= 0: `lu + w (lc - lu)` with w = scale inside the interval (`in_guidance_interval`), else the
     conditional logits alone; lo < 0: power-cos, `lc + scale * power_cos_weight(t, lo) * (lc - lu)`.
     `uncond` (same shape as y) replaces the null condition, e.g. a negative prompt."""
     lo, _ = interval
@@ -281,7 +281,7 @@ def guided_logits(model, z, t, y, scale, interval, uncond=None) -> tuple[torch.T
         ramp = power_cos_weight(t, lo)
         guided = (ramp != 0) & (scale != 0)
     else:
-        guided = in_cfg_interval(t, interval) & (scale != 1.0)
+        guided = in_guidance_interval(t, interval) & (scale != 1.0)
     if not bool(guided.any()):
         lc = model(z, t, y)
         return lc, lc
@@ -306,7 +306,7 @@ class RefineState:
     z: torch.Tensor  # the current code
     kept: torch.Tensor  # bool: the element holds a prediction
     t: torch.Tensor  # scheduled clean fraction (float64); drives the loop, 1 = finished
-    t_in: torch.Tensor  # what the network is told: t, or the realised kept fraction (cfg.realised_t)
+    t_in: torch.Tensor  # what the network is told: t, or the realised kept fraction (sampler.realised_t)
     n_steps: torch.Tensor  # steps after the entropy decision
     temp: torch.Tensor  # temperature (the entropy decision lowers it per sample)
     steps_used: torch.Tensor
@@ -395,7 +395,7 @@ def refinement_recorder(trace: Trace, rounds: int | None):
 
 
 @torch.no_grad()
-def refine(model, cond: torch.Tensor, cfg: SamplerConfig, generators: list[torch.Generator], *,
+def refine(model, cond: torch.Tensor, sampler: SamplerConfig, generators: list[torch.Generator], *,
            entropy: EntropyConfig | None = None, uncond: torch.Tensor | None = None,
            callback=None) -> tuple[torch.Tensor, Trace]:
     """Sample tokens [B, D, h, w] for conditions `cond` (classes [B] or text ids [B, L]). With `entropy`,
@@ -406,9 +406,9 @@ def refine(model, cond: torch.Tensor, cfg: SamplerConfig, generators: list[torch
     if len(generators) != b:
         raise ValueError(f"need one generator per sample: {len(generators)} for {b} samples")
     shape = tuple(model.token_shape)
-    total = cfg.steps if entropy is None else entropy.t_max
-    state = RefineState.start(model, generators, device, cfg.temperature, total)
-    base = schedule(total, cfg.schedule)
+    total = sampler.steps if entropy is None else entropy.t_max
+    state = RefineState.start(model, generators, device, sampler.temperature, total)
+    base = schedule(total, sampler.schedule)
     trace = Trace()
     notify = notifier(refinement_recorder(trace, getattr(model, "bit_rounds", None)), callback)
 
@@ -418,10 +418,11 @@ def refine(model, cond: torch.Tensor, cfg: SamplerConfig, generators: list[torch
             break
         za, ta = state.z[active], state.t[active]
         ua = None if uncond is None else uncond[active]
-        lc, logits = guided_logits(model, za, state.t_in[active].float(), cond[active], cfg.cfg, cfg.cfg_interval, ua)
+        lc, logits = guided_logits(model, za, state.t_in[active].float(), cond[active], sampler.guidance,
+                                   sampler.guidance_interval, ua)
         check_finite([("logits", logits)], f"refinement step {i}")
         if entropy is not None and i == entropy.warmup:
-            _decide(state, active, lc, cfg.temperature, entropy)
+            _decide(state, active, lc, sampler.temperature, entropy)
         t_next = next_t(i, state, active, base, total, entropy)
 
         temp = state.temp[active].view(-1, *[1] * (logits.dim() - 1)).float()
@@ -430,10 +431,10 @@ def refine(model, cond: torch.Tensor, cfg: SamplerConfig, generators: list[torch
         pred = categorical(probs, uniform(gens, shape, device))
         kept = state.kept[active]
         keep, new_z = keep_step(pred, uniform(gens, shape, device), t_next, ta, kept, za, state.noise[active],
-                                cfg.monotone)
+                                sampler.monotone)
         notify({"i": i, "active": active, "t": state.t_in[active], "logits_cond": lc, "probs": probs,
                 "x_before": za, "kept_before": kept, "keep": keep, "x": new_z, "nfe": 2 if logits is not lc else 1})
-        state.advance(active, new_z, keep, t_next, cfg.realised_t)
+        state.advance(active, new_z, keep, t_next, sampler.realised_t)
 
     trace.steps_used = state.steps_used.tolist()
     if entropy is not None:
@@ -441,11 +442,11 @@ def refine(model, cond: torch.Tensor, cfg: SamplerConfig, generators: list[torch
     return state.z, trace
 
 
-def entropy_steps(e: torch.Tensor, cfg: EntropyConfig) -> torch.Tensor:
+def entropy_steps(e: torch.Tensor, entropy: EntropyConfig) -> torch.Tensor:
     """Remaining steps after the warm-up: round(clip(k*E + b, Tmin - wp, Tmax - wp)), in the official
     order and in float32 as the official code computes it (float64 moves decisions that fall within
     float32 rounding of a .5 point; torch.round rounds half to even in both)."""
-    n = (cfg.k * e.float() + cfg.b).clamp(cfg.t_min - cfg.warmup, cfg.t_max - cfg.warmup)
+    n = (entropy.k * e.float() + entropy.b).clamp(entropy.t_min - entropy.warmup, entropy.t_max - entropy.warmup)
     return n.round().long()
 
 
@@ -467,9 +468,9 @@ def calibrate_entropy_schedule(entropies, t_min: int = 20, t_max: int = 50, warm
     return EntropyConfig(warmup=warmup, k=k, b=b, t_min=t_min, t_max=t_max)
 
 
-def decision_entropies(model, y, cfg: SamplerConfig, generators, warmup: int = 5, t_max: int = 50) -> torch.Tensor:
+def decision_entropies(model, y, sampler: SamplerConfig, generators, warmup: int = 5, t_max: int = 50) -> torch.Tensor:
     """The per-sample entropies the entropy-guided sampler decides on (step `warmup` of a `t_max`
     schedule), for calibration. Runs the warm-up plus one closing step only."""
     probe = EntropyConfig(warmup=warmup, k=0.0, b=1.0, t_min=warmup + 1, t_max=t_max)  # N = 1 remaining step
-    _, trace = refine(model, y, cfg, generators, entropy=probe)
+    _, trace = refine(model, y, sampler, generators, entropy=probe)
     return torch.tensor(trace.decision_entropy, dtype=torch.float64)

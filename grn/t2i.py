@@ -172,7 +172,7 @@ class T2IGRN(RefinementTokens, nn.Module):
 def _mnist_words_text() -> TextConfig:
     from grn.captions import vocabulary
 
-    return TextConfig(kind="words", vocab=vocabulary(), max_len=12, width=128, depth=2, heads=4)
+    return TextConfig(encoder="words", vocab=vocabulary(), max_len=12, width=128, depth=2, heads=4)
 
 
 def _size(hidden, depth, heads, bottleneck, text, **defaults):
@@ -196,5 +196,5 @@ T2I_GENERATORS = {
     # conditioning differs from the class-conditional GRN-T), a word-level text encoder over the captions
     "GRN-T2I-T": _size(128, 4, 4, 64, _mnist_words_text, **T2I_MNIST, **C2I_T),
     # the same with a frozen open_clip ViT-B-32 text tower (needs its real weights to build)
-    "GRN-T2I-T-clip": _size(128, 4, 4, 64, lambda: TextConfig(kind="open_clip"), **T2I_MNIST, **C2I_T),
+    "GRN-T2I-T-clip": _size(128, 4, 4, 64, lambda: TextConfig(encoder="open_clip"), **T2I_MNIST, **C2I_T),
 }

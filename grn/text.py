@@ -28,7 +28,7 @@ CLIP_ENV = "GRN_CLIP_WEIGHTS"  # the same variable the harness reads (grn_eval/w
 
 @dataclass(frozen=True)
 class TextConfig:
-    kind: str = "words"  # 'words' (trained from scratch) or 'open_clip' (frozen tower)
+    encoder: str = "words"  # 'words' (trained from scratch) or 'open_clip' (frozen tower)
     # words
     vocab: tuple[str, ...] = ()
     max_len: int = 16  # ids per prompt, including <bos> and <eos>
@@ -187,10 +187,10 @@ class OpenCLIPTextEncoder(nn.Module):
 
 
 def build_text_encoder(cfg: TextConfig, clip_weights=None) -> nn.Module:
-    if cfg.kind == "words":
+    if cfg.encoder == "words":
         if not cfg.vocab:
             raise ValueError("a 'words' text encoder needs a vocabulary (e.g. grn.captions.vocabulary())")
         return WordTextEncoder(cfg)
-    if cfg.kind == "open_clip":
+    if cfg.encoder == "open_clip":
         return OpenCLIPTextEncoder(cfg, clip_weights)
-    raise ValueError(f"unknown text encoder kind '{cfg.kind}'; allowed: 'words', 'open_clip'")
+    raise ValueError(f"unknown text encoder '{cfg.encoder}'; allowed: 'words', 'open_clip'")

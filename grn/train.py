@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from grn.checkpoint import checkpoint_record, export_tokenizer, load_tokenizer
 from grn.data import load_dataset, to_model_input
 from grn.fileio import save_torch, sha256_file
-from grn.registry import build_model
+from grn.registry import KINDS, build_model
 from grn.tokenizer import HBQTokenizer, TokenizerConfig, tokenizer_config
 
 # ---------------------------------------------------------------------------------------
@@ -361,12 +361,9 @@ class GeneratorTrainConfig:
 def encode_dataset(tokenizer: HBQTokenizer, images, model, batch_size: int = 256) -> torch.Tensor:
     """All images -> the model's training targets with the frozen tokenizer (once, before training):
     HBQ tokens for the token models, the continuous tanh latents for the flow baseline."""
-    if model.kind == "flow":
-        out = [tokenizer.encode(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
-    else:
-        layout = getattr(model.cfg, "layout", "ind")
-        out = [tokenizer.tokenize(images[s : s + batch_size], layout) for s in range(0, len(images), batch_size)]
-    return torch.cat(out).cpu()
+    kind = KINDS[model.kind]
+    return torch.cat([kind.encode(tokenizer, model, images[s : s + batch_size])
+                      for s in range(0, len(images), batch_size)]).cpu()
 
 
 def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: int | None = None,
@@ -386,9 +383,9 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
     data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
     tokens = encode_dataset(tokenizer, data.images, model)
     # the conditioning per image: its class, or the text ids of its caption (text-to-image GRN)
-    labels = model.training_conditions(data) if hasattr(model, "training_conditions") else \
+    labels = model.training_conditions(data) if KINDS[model.kind].conditioning == "text" else \
         torch.as_tensor(data.labels, dtype=torch.long)
-    want = tuple(model.latent_shape if model.kind == "flow" else model.token_shape)
+    want = KINDS[model.kind].output_shape(model)
     if tuple(tokens.shape[1:]) != want:
         raise ValueError(f"tokenizer gives {tuple(tokens.shape[1:])} but {cfg.generator} expects {want}; set "
                          f"generator_overrides (grid, latent_channels, rounds)")

@@ -27,7 +27,7 @@ from grn_eval.suite import ModelEntry
 
 
 class ModelAdapter(Protocol):
-    kind: str  # 'generation' (a GenerationAdapter) or 'reconstruction' (a ReconstructionAdapter)
+    task: str  # 'generation' (a GenerationAdapter) or 'reconstruction' (a ReconstructionAdapter)
 
     def provenance(self) -> dict: ...
 
@@ -69,7 +69,7 @@ class ReconstructionAdapter(ModelAdapter, Protocol):
 class GeneratorAdapter(SeedSampler):
     """A trained generator checkpoint of any kind + its tokenizer -> images and a trace (class labels)."""
 
-    kind = "generation"
+    task = "generation"
     from_seeds = True
     has_prompts = False
 
@@ -86,10 +86,10 @@ class GeneratorAdapter(SeedSampler):
         self.tokenizer = _tokenizer(self.files, device)
         self.device = device
         s = dict(o.get("sampler") or {})
-        base_cfg = self.model_kind.presets[s.pop("preset")] if "preset" in s else self.model_kind.default_sampler
-        if "cfg_interval" in s:
-            s["cfg_interval"] = tuple(s["cfg_interval"])
-        self.sampler = replace(base_cfg, **s)
+        base = self.model_kind.presets[s.pop("preset")] if "preset" in s else self.model_kind.default_sampler
+        if "guidance_interval" in s:
+            s["guidance_interval"] = tuple(s["guidance_interval"])
+        self.sampler = replace(base, **s)
         e = dict(o["entropy"]) if o.get("entropy") is not None else None
         self.calibrate = bool(e and e.pop("calibrate", False))
         self.entropy = EntropyConfig(**e) if e is not None else None
@@ -174,7 +174,7 @@ class T2IAdapter(GeneratorAdapter, Prompted):
 
         ck = self.files.record
         text = ck.get("config", {}).get("text", {}) if isinstance(ck, dict) else {}
-        if text.get("kind") != "open_clip":
+        if text.get("encoder") != "open_clip":
             return load_model(self.ckpt, device, record=ck)
         # a frozen open_clip tower: its real weights through the harness's finder (hub cache, hash check);
         # without them this raises WeightsAbsent naming the file to provide
@@ -199,16 +199,16 @@ class T2IAdapter(GeneratorAdapter, Prompted):
     def provenance(self) -> dict:
         text = self.model.cfg.text
         return {**super().provenance(), "prompts": self.prompts, "negative_prompt": self.negative,
-                "text_encoder": {"kind": text.kind, **({"model": text.clip_model, "tag": text.clip_tag,
+                "text_encoder": {"encoder": text.encoder, **({"model": text.clip_model, "tag": text.clip_tag,
                                                          "weights": Path(self.clip_weights).name}
-                                                        if text.kind == "open_clip" else
+                                                        if text.encoder == "open_clip" else
                                                         {"vocabulary": len(text.vocab), "max_len": text.max_len})}}
 
 
 class NpzAdapter(StoredSamples):
     """Pre-generated samples in an ADM batch (arr_0 images, optional arr_1 labels), used in file order."""
 
-    kind = "generation"
+    task = "generation"
     from_seeds = False
     has_prompts = False
 
@@ -234,7 +234,7 @@ class NpzAdapter(StoredSamples):
 
 
 class TokenizerAdapter(ReconstructionAdapter):
-    kind = "reconstruction"
+    task = "reconstruction"
 
     def __init__(self, entry: ModelEntry, base: Path, device, checked: CheckedFiles | None = None):
         self.files = checked or check_entry(entry, base)
@@ -251,24 +251,30 @@ class TokenizerAdapter(ReconstructionAdapter):
                 "stride": self.model.cfg.stride}
 
 
-class IdentityAdapter(ReconstructionAdapter):
-    """Reconstruction = the input. For harness tests only (never a reported model)."""
-
-    kind = "reconstruction"
-
-    def __init__(self, entry, base, device, checked=None):
-        pass
-
-    def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        return np.array(images, copy=True)
-
-    def provenance(self) -> dict:
-        return {"note": "identity reconstruction (test adapter)"}
-
-
 # A model kind's adapter follows from its record's conditioning; the other adapters are not model kinds.
 BY_CONDITIONING = {"class": GeneratorAdapter, "text": T2IAdapter}
-OTHER_ADAPTERS = {"npz": NpzAdapter, "tokenizer": TokenizerAdapter, "identity": IdentityAdapter}
+OTHER_ADAPTERS = {"npz": NpzAdapter, "tokenizer": TokenizerAdapter}
+
+
+def register_adapter(name: str, cls: type, options: dict, family: str) -> None:
+    """Add an adapter that is not a model kind: `cls(entry, base, device, checked)` implementing one of the
+    protocols above, the suite keys it takes beyond name / adapter / family / label (`Opt`s), and its
+    table family. Its suite settings are checked like those of the built-in adapters."""
+    from grn_eval import suite
+
+    if name in OTHER_ADAPTERS or name in suite.adapter_options():
+        raise ValueError(f"adapter {name!r} is already registered")
+    if getattr(cls, "task", None) not in ("generation", "reconstruction"):
+        raise ValueError(f"adapter {name!r}: the class says no task ('generation' or 'reconstruction')")
+    OTHER_ADAPTERS[name] = cls
+    suite.OTHER_ADAPTERS[name], suite.OTHER_FAMILY[name] = dict(options), family
+
+
+def unregister_adapter(name: str) -> None:
+    from grn_eval import suite
+
+    for table in (OTHER_ADAPTERS, suite.OTHER_ADAPTERS, suite.OTHER_FAMILY):
+        table.pop(name, None)
 
 
 def adapter_class(name: str) -> type:

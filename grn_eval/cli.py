@@ -108,7 +108,7 @@ def _cmd_validate(args) -> int:
                     check_entry(entry, s.path.parent, s.path)
             needs = f"; to run it set {', '.join(s.needs)}" if s.needs else ""
             needs += _clip_needs(s)
-            print(f"ok       {path}: {s.name} ({s.kind}), {len(s.models)} model settings, metrics "
+            print(f"ok       {path}: {s.name} ({s.task}), {len(s.models)} model settings, metrics "
                   f"{sorted(s.metrics)}{needs}")
         except UserError as e:
             bad += 1

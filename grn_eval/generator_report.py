@@ -65,14 +65,14 @@ def _atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, text)
 
 
-def run(generator_path, tokenizer_path, out_dir, per_class=8, steps=50, temperature=1.0, cfg=1.0, seed=0):
+def run(generator_path, tokenizer_path, out_dir, per_class=8, steps=50, temperature=1.0, guidance=1.0, seed=0):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, tok = load_model(generator_path), load_tokenizer(tokenizer_path)
     classes = model.cfg.num_classes
     y = torch.arange(classes).repeat_interleave(per_class)
     seeds = [seed * 1_000_003 + int(c) * 1000 + j for c in range(classes) for j in range(per_class)]
-    sampler = SamplerConfig(steps=steps, temperature=temperature, cfg=cfg)
+    sampler = SamplerConfig(steps=steps, temperature=temperature, guidance=guidance)
 
     # calibrate the entropy schedule on a separate batch of this model (official constants fit ImageNet)
     cal_seeds = [10**9 + seed * 1000 + i for i in range(len(y))]
@@ -105,10 +105,10 @@ def main(argv=None) -> int:
     p.add_argument("--per-class", type=int, default=8)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--cfg", type=float, default=1.0)
+    p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    print(json.dumps(run(a.generator, a.tokenizer, a.out, a.per_class, a.steps, a.temperature, a.cfg, a.seed),
+    print(json.dumps(run(a.generator, a.tokenizer, a.out, a.per_class, a.steps, a.temperature, a.guidance, a.seed),
                      indent=1))
     return 0
 

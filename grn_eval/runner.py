@@ -370,14 +370,14 @@ class Runner:
         if "clip_score" in self.suite.metrics:
             self.clip_model()  # before any sampling: without real CLIP weights the run ends here, saying which
         ref_images, _, ref_prov = self.reference()
-        if self.suite.kind == "reconstruction" and ref_images is None:
+        if self.suite.task == "reconstruction" and ref_images is None:
             raise UserError(f"{self.suite.path}: reference: a reconstruction suite needs reference images "
                             f"(dataset or npz), not statistics")
         self._claim_run_dir()
         rows, models = [], {}
         for entry in self.suite.models:
             adapter = build_adapter(entry, self.suite.path.parent, self.device, checked[entry.name])
-            if adapter.kind == "generation":
+            if adapter.task == "generation":
                 adapter.prepare()
                 for seed in self.suite.seeds:
                     rows += self.generation_metrics(entry, adapter, seed, ref_images, ref_prov)

@@ -72,13 +72,12 @@ ENTROPY = {"warmup": Opt(int, 5, min=1), "k": Opt(float, 700.0), "b": Opt(float,
 # Every model kind's adapter keys: these, `entropy` where its sampler takes it, and those its record adds.
 _GENERATOR = {"checkpoint": _STR, "tokenizer": _STR, "sampler": Opt(dict), "checkpoint_sha256": SHA256,
               "tokenizer_sha256": SHA256, "allow_other_tokenizer": _BOOL}  # the tokenizer differs on purpose
-# The adapters that are not a model kind, with their keys and family.
+# The adapters that are not a model kind, with their keys and family (more: grn_eval.adapters.register_adapter).
 OTHER_ADAPTERS = {
     "tokenizer": {"checkpoint": _STR, "checkpoint_sha256": SHA256},
     "npz": {"path": _STR, "sha256": SHA256},
-    "identity": {},
 }
-OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external", "identity": "external"}
+OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external"}
 MODEL_COMMON = {"name": _STR, "adapter": _STR, "family": _STR, "label": _STR}
 
 
@@ -180,8 +179,8 @@ class Suite:
         return hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()
 
     @property
-    def kind(self) -> str:
-        return "reconstruction" if "reconstruction" in metric_registry.kinds_of(self.metrics) else "generation"
+    def task(self) -> str:
+        return "reconstruction" if "reconstruction" in metric_registry.tasks_of(self.metrics) else "generation"
 
 
 # ---------------------------------------------------------------------------------------
@@ -234,11 +233,17 @@ def _check(path, where: str, value, opt: Opt, ctx: dict) -> None:
             raise bad(f"{value!r} is not strictly increasing")
 
 
+# Keys an older grn-eval accepted, and what they are called now (named in the unknown-key message).
+RENAMED_KEYS = {"cfg": "guidance", "cfg_interval": "guidance_interval"}
+
+
 def _check_keys(path, where: str, given: dict, allowed) -> None:
     unknown = sorted(set(given) - set(allowed))
     if unknown:
+        now = RENAMED_KEYS.get(unknown[0])
+        hint = f" (renamed '{now}')" if now in allowed else ""
         raise _err(path, f"{where}.{unknown[0]}" if where else unknown[0],
-                   f"unknown key; allowed: {sorted(allowed)}")
+                   f"unknown key{hint}; allowed: {sorted(allowed)}")
 
 
 def _check_all(path, where: str, given: dict, opts: dict[str, Opt], ctx: dict) -> None:
@@ -420,8 +425,8 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
             raise _err(path, f"metrics.{m}", "a mapping of options (or empty)")
         _check_all(path, f"metrics.{m}", opts, spec.options, ctx)
         metrics[m] = opts
-    if {"reconstruction", "generation"} <= metric_registry.kinds_of(metrics):  # "both" (latency) goes with either
-        recon = ", ".join(s.key for s in metric_registry.specs() if s.kind == "reconstruction")
+    if {"reconstruction", "generation"} <= metric_registry.tasks_of(metrics):  # "both" (latency) goes with either
+        recon = ", ".join(s.key for s in metric_registry.specs() if s.task == "reconstruction")
         raise _err(path, "metrics", f"mixes reconstruction metrics ({recon}) with generation metrics; use two suites")
 
     reference = data.get("reference") or {}

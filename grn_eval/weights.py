@@ -23,11 +23,11 @@ import json
 import os
 import pickle
 import re
+import tempfile
 import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 
 import torch
 from filelock import FileLock
@@ -279,12 +279,19 @@ class InceptionAsset(FileAsset):
 
     @staticmethod
     def _skeleton() -> nn.Module:
-        # torch-fidelity's constructor always loads weights; build the bare network with loading stubbed out
-        from torch_fidelity import feature_extractor_inceptionv3 as fe
+        """The bare network (key names and shapes, the order of its convolutions) that the carrier's
+        weights are mapped onto. torch-fidelity's constructor always loads weights, from its URL unless it
+        is given a file: it gets an empty file, and a subclass that keeps the network as built."""
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-        with mock.patch.object(fe, "load_state_dict_from_url", return_value={}), \
-                mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", return_value=None):
-            return fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+        class Bare(FeatureExtractorInceptionV3):
+            def load_state_dict(self, state_dict, strict=True, assign=False):
+                return None  # structure only; the converted weights are checked against it below
+
+        with tempfile.TemporaryDirectory() as d:
+            empty = Path(d) / "empty.pt"
+            torch.save({}, empty)
+            return Bare("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
 
     def convert_from_carrier(self, carrier_path: Path, dst: Path) -> None:
         with warnings.catch_warnings():

@@ -5,6 +5,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from tests import identity_adapter  # noqa: E402  (after the environment is set)
+
+identity_adapter.register()  # `adapter: identity` in the test suites
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

@@ -48,7 +48,7 @@ def test_ar_causality():
 def test_ar_sampling_with_and_without_cache_agree():
     model = _perturb(build_ar(hidden=32, depth=2, heads=2))
     y = torch.tensor([1, 2])
-    cfg = ARSamplerConfig(temperature=1.0, top_k=8, cfg=1.5)
+    cfg = ARSamplerConfig(temperature=1.0, top_k=8, guidance=1.5)
     a, tr = sample_ar(model, y, cfg, sample_generators([1, 2]))
     b, _ = decode_raster(model, y, cfg, sample_generators([1, 2]), use_cache=False)
     assert torch.equal(a, b) and a.shape == (2, 4, 8, 8) and len(tr.nfe) == 64
@@ -57,7 +57,7 @@ def test_ar_sampling_with_and_without_cache_agree():
 def test_maskgit_schedule_is_followed_exactly():
     model = _perturb(build_maskgit(hidden=32, depth=2, heads=2))
     steps, n = 8, 4 * 8 * 8
-    z, tr = sample_maskgit(model, torch.tensor([0, 5]), MaskGITSamplerConfig(steps=steps, cfg=2.0),
+    z, tr = sample_maskgit(model, torch.tensor([0, 5]), MaskGITSamplerConfig(steps=steps, guidance=2.0),
                            sample_generators([1, 2]))
     want = [math.floor(math.cos(math.pi / 2 * (s + 1) / steps) * n + 1e-9) for s in range(steps)]
     assert [m[0] for m in tr.masked] == want and [m[1] for m in tr.masked] == want
@@ -114,9 +114,10 @@ def test_flow_constant_field_is_exact_and_sampling_runs():
     x1, _ = integrate(lambda x, t: torch.ones_like(x), torch.zeros(1, 2), 7, "euler")
     assert torch.allclose(x1, torch.ones(1, 2))
     model = _perturb(build_flow(hidden=32, depth=2, heads=2))
-    z, tr = sample_flow(model, torch.tensor([1, 2]), FlowSamplerConfig(steps=5, cfg=2.0), sample_generators([1, 2]))
+    guided = FlowSamplerConfig(steps=5, guidance=2.0)
+    z, tr = sample_flow(model, torch.tensor([1, 2]), guided, sample_generators([1, 2]))
     assert z.shape == (2, 4, 8, 8) and torch.isfinite(z).all()
-    again, _ = sample_flow(model, torch.tensor([1, 2]), FlowSamplerConfig(steps=5, cfg=2.0), sample_generators([1, 2]))
+    again, _ = sample_flow(model, torch.tensor([1, 2]), guided, sample_generators([1, 2]))
     assert torch.equal(z, again)
     loss = model.loss(torch.rand(2, 4, 8, 8) * 2 - 1, torch.tensor([1, 2]), torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)

@@ -34,6 +34,7 @@ from grn.sampling import (
 )
 from grn_eval import adapters as A
 from grn_eval import suite as S
+from tests.identity_adapter import IdentityAdapter
 
 CKPT = Path(__file__).resolve().parents[1] / "grn" / "checkpoints"
 TOK = CKPT / "tokenizer_mnist.pt"
@@ -81,7 +82,7 @@ def test_an_incomplete_record_is_refused():
     with pytest.raises(ValueError, match="sampler_options: one entry per sampler setting"):
         register(dataclasses.replace(grn, name="x", sampler_options={"steps": {}}))
 
-    def positional(model, cond, cfg, generators, entropy=None, uncond=None, callback=None):
+    def positional(model, cond, sampler, generators, entropy=None, uncond=None, callback=None):
         pass
 
     with pytest.raises(ValueError, match="sample: sample"):
@@ -95,7 +96,7 @@ def _parameters(fn):
 
 def test_every_sampler_has_the_same_signature():
     want = _parameters(refine)
-    assert [n for n, _, _ in want] == ["model", "cond", "cfg", "generators", "entropy", "uncond", "callback"]
+    assert [n for n, _, _ in want] == ["model", "cond", "sampler", "generators", "entropy", "uncond", "callback"]
     for name, kind in KINDS.items():
         assert _parameters(kind.sample) == want, name
 
@@ -112,7 +113,7 @@ def test_every_sampler_returns_the_one_trace_and_calls_back_each_step(name):
     assert isinstance(trace, Trace) and torch.equal(out, again)  # observing changes nothing
     assert [s["i"] for s in seen] == list(range(len(trace.nfe))) and trace.active == [2] * len(seen)
     assert all({"i", "x", "active", "nfe"} <= set(s) for s in seen) and trace.steps_used == [len(seen)] * 2
-    assert out.shape[1:] == (model.latent_shape if kind.output == "latent" else model.token_shape)
+    assert tuple(out.shape[1:]) == kind.output_shape(model)
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(TINY_SIZE) if not KINDS[n].entropy])
@@ -140,7 +141,7 @@ def test_baseline_trace_dicts_carry_only_their_series():
 # Adapters: capabilities are flags of a typed Protocol
 # ---------------------------------------------------------------------------------------
 
-ALL_ADAPTERS = [A.GeneratorAdapter, A.T2IAdapter, A.NpzAdapter, A.TokenizerAdapter, A.IdentityAdapter]
+ALL_ADAPTERS = [A.GeneratorAdapter, A.T2IAdapter, A.NpzAdapter, A.TokenizerAdapter, IdentityAdapter]
 PROTOCOL_STUBS = {A.ModelAdapter, A.GenerationAdapter, A.SeedSampler, A.StoredSamples, A.Prompted,
                   A.ReconstructionAdapter}
 
@@ -156,8 +157,8 @@ def test_adapters_implement_the_protocol_their_flags_name(cls):
     def declares(protocol) -> bool:  # the protocols are not runtime-checkable (no probing): read the bases
         return protocol in cls.__mro__
 
-    assert _implements(cls, "provenance") and cls.kind in ("generation", "reconstruction")
-    if cls.kind == "reconstruction":
+    assert _implements(cls, "provenance") and cls.task in ("generation", "reconstruction")
+    if cls.task == "reconstruction":
         assert declares(A.ReconstructionAdapter) and _implements(cls, "reconstruct")
         return
     assert declares(A.GenerationAdapter) and _implements(cls, "prepare")
@@ -211,14 +212,14 @@ class ConstantModel(nn.Module):
 
 
 @torch.no_grad()
-def sample_constant(model, cond, cfg, generators, *, entropy=None, uncond=None, callback=None):
+def sample_constant(model, cond, sampler, generators, *, entropy=None, uncond=None, callback=None):
     refuse("constant", entropy=entropy, uncond=uncond)
     trace, everyone = Trace(), torch.arange(len(cond))
     notify = notifier(lambda s: (trace.nfe.append(s["nfe"]), trace.active.append(len(s["active"]))), callback)
-    for i in range(cfg.steps):
+    for i in range(sampler.steps):
         x = categorical(torch.softmax(model(cond), dim=1), uniform(generators, model.token_shape, cond.device))
         notify({"i": i, "active": everyone, "x": x, "nfe": 1})
-    trace.steps_used = [cfg.steps] * len(cond)
+    trace.steps_used = [sampler.steps] * len(cond)
     return x, trace
 
 
@@ -262,8 +263,8 @@ def test_a_new_kind_is_one_record(tmp_path, tmp_cache, capsys, constant_kind):
     assert cli.main(["validate", str(path)]) == 0 and "ok" in capsys.readouterr().out
     suite = S.load_suite(path)
     assert [(m.name, m.family) for m in suite.models] == [(f"C[sampler.steps={n}]", "test") for n in (1, 2)]
-    with pytest.raises(S.SuiteError, match=r"sampler.cfg: unknown key; allowed: \['steps'\]"):
-        S.load_suite(_constant_suite(tmp_path, cfg=2.0))
+    with pytest.raises(S.SuiteError, match=r"sampler.guidance: unknown key; allowed: \['steps'\]"):
+        S.load_suite(_constant_suite(tmp_path, guidance=2.0))
     with pytest.raises(S.SuiteError, match=r"sampler.steps: 0 is out of range; allowed: int >= 1"):
         S.load_suite(_constant_suite(tmp_path, steps=0))
 
@@ -281,3 +282,21 @@ def test_a_new_kind_is_one_record(tmp_path, tmp_cache, capsys, constant_kind):
     # and the runner: entropy-vs-steps from the one Trace
     rows = Runner(suite, run_dir=tmp_path / "run", progress=False).run()["rows"]
     assert [(r["metric"], r["value"]) for r in rows] == [("mean_steps", 2.0)]
+
+
+def test_an_adapter_that_is_not_a_model_kind_is_registered_once(tmp_path):
+    """Registration is how `identity` (tests/identity_adapter.py) becomes a suite adapter; taken names and a
+    class without a task are refused, and an unregistered adapter is an unknown one again."""
+    with pytest.raises(ValueError, match="already registered"):
+        A.register_adapter("identity", IdentityAdapter, options={}, family="external")
+    with pytest.raises(ValueError, match="already registered"):
+        A.register_adapter("grn", IdentityAdapter, options={}, family="external")
+    with pytest.raises(ValueError, match="says no task"):
+        A.register_adapter("t_none", object, options={}, family="external")
+    A.register_adapter("t_echo", IdentityAdapter, options={"note": S.Opt(str)}, family="echo")
+    try:
+        assert S.adapter_options()["t_echo"] == {"note": S.Opt(str)} and S.default_family("t_echo") == "echo"
+        assert A.adapter_class("t_echo") is IdentityAdapter
+    finally:
+        A.unregister_adapter("t_echo")
+    assert "t_echo" not in S.adapter_options() and "t_echo" not in A.OTHER_ADAPTERS

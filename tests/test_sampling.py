@@ -50,8 +50,8 @@ def test_schedules():
 
 def test_presets_are_the_released_settings():
     b = PRESETS["GRN-B-imagenet"]
-    assert (b.steps, b.temperature, b.cfg, b.cfg_interval) == (50, 1.31, 2.35, (0.44, 1.0))
-    assert PRESETS["GRN-L-imagenet"].cfg_interval[0] == 0.42
+    assert (b.steps, b.temperature, b.guidance, b.guidance_interval) == (50, 1.31, 2.35, (0.44, 1.0))
+    assert PRESETS["GRN-L-imagenet"].guidance_interval[0] == 0.42
 
 
 @pytest.mark.parametrize("monotone", [False, True])
@@ -67,13 +67,13 @@ def test_oracle_returns_the_target_code(monotone):
 def test_cfg_scale_one_equals_plain_conditional():
     model = _noisy_model()
     y = torch.tensor([1, 2, 3])
-    a, _ = refine(model, y, SamplerConfig(steps=6, cfg=1.0, temperature=1.1), sample_generators([5, 6, 7]))
+    a, _ = refine(model, y, SamplerConfig(steps=6, guidance=1.0, temperature=1.1), sample_generators([5, 6, 7]))
     # guidance outside its interval is plain conditional sampling too
-    b, tb = refine(model, y, SamplerConfig(steps=6, cfg=3.0, cfg_interval=(2.0, 3.0), temperature=1.1),
+    b, tb = refine(model, y, SamplerConfig(steps=6, guidance=3.0, guidance_interval=(2.0, 3.0), temperature=1.1),
                    sample_generators([5, 6, 7]))
     assert torch.equal(a, b) and tb.nfe == [1] * 6
     # guidance active at some steps is counted twice and changes the result
-    c, tc = refine(model, y, SamplerConfig(steps=6, cfg=3.0, cfg_interval=(0.4, 0.6), temperature=1.1),
+    c, tc = refine(model, y, SamplerConfig(steps=6, guidance=3.0, guidance_interval=(0.4, 0.6), temperature=1.1),
                    sample_generators([5, 6, 7]))
     assert tc.nfe == [1, 1, 1, 2, 1, 1]  # only t = 0.5 lies inside (0.4, 0.6)
     assert not torch.equal(a, c)
@@ -93,7 +93,7 @@ def test_guidance_formula_with_scale_one_is_the_conditional():
 
 def test_deterministic_and_batch_independent():
     model = _noisy_model(1)
-    cfg = SamplerConfig(steps=8, cfg=2.0, cfg_interval=(0.3, 1.0), temperature=1.2)
+    cfg = SamplerConfig(steps=8, guidance=2.0, guidance_interval=(0.3, 1.0), temperature=1.2)
     y = torch.tensor([3, 1, 4, 1])
     a, _ = refine(model, y, cfg, sample_generators([11, 12, 13, 14]))
     b, _ = refine(model, y, cfg, sample_generators([11, 12, 13, 14]))
@@ -198,7 +198,7 @@ def test_negative_lower_bound_is_power_cos_guidance():
 
 def test_power_cos_sampling_runs_with_one_pass_at_t_zero():
     model = _noisy_model(4)
-    _, tr = refine(model, torch.tensor([1, 2]), SamplerConfig(steps=4, cfg=2.0, cfg_interval=(-1.0, 1.0)),
+    _, tr = refine(model, torch.tensor([1, 2]), SamplerConfig(steps=4, guidance=2.0, guidance_interval=(-1.0, 1.0)),
                    sample_generators([1, 2]))
     assert tr.nfe == [1, 2, 2, 2]  # the ramp is 0 at t = 0: the guided logits are the conditional ones
 

@@ -25,7 +25,7 @@ reference: {dataset: ref}
 
 def test_minimal_suite_loads_with_defaults(tmp_path):
     s = load_suite(_write(tmp_path, BASE))
-    assert s.name == "t" and s.kind == "reconstruction" and s.seeds == (0,) and len(s.models) == 1
+    assert s.name == "t" and s.task == "reconstruction" and s.seeds == (0,) and len(s.models) == 1
     assert len(s.hash) == 64
 
 
@@ -61,13 +61,13 @@ def test_grid_expansion_and_pairs_stay_whole(tmp_path):
     text = BASE.replace("psnr: {}", "fid: {}").replace(
         "{name: ident, adapter: identity}",
         "{name: grn, adapter: grn, checkpoint: g.pt, tokenizer: g.pt, "
-        "sampler: {steps: [10, 20], monotone: [false, true], cfg_interval: [0.44, 1.0]}}")
+        "sampler: {steps: [10, 20], monotone: [false, true], guidance_interval: [0.44, 1.0]}}")
     s = load_suite(_write(tmp_path, text))
     assert [m.name for m in s.models] == ["grn[sampler.steps=10,sampler.monotone=False]",
                                           "grn[sampler.steps=10,sampler.monotone=True]",
                                           "grn[sampler.steps=20,sampler.monotone=False]",
                                           "grn[sampler.steps=20,sampler.monotone=True]"]
-    assert all(m.options["sampler"]["cfg_interval"] == [0.44, 1.0] for m in s.models)
+    assert all(m.options["sampler"]["guidance_interval"] == [0.44, 1.0] for m in s.models)
     with pytest.raises(SuiteError, match=r"sampler.steps\[1\]: expected int"):
         load_suite(_write(tmp_path, text.replace("[10, 20]", "[10, x]")))
 

@@ -41,23 +41,24 @@ REFUSED = [
     ("temperature-empty-grid", model(sampler={"steps": 10, "temperature": []}), "models[0].sampler.temperature"),
     ("steps-grid-element", model(sampler={"steps": [10, 0]}), "models[0].sampler.steps[1]"),
     ("checkpoint-empty-grid", model(checkpoint=[]), "models[0].checkpoint"),
-    ("cfg-negative", model(sampler={"cfg": -0.5}), "models[0].sampler.cfg"),
-    ("cfg-grid-element", model(sampler={"cfg": [1.0, -1.0]}), "models[0].sampler.cfg[1]"),
+    ("guidance-negative", model(sampler={"guidance": -0.5}), "models[0].sampler.guidance"),
+    ("guidance-grid-element", model(sampler={"guidance": [1.0, -1.0]}), "models[0].sampler.guidance[1]"),
     ("temperature-0", model(sampler={"temperature": 0}), "models[0].sampler.temperature"),
     ("top_k-0", model(adapter="ar", sampler={"top_k": 0}), "models[0].sampler.top_k"),
     ("choice_temperature-negative", model(adapter="maskgit", sampler={"choice_temperature": -1}),
      "models[0].sampler.choice_temperature"),
-    ("cfg_interval-one-number", model(sampler={"cfg_interval": [0.5]}), "models[0].sampler.cfg_interval"),
-    ("cfg_interval-three-numbers", model(sampler={"cfg_interval": [0.1, 0.5, 1.0]}),
-     "models[0].sampler.cfg_interval"),
-    ("cfg_interval-empty", model(sampler={"cfg_interval": []}), "models[0].sampler.cfg_interval"),
-    ("cfg_interval-lo-above-hi", model(sampler={"cfg_interval": [0.8, 0.4]}), "models[0].sampler.cfg_interval"),
-    ("cfg_interval-lo-equals-hi", model(sampler={"cfg_interval": [0.5, 0.5]}), "models[0].sampler.cfg_interval"),
-    ("cfg_interval-not-a-number", model(sampler={"cfg_interval": ["a", 1.0]}), "models[0].sampler.cfg_interval[0]"),
-    ("cfg_interval-grid-element", model(sampler={"cfg_interval": [[0.0, 1.0], [1.0, 0.0]]}),
-     "models[0].sampler.cfg_interval[1]"),
-    ("flow-cfg_interval-negative-lo", model(adapter="flow", sampler={"cfg_interval": [-0.5, 1.0]}),
-     "models[0].sampler.cfg_interval[0]"),
+    ("interval-one-number", model(sampler={"guidance_interval": [0.5]}), "models[0].sampler.guidance_interval"),
+    ("interval-three-numbers", model(sampler={"guidance_interval": [0.1, 0.5, 1.0]}),
+     "models[0].sampler.guidance_interval"),
+    ("interval-empty", model(sampler={"guidance_interval": []}), "models[0].sampler.guidance_interval"),
+    ("interval-lo-above-hi", model(sampler={"guidance_interval": [0.8, 0.4]}), "models[0].sampler.guidance_interval"),
+    ("interval-lo-equals-hi", model(sampler={"guidance_interval": [0.5, 0.5]}), "models[0].sampler.guidance_interval"),
+    ("interval-not-a-number", model(sampler={"guidance_interval": ["a", 1.0]}),
+     "models[0].sampler.guidance_interval[0]"),
+    ("interval-grid-element", model(sampler={"guidance_interval": [[0.0, 1.0], [1.0, 0.0]]}),
+     "models[0].sampler.guidance_interval[1]"),
+    ("flow-interval-negative-lo", model(adapter="flow", sampler={"guidance_interval": [-0.5, 1.0]}),
+     "models[0].sampler.guidance_interval[0]"),
     ("schedule-misspelt", model(sampler={"schedule": "cosin"}), "models[0].sampler.schedule"),
     ("t2i-cosine-1-step", model(sampler={"schedule": "t2i-cosine", "steps": 1}), "models[0].sampler.steps"),
     ("t2i-preset-1-step", model(sampler={"preset": "GRN-2B-t2i", "steps": [4, 1]}), "models[0].sampler.steps[1]"),
@@ -148,6 +149,12 @@ def test_command_line_overrides_are_checked_too(tmp_path, overrides, key):
     _assert_refused(*_load(tmp_path, {}, overrides=overrides), key)
 
 
+def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
+    p, load = _load(tmp_path, model(sampler={"steps": 10, "cfg": 3.0}))
+    with pytest.raises(SuiteError, match=r"models\[0\]\.sampler\.cfg: unknown key \(renamed 'guidance'\); allowed"):
+        load()
+
+
 def test_bounds_named_in_the_message(tmp_path):
     with pytest.raises(SuiteError, match=re.escape("subset_size: 101 is out of range; allowed: int >= 2 and <= "
                                                    "n_samples (= 100)")):
@@ -158,7 +165,7 @@ def test_bounds_named_in_the_message(tmp_path):
 
 def test_values_at_the_edges_and_new_keys_are_accepted(tmp_path):
     gen = model(checkpoint_sha256=HEX, tokenizer_sha256=HEX, allow_other_tokenizer=True,
-                sampler={"steps": [1, 2], "cfg": 0, "temperature": 0.01, "cfg_interval": [-1.0, 1.0]},
+                sampler={"steps": [1, 2], "guidance": 0, "temperature": 0.01, "guidance_interval": [-1.0, 1.0]},
                 entropy={"warmup": 1, "t_min": 2, "t_max": 2})
     s = load_suite(_load(tmp_path, {**gen, "seeds": [0, 7], "allow_low_range": True, "metrics": {
         "kid": {"subsets": 1, "subset_size": 100}, "prc": {"k": 99}, "isc": {"splits": 100},
@@ -167,7 +174,7 @@ def test_values_at_the_edges_and_new_keys_are_accepted(tmp_path):
     assert s.allow_low_range is True and s.seeds == (0, 7) and len(s.models) == 2
     assert s.models[0].options["checkpoint_sha256"] == HEX and s.models[0].options["allow_other_tokenizer"] is True
     assert load_suite(_load(tmp_path, model(sampler={"preset": "GRN-2B-t2i", "steps": 2}))[0]).allow_low_range is False
-    flow = model(adapter="flow", sampler={"method": "euler", "cfg_interval": [0.0, 1.0]})
+    flow = model(adapter="flow", sampler={"method": "euler", "guidance_interval": [0.0, 1.0]})
     assert load_suite(_load(tmp_path, flow)[0]).models[0].options["sampler"]["method"] == "euler"
     tok = model(adapter="tokenizer", tokenizer=None, sampler=None, checkpoint_sha256=HEX)
     npz = {"models": [{"name": "n", "adapter": "npz", "path": "s.npz", "sha256": HEX}]}

@@ -96,8 +96,8 @@ def test_cfg_scale_one_equals_plain_conditional():
         lc, guided = guided_logits(m, z, t, ids, 1.0, (0.0, 2.0))
         assert torch.equal(guided, m(z, t, ids))
     base = dataclasses.replace(PRESETS["GRN-2B-t2i"], steps=6)
-    a, ta = refine(m, ids, dataclasses.replace(base, cfg=1.0), sample_generators([1, 2, 3]))
-    b, tb = refine(m, ids, dataclasses.replace(base, cfg_interval=(2.0, 3.0)), sample_generators([1, 2, 3]))
+    a, ta = refine(m, ids, dataclasses.replace(base, guidance=1.0), sample_generators([1, 2, 3]))
+    b, tb = refine(m, ids, dataclasses.replace(base, guidance_interval=(2.0, 3.0)), sample_generators([1, 2, 3]))
     assert torch.equal(a, b) and ta.nfe == tb.nfe == [1] * 6
     c, tc = refine(m, ids, base, sample_generators([1, 2, 3]))
     assert tc.nfe == [2] * 6 and not torch.equal(a, c)
@@ -181,7 +181,7 @@ def test_open_clip_text_tower_is_frozen_and_outside_the_state_dict():
     tiny = open_clip.CLIP(embed_dim=16, vision_cfg={"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,
                                                     "head_width": 16},
                           text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1})
-    cfg = TextConfig(kind="open_clip")
+    cfg = TextConfig(encoder="open_clip")
     enc = OpenCLIPTextEncoder(cfg, tower=tiny, tokenizer=lambda p: open_clip.get_tokenizer("ViT-B-32")(p))
     m = T2IGRN(T2IConfig(hidden=32, depth=1, heads=2, bottleneck=16, grid=8, latent_channels=4, text=cfg),
                text_encoder=enc)

@@ -52,11 +52,11 @@ class ARConfig:
 class ARSamplerConfig:
     temperature: float = 1.0
     top_k: int | None = None
-    cfg: float = 1.0
+    guidance: float = 1.0  # the classifier-free guidance scale (1: no guidance)
 
 
 # What a suite may set (as grn.sampling.SAMPLER_OPTIONS: ranges here, type and default from ARSamplerConfig)
-SAMPLER_OPTIONS = {"temperature": TEMPERATURE, "top_k": {"min": 1}, "cfg": GUIDANCE}
+SAMPLER_OPTIONS = {"temperature": TEMPERATURE, "top_k": {"min": 1}, "guidance": GUIDANCE}
 
 
 class ARModel(nn.Module):
@@ -111,12 +111,12 @@ class ARModel(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
-def sample_ar(model: ARModel, cond: torch.Tensor, cfg: ARSamplerConfig, generators: list[torch.Generator], *,
+def sample_ar(model: ARModel, cond: torch.Tensor, sampler: ARSamplerConfig, generators: list[torch.Generator], *,
               entropy=None, uncond=None, callback=None) -> tuple[torch.Tensor, Trace]:
     """Tokens [B, d, h, w] position by position in raster order, and the trace (conditional entropy per
     position, NFE). `callback` gets each position's info: i, active, logits_cond, probs, x (the position's labels)."""
     refuse("ar", entropy=entropy, uncond=uncond)
-    return decode_raster(model, cond, cfg, generators, callback)
+    return decode_raster(model, cond, sampler, generators, callback)
 
 
 def _step_input(model: ARModel, seq, i: int, cached: bool) -> torch.Tensor:
@@ -134,11 +134,11 @@ def _position_logits(model: ARModel, i: int, cache: KVCache | None):
     return forward
 
 
-def _probs(logits: torch.Tensor, cfg: ARSamplerConfig) -> torch.Tensor:
+def _probs(logits: torch.Tensor, sampler: ARSamplerConfig) -> torch.Tensor:
     """Tempered, top-k truncated probabilities over the last dim."""
-    logits = logits / cfg.temperature
-    if cfg.top_k is not None:
-        kth = logits.topk(cfg.top_k, dim=-1).values[..., -1:]
+    logits = logits / sampler.temperature
+    if sampler.top_k is not None:
+        kth = logits.topk(sampler.top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     return torch.softmax(logits.float(), dim=-1)
 
@@ -153,7 +153,7 @@ def _record(trace: Trace, k: int, s: dict) -> None:
 
 
 @torch.no_grad()
-def decode_raster(model: ARModel, y: torch.Tensor, cfg: ARSamplerConfig, generators: list[torch.Generator],
+def decode_raster(model: ARModel, y: torch.Tensor, sampler: ARSamplerConfig, generators: list[torch.Generator],
                   callback=None, use_cache: bool = True) -> tuple[torch.Tensor, Trace]:
     """`sample_ar`, with the choice of recomputing the whole prefix each position (`use_cache=False`,
     to check the cache)."""
@@ -167,9 +167,9 @@ def decode_raster(model: ARModel, y: torch.Tensor, cfg: ARSamplerConfig, generat
     notify = notifier(partial(_record, trace, k), callback)
     for i in range(length):
         x = _step_input(model, seq, i, use_cache)
-        lc, logits = guide(_position_logits(model, i, cache), x, t, y, null, cfg.cfg)
+        lc, logits = guide(_position_logits(model, i, cache), x, t, y, null, sampler.guidance)
         check_finite([("logits", logits)], f"AR position {i}")
-        probs = _probs(logits, cfg)  # [B, d, K]
+        probs = _probs(logits, sampler)  # [B, d, K]
         seq[:, i] = categorical(probs, uniform(generators, d, y.device), dim=-1)
         notify({"i": i, "active": everyone, "logits_cond": lc, "probs": probs, "x": seq[:, i],
                 "nfe": 2 if logits is not lc else 1})

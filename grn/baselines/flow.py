@@ -21,7 +21,7 @@ from grn.sampling import (
     Trace,
     drop_condition,
     guide,
-    in_cfg_interval,
+    in_guidance_interval,
     notifier,
     null_condition,
     per_sample,
@@ -51,15 +51,15 @@ class FlowConfig:
 class FlowSamplerConfig:
     steps: int = 50
     method: str = "heun"  # 'euler' or 'heun'
-    cfg: float = 1.0
-    cfg_interval: tuple[float, float] = (0.0, 1.0)  # the official rule: grn.sampling.in_cfg_interval
+    guidance: float = 1.0  # the classifier-free guidance scale (1: no guidance)
+    guidance_interval: tuple[float, float] = (0.0, 1.0)  # the official rule: grn.sampling.in_guidance_interval
 
 
 METHODS = ("euler", "heun")
 # What a suite may set (as grn.sampling.SAMPLER_OPTIONS: ranges here, type and default from the config)
 SAMPLER_OPTIONS = {
-    "steps": STEPS, "method": {"choices": METHODS}, "cfg": GUIDANCE,
-    "cfg_interval": {"min": 2, "max": 2, "increasing": True, "why": "[lo, hi]",
+    "steps": STEPS, "method": {"choices": METHODS}, "guidance": GUIDANCE,
+    "guidance_interval": {"min": 2, "max": 2, "increasing": True, "why": "[lo, hi]",
                      "item": {"min": 0, "why": "power-cos guidance (lo < 0) is for GRN samplers only"}},
 }
 
@@ -110,22 +110,22 @@ class FlowModel(nn.Module):
 
 
 @torch.no_grad()
-def sample_flow(model: FlowModel, cond: torch.Tensor, cfg: FlowSamplerConfig, generators: list[torch.Generator], *,
+def sample_flow(model: FlowModel, cond: torch.Tensor, sampler: FlowSamplerConfig, generators: list[torch.Generator], *,
                 entropy=None, uncond=None, callback=None) -> tuple[torch.Tensor, Trace]:
     """Continuous latents [B, d, h, w] integrated from Gaussian noise, and the trace (NFE per step).
     `callback` gets each step's info: i, active, t, t_next, x."""
     refuse("flow", entropy=entropy, uncond=uncond)
     eps = per_sample(lambda g: torch.randn(model.latent_shape, generator=g, device=g.device), generators, cond.device)
     null = null_condition(model, cond)
-    return integrate(lambda x, t: guided_velocity(model, x, t, cond, null, cfg), eps, cfg.steps, cfg.method,
+    return integrate(lambda x, t: guided_velocity(model, x, t, cond, null, sampler), eps, sampler.steps, sampler.method,
                      callback=callback)
 
 
-def guided_velocity(model: FlowModel, x, t, y, null, cfg: FlowSamplerConfig):
-    """The velocity at scalar t, guided where t lies in the CFG interval (grn.sampling.in_cfg_interval)."""
+def guided_velocity(model: FlowModel, x, t, y, null, sampler: FlowSamplerConfig):
+    """The velocity at scalar t, guided where t lies in the CFG interval (grn.sampling.in_guidance_interval)."""
     tt = torch.full((len(x),), float(t), device=x.device)
-    inside = cfg.cfg != 1.0 and bool(in_cfg_interval(torch.tensor(float(t)), cfg.cfg_interval))
-    return guide(model, x, tt, y, null, cfg.cfg if inside else 1.0)[1]
+    inside = sampler.guidance != 1.0 and bool(in_guidance_interval(torch.tensor(float(t)), sampler.guidance_interval))
+    return guide(model, x, tt, y, null, sampler.guidance if inside else 1.0)[1]
 
 
 def _record(trace: Trace, s: dict) -> None:

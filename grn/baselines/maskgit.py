@@ -57,11 +57,11 @@ class MaskGITSamplerConfig:
     steps: int = 12
     temperature: float = 1.0  # for sampling the tokens
     choice_temperature: float = 4.5  # Gumbel noise on the confidence, annealed linearly to 0
-    cfg: float = 1.0
+    guidance: float = 1.0  # the classifier-free guidance scale (1: no guidance)
 
 
 # What a suite may set (as grn.sampling.SAMPLER_OPTIONS: ranges here, type and default from the config)
-SAMPLER_OPTIONS = {"steps": STEPS, "temperature": TEMPERATURE, "choice_temperature": {"min": 0}, "cfg": GUIDANCE}
+SAMPLER_OPTIONS = {"steps": STEPS, "temperature": TEMPERATURE, "choice_temperature": {"min": 0}, "guidance": GUIDANCE}
 
 
 def gamma(r):
@@ -129,12 +129,12 @@ class MaskGITModel(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
-def _confidence(probs, pred, masked, g_u, cfg: MaskGITSamplerConfig, s: int) -> torch.Tensor:
+def _confidence(probs, pred, masked, g_u, sampler: MaskGITSamplerConfig, s: int) -> torch.Tensor:
     """Log-probability of each sampled label plus annealed Gumbel noise; +inf where already unmasked
     (those are never re-masked)."""
     conf = torch.log(probs.gather(1, pred.unsqueeze(1)).squeeze(1).clamp_min(1e-30))
     gumbel = -torch.log(-torch.log(g_u.clamp(1e-20, 1 - 1e-7)))
-    conf = conf + cfg.choice_temperature * (1 - (s + 1) / cfg.steps) * gumbel
+    conf = conf + sampler.choice_temperature * (1 - (s + 1) / sampler.steps) * gumbel
     return torch.where(masked, conf, torch.full_like(conf, float("inf")))
 
 
@@ -156,10 +156,10 @@ def _record(trace: Trace, model: MaskGITModel, s: dict) -> None:
 
 
 @torch.no_grad()
-def sample_maskgit(model: MaskGITModel, cond: torch.Tensor, cfg: MaskGITSamplerConfig,
+def sample_maskgit(model: MaskGITModel, cond: torch.Tensor, sampler: MaskGITSamplerConfig,
                    generators: list[torch.Generator], *, entropy=None, uncond=None,
                    callback=None) -> tuple[torch.Tensor, Trace]:
-    """Tokens [B, d, h, w] from a fully masked start in `cfg.steps` steps, and the trace (conditional entropy
+    """Tokens [B, d, h, w] from a fully masked start in `sampler.steps` steps, and the trace (conditional entropy
     of the masked elements, elements still masked, NFE). `callback` gets each step's info: i, active,
     masked_before, logits_cond, probs, x."""
     refuse("maskgit", entropy=entropy, uncond=uncond)
@@ -169,18 +169,18 @@ def sample_maskgit(model: MaskGITModel, cond: torch.Tensor, cfg: MaskGITSamplerC
     null, everyone = null_condition(model, cond), torch.arange(b)
     trace = Trace()
     notify = notifier(partial(_record, trace, model), callback)
-    for s in range(cfg.steps):
+    for s in range(sampler.steps):
         masked = z == model.mask_id
         t = 1 - masked.flatten(1).float().mean(1)  # the unmasked fraction, as GRN's clean fraction
-        lc, logits = guide(model, z, t, cond, null, cfg.cfg)
+        lc, logits = guide(model, z, t, cond, null, sampler.guidance)
         check_finite([("logits", logits)], f"MaskGIT step {s}")
-        probs = torch.softmax(logits.float() / cfg.temperature, dim=1)
+        probs = torch.softmax(logits.float() / sampler.temperature, dim=1)
         pred = torch.where(masked, categorical(probs, uniform(generators, shape, device)), z)
-        conf = _confidence(probs, pred, masked, uniform(generators, shape, device), cfg, s)
-        z = _remask(pred, conf, masked_count(s, cfg.steps, n), model.mask_id)
+        conf = _confidence(probs, pred, masked, uniform(generators, shape, device), sampler, s)
+        z = _remask(pred, conf, masked_count(s, sampler.steps, n), model.mask_id)
         notify({"i": s, "active": everyone, "masked_before": masked, "logits_cond": lc, "probs": probs, "x": z,
                 "nfe": 2 if logits is not lc else 1})
-    trace.steps_used = [cfg.steps] * b
+    trace.steps_used = [sampler.steps] * b
     return z, trace
 
 

@@ -61,7 +61,7 @@ def _clip_score(ctx) -> list[dict]:
 
 
 _MODEL, _TAG = W.load_manifest()["clip_defaults"][0].split("/")  # the manifest's first CLIP model
-register_metric(key="clip_score", kind="generation", version=VERSION, compute=_clip_score, order=60,
+register_metric(key="clip_score", task="generation", version=VERSION, compute=_clip_score, order=60,
                 options={"model": Opt(str, _MODEL), "tag": Opt(str, _TAG), "weights_path": Opt(str),
                          "prompts": Opt(list, min=1, item=Opt(str))},
                 rows=(Row("clip_score", "higher", "CLIP", 2),))

@@ -45,5 +45,5 @@ def _entropy(ctx) -> list[dict]:
     return [ctx.row("mean_steps", agg["mean_steps"], {"source": "sampler trace"}, agg)]
 
 
-register_metric(key="entropy", kind="generation", version=VERSION, compute=_entropy, order=70,
+register_metric(key="entropy", task="generation", version=VERSION, compute=_entropy, order=70,
                 rows=(Row("mean_steps", "lower", "steps", 1, floor=0.5),))

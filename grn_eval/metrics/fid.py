@@ -128,7 +128,7 @@ def _rfid(ctx) -> list[dict]:
                                           "sqrt_trace": terms.method}, _terms_extra(terms))]
 
 
-register_metric(key="fid", kind="generation", version=VERSION, compute=_fid, order=10,
+register_metric(key="fid", task="generation", version=VERSION, compute=_fid, order=10,
                 options={"protocol": PROTOCOL}, rows=(Row("fid", "lower", "FID", 2, floor=0.5),))
-register_metric(key="rfid", kind="reconstruction", version=VERSION, compute=_rfid, order=40,
+register_metric(key="rfid", task="reconstruction", version=VERSION, compute=_rfid, order=40,
                 options={"protocol": PROTOCOL}, rows=(Row("rfid", "lower", "rFID", 2, floor=0.5),))

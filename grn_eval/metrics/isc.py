@@ -40,6 +40,6 @@ def _isc(ctx) -> list[dict]:
 
 
 # more splits than samples would leave empty splits
-register_metric(key="isc", kind="generation", version=VERSION, compute=_isc, order=40,
+register_metric(key="isc", task="generation", version=VERSION, compute=_isc, order=40,
                 options={"splits": Opt(int, 10, min=1, max="n_samples")},
                 rows=(Row("isc", "higher", "IS", 2, floor=0.2),))

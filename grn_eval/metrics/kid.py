@@ -60,7 +60,7 @@ def _kid(ctx) -> list[dict]:
 
 
 # Bounds against n_samples: a larger subset than there are samples would give a number without meaning.
-register_metric(key="kid", kind="generation", version=VERSION, compute=_kid, order=20,
+register_metric(key="kid", task="generation", version=VERSION, compute=_kid, order=20,
                 options={"subsets": Opt(int, 100, min=1), "subset_size": Opt(int, 1000, min=2, max="n_samples"),
                          "protocol": PROTOCOL},
                 rows=(Row("kid", "lower", "KID", 4, floor=0.002),))

@@ -50,7 +50,7 @@ def measure(generate, batch_size: int, device: torch.device, warmup: int = 1, re
 
 def _latency(ctx) -> list[dict]:
     # only models that generate batch by batch, and timed by one process (not beside the others under torchrun)
-    if ctx.adapter.kind != "generation" or not ctx.adapter.from_seeds or ctx.rank != 0:
+    if ctx.adapter.task != "generation" or not ctx.adapter.from_seeds or ctx.rank != 0:
         return []
     from grn_eval.runner import _device_name, sample_seed  # the runner imports the metrics, not the other way
 
@@ -67,6 +67,6 @@ def _latency(ctx) -> list[dict]:
 
 
 # "both": a reconstruction suite may time its generating models too; order: after every other metric
-register_metric(key="latency", kind="both", version=VERSION, compute=_latency, order=1000,
+register_metric(key="latency", task="both", version=VERSION, compute=_latency, order=1000,
                 options={"warmup": Opt(int, 1, min=0), "repeats": Opt(int, 3, min=1)},
                 rows=(Row("seconds_per_image", "lower", "s/img", 4),))

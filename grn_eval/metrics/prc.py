@@ -18,7 +18,7 @@ from grn_eval.options import Opt
 VERSION = "1"
 
 
-def _kth_radii(x: torch.Tensor, k: int, block: int) -> torch.Tensor:
+def kth_radii(x: torch.Tensor, k: int, block: int) -> torch.Tensor:
     out = []
     for s in range(0, len(x), block):
         d = torch.cdist(x[s : s + block], x)
@@ -39,7 +39,7 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, device="cpu
     if min(len(r), len(f)) <= k:
         raise UserError(f"precision/recall with k={k} needs more than {k} samples per side (metrics.prc.k); "
                         f"got {len(r)} reference and {len(f)} generated")
-    r_radii, f_radii = _kth_radii(r, k, block), _kth_radii(f, k, block)
+    r_radii, f_radii = kth_radii(r, k, block), kth_radii(f, k, block)
     precision = _inside(f, r, r_radii, block).double().mean().item()
     recall = _inside(r, f, f_radii, block).double().mean().item()
     return {"precision": precision, "recall": recall, "k": k}
@@ -55,7 +55,7 @@ def _prc(ctx) -> list[dict]:
 
 
 # k neighbours need more than k samples, else the radii have no meaning
-register_metric(key="prc", kind="generation", version=VERSION, compute=_prc, order=30,
+register_metric(key="prc", task="generation", version=VERSION, compute=_prc, order=30,
                 options={"k": Opt(int, 3, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL},
                 rows=(Row("precision", "higher", "Prec.", 3, floor=0.02),
                       Row("recall", "higher", "Rec.", 3, floor=0.02)))

@@ -59,6 +59,6 @@ def _prompt_accuracy(ctx) -> list[dict]:
 
 
 # classifier: a path, relative to the suite or the working directory
-register_metric(key="prompt_accuracy", kind="generation", version=VERSION, compute=_prompt_accuracy, order=50,
+register_metric(key="prompt_accuracy", task="generation", version=VERSION, compute=_prompt_accuracy, order=50,
                 options={"classifier": Opt(str, str(digit_classifier.DEFAULT_PATH))},
                 rows=(Row("prompt_accuracy", "higher", "Acc.", 2),))

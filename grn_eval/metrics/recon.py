@@ -73,11 +73,11 @@ def _lpips(ctx) -> list[dict]:
     return rows
 
 
-register_metric(key="psnr", kind="reconstruction", version=VERSION, compute=_psnr, order=10,
+register_metric(key="psnr", task="reconstruction", version=VERSION, compute=_psnr, order=10,
                 rows=(Row("psnr", "higher", "PSNR", 2, floor=0.1),))
-register_metric(key="ssim", kind="reconstruction", version=VERSION, compute=_ssim, order=20,
+register_metric(key="ssim", task="reconstruction", version=VERSION, compute=_ssim, order=20,
                 rows=(Row("ssim", "higher", "SSIM", 3, floor=0.005),))
-register_metric(key="lpips", kind="reconstruction", version=VERSION, compute=_lpips, order=30,
+register_metric(key="lpips", task="reconstruction", version=VERSION, compute=_lpips, order=30,
                 options={"nets": Opt(list, list(LPIPS_NETS), min=1, unique=True, item=Opt(str, choices=LPIPS_NETS))},
                 rows=tuple(Row(f"lpips_{net}", "lower", f"LPIPS-{net[0].upper()}", 3, floor=0.005)
                            for net in LPIPS_NETS))

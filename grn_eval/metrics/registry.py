@@ -1,11 +1,12 @@
 """The metric registry: one `MetricSpec` per metric holds everything about it.
 
 A metric module (grn_eval/metrics/<name>.py) declares its suite key, its options (`Opt`: type, range,
-default), the kind of suite it belongs to, the rows it writes (per row name: the better direction, the
-table label and digits, the gate's noise floor), its version and its compute function, and registers
-them with `register_metric`. Importing `grn_eval.metrics` imports every module of the package, so a new
-metric is one new file. Everything else reads from here: the suite loader validates options, the runner
-calls `compute` with a `MetricContext`, report / gate / tables take directions, floors, labels, digits.
+default), the task it measures (generation or reconstruction), the rows it writes (per row name: the
+better direction, the table label and digits, the gate's noise floor), its version and its compute
+function, and registers them with `register_metric`. Importing `grn_eval.metrics` imports every module
+of the package, so a new metric is one new file. Everything else reads from here: the suite loader
+validates options, the runner calls `compute` with a `MetricContext`, report / gate / tables take
+directions, floors, labels, digits.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import numpy as np
 from grn_eval.features import PROTOCOLS
 from grn_eval.options import Opt
 
-# "both": allowed in either kind of suite and run on every model (its compute skips models it cannot
-# measure, as latency skips models that do not generate)
-KINDS = ("generation", "reconstruction", "both")
+# The task a metric measures, which is also a suite's task. "both": allowed in a suite of either task and run
+# on every model (its compute skips models it cannot measure, as latency skips models that do not generate)
+TASKS = ("generation", "reconstruction", "both")
 DIRECTIONS = ("lower", "higher")
 PROTOCOL = Opt(str, "tf-inception", choices=PROTOCOLS)  # the Inception feature protocol of fid, rfid, kid, prc
 
@@ -42,7 +43,7 @@ class Row:
 @dataclass(frozen=True)
 class MetricSpec:
     key: str  # metrics.<key> in a suite
-    kind: str  # one of KINDS
+    task: str  # one of TASKS
     rows: tuple[Row, ...]
     version: str  # written into every row; bump it when the numbers change meaning
     compute: Callable[[MetricContext], list[dict]]  # rows made with MetricContext.row; [] when nothing applies
@@ -64,8 +65,8 @@ class MetricSpec:
         return out
 
     def runs_on(self, stage: str) -> bool:
-        """Whether the runner computes it on models of this kind ("generation" or "reconstruction")."""
-        return self.kind in (stage, "both")
+        """Whether the runner computes it on models of this task ("generation" or "reconstruction")."""
+        return self.task in (stage, "both")
 
 
 _SPECS: dict[str, MetricSpec] = {}
@@ -78,8 +79,8 @@ def _problems(spec: MetricSpec) -> list[str]:
         out.append("the key is a non-empty string")
     elif spec.key in _SPECS:
         out.append("already registered (unregister_metric it first)")
-    if spec.kind not in KINDS:
-        out.append(f"kind {spec.kind!r} is not one of {list(KINDS)}")
+    if spec.task not in TASKS:
+        out.append(f"task {spec.task!r} is not one of {list(TASKS)}")
     if not isinstance(spec.version, str) or not spec.version:
         out.append("the version is a non-empty string")
     if not callable(spec.compute):
@@ -149,8 +150,8 @@ def row(name) -> Row | None:
     return _ROWS.get(name) if isinstance(name, str) else None
 
 
-def kinds_of(keys) -> set[str]:
-    return {_SPECS[k].kind for k in keys if k in _SPECS}
+def tasks_of(keys) -> set[str]:
+    return {_SPECS[k].task for k in keys if k in _SPECS}
 
 
 def for_suite(metrics: Mapping, stage: str) -> list[MetricSpec]:
