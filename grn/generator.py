@@ -69,9 +69,8 @@ def onehot_input(tokens: torch.Tensor, k: int, dtype) -> torch.Tensor:
     return x.reshape(b, k * d, *rest).to(dtype)
 
 
-class RefinementTokens:
-    """What every GRN (class- or text-conditioned) shares, read from `self.cfg`: the token layout the
-    sampler sees, the corruption process and the distribution of t."""
+class TokenGeometry:
+    """What a token model shows its sampler, read from `self.cfg` (a TokenLayout)."""
 
     @property
     def token_shape(self):
@@ -80,6 +79,11 @@ class RefinementTokens:
     @property
     def token_classes(self) -> int:
         return self.cfg.token_classes
+
+
+class RefinementTokens(TokenGeometry):
+    """What every GRN (class- or text-conditioned) shares, read from `self.cfg`: the token layout the
+    sampler sees, the corruption process and the distribution of t."""
 
     @property
     def bit_rounds(self) -> int | None:

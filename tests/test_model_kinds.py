@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import yaml
 from torch import nn
 
 from grn import registry
+from grn.generator import TokenGeometry, TokenLayout
 from grn.registry import KINDS, ModelKind, register
 from grn.sampling import (
     STEPS,
@@ -176,12 +178,13 @@ def test_adapters_implement_the_protocol_their_flags_name(cls):
 
 
 @dataclass(frozen=True)
-class ConstantConfig:
+class ConstantConfig(TokenLayout):
     grid: int = 8
     latent_channels: int = 4
     rounds: int = 4
     num_classes: int = 10
     code: int = 5  # the label every element gets
+    layout: ClassVar[str] = "ind"
 
 
 @dataclass(frozen=True)
@@ -189,21 +192,13 @@ class ConstantSamplerConfig:
     steps: int = 1
 
 
-class ConstantModel(nn.Module):
+class ConstantModel(TokenGeometry, nn.Module):
     kind = "constant"
 
     def __init__(self, cfg: ConstantConfig):
         super().__init__()
         self.cfg = cfg
         self.scale = nn.Parameter(torch.tensor(50.0))  # how sure it is (a weight, so that checkpoints hold one)
-
-    @property
-    def token_shape(self):
-        return (self.cfg.latent_channels, self.cfg.grid, self.cfg.grid)
-
-    @property
-    def token_classes(self) -> int:
-        return 2**self.cfg.rounds
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
         """Logits [B, K, d, h, w] with all the mass on `cfg.code`, whatever the condition."""

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grn.backbone import Backbone, BackboneConfig, KVCache
+from grn.backbone import Backbone, KVCache
+from grn.baselines.config import TokenBaselineConfig
 from grn.errors import check_finite
-from grn.generator import onehot_input
+from grn.generator import TokenGeometry, onehot_input
 from grn.sampling import (
     GUIDANCE,
     TEMPERATURE,
@@ -35,17 +36,8 @@ from grn.sampling import (
 
 
 @dataclass(frozen=True)
-class ARConfig:
-    hidden: int = 128
-    depth: int = 4
-    heads: int = 4
-    bottleneck: int = 64
-    in_context_len: int = 4
-    grid: int = 8
-    latent_channels: int = 4
-    rounds: int = 4
-    num_classes: int = 10
-    class_dropout: float = 0.1
+class ARConfig(TokenBaselineConfig):
+    pass  # the in-context tokens from the first block: the causal mask and the KV cache need them there
 
 
 @dataclass(frozen=True)
@@ -59,25 +51,14 @@ class ARSamplerConfig:
 SAMPLER_OPTIONS = {"temperature": TEMPERATURE, "top_k": {"min": 1}, "guidance": GUIDANCE}
 
 
-class ARModel(nn.Module):
+class ARModel(TokenGeometry, nn.Module):
     kind = "ar"
 
     def __init__(self, cfg: ARConfig):
         super().__init__()
         self.cfg = cfg
-        k, d = 2**cfg.rounds, cfg.latent_channels
-        self.net = Backbone(BackboneConfig(grid=cfg.grid, in_channels=k * d, out_channels=k * d, hidden=cfg.hidden,
-                                           depth=cfg.depth, heads=cfg.heads, bottleneck=cfg.bottleneck,
-                                           num_classes=cfg.num_classes, in_context_len=cfg.in_context_len,
-                                           in_context_start=0))
-
-    @property
-    def token_shape(self):
-        return (self.cfg.latent_channels, self.cfg.grid, self.cfg.grid)
-
-    @property
-    def token_classes(self) -> int:
-        return 2**self.cfg.rounds
+        k, d = cfg.token_classes, cfg.token_channels
+        self.net = Backbone(cfg.backbone(k * d, k * d, in_context_start=0))
 
     @property
     def null_class(self) -> int:

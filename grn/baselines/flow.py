@@ -14,7 +14,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from grn.backbone import Backbone, BackboneConfig
+from grn.backbone import Backbone
+from grn.baselines.config import BaselineConfig
 from grn.sampling import (
     GUIDANCE,
     STEPS,
@@ -30,20 +31,11 @@ from grn.sampling import (
 
 
 @dataclass(frozen=True)
-class FlowConfig:
-    hidden: int = 128
-    depth: int = 4
-    heads: int = 4
-    bottleneck: int = 64
-    in_context_len: int = 4
+class FlowConfig(BaselineConfig):
     in_context_start: int = 1
-    grid: int = 8
-    latent_channels: int = 4
-    num_classes: int = 10
     prediction: str = "x"  # 'x' (JiT) or 'v' (SiT)
     p_mean: float = -0.8
     p_std: float = 0.8
-    class_dropout: float = 0.1
     t_eps: float = 0.05  # clamps 1 - t in the x -> v conversion
 
 
@@ -72,11 +64,7 @@ class FlowModel(nn.Module):
         if cfg.prediction not in ("x", "v"):
             raise ValueError("prediction must be 'x' or 'v'")
         self.cfg = cfg
-        d = cfg.latent_channels
-        self.net = Backbone(BackboneConfig(grid=cfg.grid, in_channels=d, out_channels=d, hidden=cfg.hidden,
-                                           depth=cfg.depth, heads=cfg.heads, bottleneck=cfg.bottleneck,
-                                           num_classes=cfg.num_classes, in_context_len=cfg.in_context_len,
-                                           in_context_start=cfg.in_context_start))
+        self.net = Backbone(cfg.backbone(cfg.latent_channels, cfg.latent_channels))
 
     @property
     def latent_shape(self):

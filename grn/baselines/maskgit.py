@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grn.backbone import Backbone, BackboneConfig
+from grn.backbone import Backbone
+from grn.baselines.config import TokenBaselineConfig
 from grn.errors import check_finite
-from grn.generator import onehot_input
+from grn.generator import TokenGeometry, onehot_input
 from grn.sampling import (
     GUIDANCE,
     STEPS,
@@ -38,18 +39,8 @@ from grn.sampling import (
 
 
 @dataclass(frozen=True)
-class MaskGITConfig:
-    hidden: int = 128
-    depth: int = 4
-    heads: int = 4
-    bottleneck: int = 64
-    in_context_len: int = 4
+class MaskGITConfig(TokenBaselineConfig):
     in_context_start: int = 1
-    grid: int = 8
-    latent_channels: int = 4
-    rounds: int = 4
-    num_classes: int = 10
-    class_dropout: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -74,26 +65,14 @@ def masked_count(step: int, steps: int, total: int) -> int:
     return int(math.floor(float(gamma((step + 1) / steps)) * total + 1e-9))
 
 
-class MaskGITModel(nn.Module):
+class MaskGITModel(TokenGeometry, nn.Module):
     kind = "maskgit"
 
     def __init__(self, cfg: MaskGITConfig):
         super().__init__()
         self.cfg = cfg
-        k, d = 2**cfg.rounds, cfg.latent_channels
-        self.net = Backbone(BackboneConfig(grid=cfg.grid, in_channels=(k + 1) * d, out_channels=k * d,
-                                           hidden=cfg.hidden, depth=cfg.depth, heads=cfg.heads,
-                                           bottleneck=cfg.bottleneck, num_classes=cfg.num_classes,
-                                           in_context_len=cfg.in_context_len,
-                                           in_context_start=cfg.in_context_start))
-
-    @property
-    def token_shape(self):
-        return (self.cfg.latent_channels, self.cfg.grid, self.cfg.grid)
-
-    @property
-    def token_classes(self) -> int:
-        return 2**self.cfg.rounds
+        k, d = cfg.token_classes, cfg.token_channels
+        self.net = Backbone(cfg.backbone((k + 1) * d, k * d))  # + the mask label
 
     @property
     def mask_id(self) -> int:
