@@ -76,6 +76,7 @@ def _rows(path: Path) -> list[dict]:
                 "family": r["family"], "setting": json.dumps(r["setting"], sort_keys=True),
                 **{f"setting.{k}": v for k, v in r["setting"].items()},
                 "metric": r["metric"], "value": r["value"], "seed": r["seed"], "n": r["n"],
+                "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"),  # absent in runs made before intervals
                 "available": r["available"], "reason": r["reason"], "version": r["version"],
                 "protocol_id": protocol_id(r["protocol"]), "protocol": json.dumps(r["protocol"], sort_keys=True,
                                                                                  default=str),
@@ -89,12 +90,17 @@ def _rows(path: Path) -> list[dict]:
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std (over seeds; 0 for one seed) and the number of seeds per suite x model x metric."""
+    """Mean, std (over seeds; 0 for one seed), the number of seeds and the mean bootstrap interval bounds
+    (ci_low, ci_high; NaN for rows without one) per suite x model x metric."""
     keys = ["suite", "family", "base_model", "model", "setting", "metric", "protocol_id", "n"]
     ok = df[df["available"] & df["value"].notna()]
     g = ok.groupby(keys, dropna=False, sort=False)["value"]
     out = g.agg(mean="mean", std="std", seeds="count").reset_index()
     out["std"] = out["std"].fillna(0.0)
+    if "ci_low" in ok:  # the bootstrap interval of one seed's number, its bounds averaged over the seeds
+        ci = ok[keys].assign(ci_low=ok["ci_low"].astype(float), ci_high=ok["ci_high"].astype(float))
+        bounds = ci.groupby(keys, dropna=False, sort=False)[["ci_low", "ci_high"]].mean().reset_index()
+        out = out.merge(bounds, on=keys, how="left")
     return out
 
 

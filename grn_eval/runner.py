@@ -306,9 +306,11 @@ class Runner:
         return recons
 
     # -- metrics ----------------------------------------------------------------------------
-    def _row(self, entry, metric: str, value, seed, n, protocol: dict, version: str, extra=None, reason=None):
+    def _row(self, entry, metric: str, value, seed, n, protocol: dict, version: str, extra=None, reason=None,
+             ci=None):
         return {"suite": self.suite.name, "model": entry.name, "base_model": entry.base_name, "family": entry.family,
                 "setting": entry.grid, "metric": metric, "value": value, "seed": seed, "n": n,
+                "ci_low": None if ci is None else ci[0], "ci_high": None if ci is None else ci[1],
                 "protocol": protocol, "version": version, "available": reason is None, "reason": reason,
                 "extra": extra or {}}
 

@@ -2,8 +2,8 @@
 
 Rows are grouped by family (diffusion / AR / masked / GRN / tokenizer ...); each column header
 carries the better direction (an arrow); the best value per column is bold; several seeds show
-mean ± std; N and the protocol go to footnotes. Literature rows (results/literature/*.csv) are
-marked "reported", measured rows "measured".
+mean ± std; a row's bootstrap interval follows in brackets; N and the protocol go to footnotes.
+Literature rows (results/literature/*.csv) are marked "reported", measured rows "measured".
 """
 
 from __future__ import annotations
@@ -19,11 +19,16 @@ from grn_eval.report import better, summarize
 FAMILY_ORDER = ["diffusion", "flow", "AR", "masked", "GRN", "tokenizer", "external"]
 
 
-def _fmt(mean: float, std: float, seeds: int, digits: int) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _fmt(mean: float, std: float, seeds: int, digits: int, ci_low=None, ci_high=None) -> str:
+    """`mean` (`± std` over several seeds) and `[low, high]`, the bootstrap interval, when the row has one."""
+    if _missing(mean):
         return "–"
-    s = f"{mean:.{digits}f}"
-    return s + (f" ± {std:.{digits}f}" if seeds > 1 else "")
+    s = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if seeds > 1 else "")
+    return s + ("" if _missing(ci_low) or _missing(ci_high) else f" [{ci_low:.{digits}f}, {ci_high:.{digits}f}]")
 
 
 # Labels and digits: declared per row by each metric (grn_eval/metrics/); any other column (e.g. a
@@ -46,14 +51,14 @@ def build_table(df: pd.DataFrame, metrics: list[str], literature: pd.DataFrame |
     for _, r in s.iterrows():
         row = rows.setdefault(r["model"], {"model": r["model"], "family": r["family"], "source": "measured",
                                            "cells": {}})
-        row["cells"][r["metric"]] = (r["mean"], r["std"], int(r["seeds"]))
+        row["cells"][r["metric"]] = (r["mean"], r["std"], int(r["seeds"]), r.get("ci_low"), r.get("ci_high"))
     if literature is not None:
         for _, r in literature.iterrows():
             row = rows.setdefault(f"{r['model']} [{r['source_id'] if 'source_id' in r else 'lit'}]",
                                   {"model": r["model"], "family": r["family"], "source": "reported", "cells": {}})
             for m in metrics:
                 if m in r and pd.notna(r[m]):
-                    row["cells"][m] = (float(r[m]), 0.0, 1)
+                    row["cells"][m] = (float(r[m]), 0.0, 1, None, None)
     best = {}
     for m in metrics:
         vals = [row["cells"][m][0] for row in rows.values() if m in row["cells"] and row["source"] == "measured"]
@@ -71,6 +76,9 @@ def build_table(df: pd.DataFrame, metrics: list[str], literature: pd.DataFrame |
         if len(sub):
             notes.append(f"{_label(m)}: N = {', '.join(map(str, sorted(set(sub['n']))))}; protocol "
                          f"{', '.join(sorted(set(sub['protocol_id'])))}; seeds {int(sub['seeds'].max())}")
+    if "ci_low" in s and s["ci_low"].notna().any():
+        notes.append("[low, high]: the 95% bootstrap interval of one seed's number (percentile, centred on the "
+                     "estimate; bounds averaged over seeds), from resampling the features (grn_eval/intervals.py)")
     return {"columns": metrics, "groups": groups, "best": best, "footnotes": notes}
 
 
@@ -92,8 +100,8 @@ def to_markdown(table: dict, title: str = "") -> str:
                 if m not in r["cells"]:
                     cells.append("–")
                     continue
-                mean, std, seeds = r["cells"][m]
-                text = _fmt(mean, std, seeds, _digits(m))
+                mean, std, seeds, lo, hi = r["cells"][m]
+                text = _fmt(mean, std, seeds, _digits(m), lo, hi)
                 cells.append(f"**{text}**" if r["source"] == "measured" and table["best"].get(m) == mean else text)
             lines.append(f"| {r['model']} | {r['source']} | " + " | ".join(cells) + " |")
     lines += [""] + [f"{i + 1}. {n}" for i, n in enumerate(table["footnotes"])]
@@ -120,8 +128,8 @@ def to_latex(table: dict, title: str = "") -> str:
                 if m not in r["cells"]:
                     cells.append("--")
                     continue
-                mean, std, seeds = r["cells"][m]
-                text = _fmt(mean, std, seeds, _digits(m)).replace("±", r"$\pm$")
+                mean, std, seeds, lo, hi = r["cells"][m]
+                text = _fmt(mean, std, seeds, _digits(m), lo, hi).replace("±", r"$\pm$")
                 cells.append(rf"\textbf{{{text}}}" if r["source"] == "measured" and table["best"].get(m) == mean
                              else text)
             lines.append(f"{esc(r['model'])} & {r['source']} & " + " & ".join(cells) + r" \\")

@@ -57,7 +57,8 @@ def test_too_few_reference_samples_is_one_clear_error():
 
 def test_registered_with_its_rows_and_range(tmp_path):
     spec = registry.get("density_coverage")
-    assert spec.row_names == ("density", "coverage") and spec.merged({}) == {"k": 5, "protocol": "tf-inception"}
+    assert spec.row_names == ("density", "coverage")
+    assert spec.merged({}) == {"k": 5, "protocol": "tf-inception", "bootstrap": 200}
     assert all(registry.row(n).better == "higher" for n in spec.row_names)
     suite = {"name": "t", "datasets": {"ref": {"name": "mnist", "split": "reference"}}, "reference": {"dataset": "ref"},
              "models": [{"name": "i", "adapter": "npz", "path": "x.npz"}], "n_samples": 50,

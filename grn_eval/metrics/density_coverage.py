@@ -15,27 +15,34 @@ import numpy as np
 import torch
 
 from grn.errors import UserError
+from grn_eval import intervals
 from grn_eval.metrics.prc import kth_radii
-from grn_eval.metrics.registry import PROTOCOL, Row, register_metric
+from grn_eval.metrics.registry import BOOTSTRAP, PROTOCOL, Row, register_metric
 from grn_eval.options import Opt
 
 VERSION = "1"
 
 
-def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, device="cpu", block: int = 4096) -> dict:
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, device="cpu", block: int = 4096,
+                     per_item: bool = False) -> dict:
+    """{'density', 'coverage', 'k'}; with `per_item` also what the two are means of: the real balls holding
+    each generated sample (over k) and whether each real ball holds one."""
     r = torch.as_tensor(np.asarray(real), dtype=torch.float64, device=device)
     f = torch.as_tensor(np.asarray(fake), dtype=torch.float64, device=device)
     if len(r) <= k or len(f) == 0:
         raise UserError(f"density/coverage with k={k} needs more than {k} reference samples and some generated "
                         f"ones (metrics.density_coverage.k); got {len(r)} reference and {len(f)} generated")
     radii = kth_radii(r, k, block)
-    inside, covered = 0, []
+    holding, covered = torch.zeros(len(f), dtype=torch.float64, device=f.device), []
     for s in range(0, len(r), block):  # a block of real balls against every generated sample
-        d = torch.cdist(r[s : s + block], f)
-        ball = d < radii[s : s + block, None]
-        inside += int(ball.sum())
+        ball = torch.cdist(r[s : s + block], f) < radii[s : s + block, None]
+        holding += ball.sum(0)
         covered.append(ball.any(dim=1))
-    return {"density": inside / (k * len(f)), "coverage": torch.cat(covered).double().mean().item(), "k": k}
+    covered = torch.cat(covered).double()
+    out = {"density": holding.sum().item() / (k * len(f)), "coverage": covered.mean().item(), "k": k}
+    if per_item:
+        out.update(fake_density=(holding / k).cpu().numpy(), real_covered=covered.cpu().numpy())
+    return out
 
 
 def _density_coverage(ctx) -> list[dict]:
@@ -43,12 +50,17 @@ def _density_coverage(ctx) -> list[dict]:
     if inc.reference is None:
         return [ctx.row("density_coverage", None, inc.protocol,
                         reason="not available: density/coverage needs reference features, not only statistics")]
-    res = density_coverage(inc.reference, inc.pool, ctx.options["k"], ctx.device)
-    return [ctx.row(key, res[key], {**inc.protocol, "k": res["k"]}) for key in ("density", "coverage")]
+    res = density_coverage(inc.reference, inc.pool, ctx.options["k"], ctx.device, per_item=True)
+    # as precision / recall: the averaged set is resampled, the real balls are held fixed
+    b = ctx.options["bootstrap"]
+    ci = {key: intervals.mean_interval(res[items], b, ctx.seed, f"density_coverage:{key}")
+          for key, items in (("density", "fake_density"), ("coverage", "real_covered"))}
+    return [ctx.row(key, res[key], {**inc.protocol, "k": res["k"]}, ci=ci[key]) for key in ("density", "coverage")]
 
 
 # k neighbours need more than k reference samples, else the radii have no meaning
 register_metric(key="density_coverage", task="generation", version=VERSION, compute=_density_coverage, order=35,
-                options={"k": Opt(int, 5, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL},
+                options={"k": Opt(int, 5, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL,
+                         "bootstrap": BOOTSTRAP},
                 rows=(Row("density", "higher", "Dens.", 3, floor=0.03),
                       Row("coverage", "higher", "Cov.", 3, floor=0.02)))

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from grn.errors import UserError
-from grn_eval.metrics.registry import PROTOCOL, Row, register_metric
+from grn_eval import intervals
+from grn_eval.metrics.registry import BOOTSTRAP, PROTOCOL, Row, register_metric
 from grn_eval.options import Opt
 
 VERSION = "1"
@@ -33,16 +34,21 @@ def _inside(query: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, blo
     return torch.cat(out)
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, device="cpu", block: int = 4096) -> dict:
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, device="cpu", block: int = 4096,
+                     per_item: bool = False) -> dict:
+    """{'precision', 'recall', 'k'}; with `per_item` also the 0/1 of every generated sample (inside the real
+    manifold) and of every real sample (inside the generated one) that the two numbers are the means of."""
     r = torch.as_tensor(np.asarray(real), dtype=torch.float64, device=device)
     f = torch.as_tensor(np.asarray(fake), dtype=torch.float64, device=device)
     if min(len(r), len(f)) <= k:
         raise UserError(f"precision/recall with k={k} needs more than {k} samples per side (metrics.prc.k); "
                         f"got {len(r)} reference and {len(f)} generated")
     r_radii, f_radii = kth_radii(r, k, block), kth_radii(f, k, block)
-    precision = _inside(f, r, r_radii, block).double().mean().item()
-    recall = _inside(r, f, f_radii, block).double().mean().item()
-    return {"precision": precision, "recall": recall, "k": k}
+    fake_in, real_in = _inside(f, r, r_radii, block).double(), _inside(r, f, f_radii, block).double()
+    out = {"precision": fake_in.mean().item(), "recall": real_in.mean().item(), "k": k}
+    if per_item:
+        out.update(fake_inside=fake_in.cpu().numpy(), real_inside=real_in.cpu().numpy())
+    return out
 
 
 def _prc(ctx) -> list[dict]:
@@ -50,12 +56,18 @@ def _prc(ctx) -> list[dict]:
     if inc.reference is None:  # one row named after the metric says why neither number is there
         return [ctx.row("prc", None, inc.protocol, reason="not available: prc needs reference features, not only "
                                                           "statistics")]
-    res = precision_recall(inc.reference, inc.pool, ctx.options["k"], ctx.device)
-    return [ctx.row(key, res[key], {**inc.protocol, "k": res["k"]}) for key in ("precision", "recall")]
+    res = precision_recall(inc.reference, inc.pool, ctx.options["k"], ctx.device, per_item=True)
+    # the interval resamples the set a number averages over and holds the manifold fixed: resampling the
+    # manifold's own points would duplicate them and shrink their k-NN radii (the bootstrap fails there)
+    b = ctx.options["bootstrap"]
+    ci = {key: intervals.mean_interval(res[items], b, ctx.seed, f"prc:{key}")
+          for key, items in (("precision", "fake_inside"), ("recall", "real_inside"))}
+    return [ctx.row(key, res[key], {**inc.protocol, "k": res["k"]}, ci=ci[key]) for key in ("precision", "recall")]
 
 
 # k neighbours need more than k samples, else the radii have no meaning
 register_metric(key="prc", task="generation", version=VERSION, compute=_prc, order=30,
-                options={"k": Opt(int, 3, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL},
+                options={"k": Opt(int, 3, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL,
+                         "bootstrap": BOOTSTRAP},
                 rows=(Row("precision", "higher", "Prec.", 3, floor=0.02),
                       Row("recall", "higher", "Rec.", 3, floor=0.02)))

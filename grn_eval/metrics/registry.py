@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from grn_eval import intervals
 from grn_eval.features import PROTOCOLS
 from grn_eval.options import Opt
 
@@ -27,6 +28,8 @@ from grn_eval.options import Opt
 TASKS = ("generation", "reconstruction", "both")
 DIRECTIONS = ("lower", "higher")
 PROTOCOL = Opt(str, "tf-inception", choices=PROTOCOLS)  # the Inception feature protocol of fid, rfid, kid, prc
+# bootstrap replicates behind the 95% interval of a distribution metric's row (grn_eval/intervals.py); 0: none
+BOOTSTRAP = Opt(int, 200, min=0, why="bootstrap replicates for the 95% interval; 0 for none")
 
 
 @dataclass(frozen=True)
@@ -252,10 +255,13 @@ class MetricContext:
         return Inception(pool, mu, sigma, reference, {**ex.protocol, "reference": self.reference_provenance})
 
     def row(self, name: str, value, protocol: dict, extra: dict | None = None, reason: str | None = None,
-            n: int | None = None) -> dict:
+            n: int | None = None, ci: tuple[float, float] | None = None) -> dict:
         """A results row of this model and seed with the spec's version; `n` defaults to the number of samples.
-        `name` is one of the spec's rows, or its key for a row that says why it is not available."""
+        `name` is one of the spec's rows, or its key for a row that says why it is not available. `ci`: the
+        row's bootstrap interval (grn_eval/intervals.py), recorded with how it was made."""
         if name not in self.spec.row_names and not (name == self.spec.key and reason):
             raise ValueError(f"metric {self.spec.key!r} made a row {name!r}; it declares {list(self.spec.row_names)}")
+        if ci is not None:
+            extra = {**(extra or {}), **intervals.provenance(self.options.get("bootstrap", 0))}
         return self.runner._row(self.entry, name, value, self.seed, len(self.samples) if n is None else n, protocol,
-                                self.spec.version, extra, reason)
+                                self.spec.version, extra, reason, ci)
