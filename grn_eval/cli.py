@@ -209,6 +209,8 @@ def _cmd_table(args) -> int:
 
 
 def _cmd_gate(args) -> int:
+    import pandas as pd
+
     from grn_eval import gate, report
 
     # Damaged files and a run that is not like for like raise UserError: main() prints one line, exit 1.
@@ -225,6 +227,12 @@ def _cmd_gate(args) -> int:
         print("error: the baseline covers no models or metrics; re-make it with --update", file=sys.stderr)
         return 2
     print(verdict.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    print("\nminimum detectable effect (a move smaller than this passes unseen; median over models):")
+    for _, d in gate.detectable(verdict).iterrows():
+        rel = "" if pd.isna(d["relative"]) else f" ({100 * d['relative']:.1f}% of the baseline)"
+        own = "" if pd.isna(d["one_seed_half_width"]) else \
+            f"; one seed's own 95% interval is +-{d['one_seed_half_width']:.4g}"
+        print(f"  {d['metric']}: {d['smallest_flagged']:.4g}{rel}{own}")
     if gate.failed(verdict):
         print("\nGATE FAILED: see the rows marked REGRESSION / FAIL")
         return 1

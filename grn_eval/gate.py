@@ -9,6 +9,9 @@ writes a new baseline (for review in the pull request) instead of comparing.
 Only like is compared with like: the run must be of the baseline's suite and use only the
 baseline's seeds (else a UserError, nothing is compared), and every model x metric of the
 baseline must be in the run (else a failing row). A changed suite hash is only a note.
+
+`detectable` says what the comparison can and cannot see: per metric the smallest move it flags (the
+minimum detectable effect at the suite's N and seeds) next to one seed's bootstrap half-width.
 """
 
 from __future__ import annotations
@@ -128,16 +131,31 @@ def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
             status = "FAIL (protocol or N differs from the baseline)"
         else:
             status = "REGRESSION" if worse > tol else ("improved" if worse < -tol else "ok")
+        half = (r["ci_high"] - r["ci_low"]) / 2 if pd.notna(r.get("ci_low")) and pd.notna(r.get("ci_high")) \
+            else float("nan")
         out.append({"model": r["model"], "metric": r["metric"], "seed": r["seed"], "baseline": b["mean"],
-                    "tolerance": tol, "value": r["value"], "delta": delta, "status": status})
+                    "tolerance": tol, "value": r["value"], "delta": delta, "ci_half": half, "status": status})
     # A model or metric that silently dropped out of the run must not let the gate pass.
     for key in sorted(set(baseline["metrics"]) - seen):
         model, _, metric = key.partition("|")
         b = baseline["metrics"][key]
         out.append({"model": model, "metric": metric, "seed": None, "baseline": b["mean"],
                     "tolerance": tolerance(metric, b["mean"], b["std"]), "value": float("nan"),
-                    "delta": float("nan"), "status": MISSING})
+                    "delta": float("nan"), "ci_half": float("nan"), "status": MISSING})
     return pd.DataFrame(out)
+
+
+def detectable(report: pd.DataFrame) -> pd.DataFrame:
+    """Per metric, what the gate can see: the smallest move it flags (the tolerance; median over the models),
+    that move relative to the baseline, and one seed's own uncertainty (the half-width of its bootstrap
+    interval, median; NaN where the metric has none). A regression smaller than `smallest_flagged` passes."""
+    r = report[~report["status"].eq(MISSING)].copy()
+    if r.empty:
+        return pd.DataFrame(columns=["metric", "smallest_flagged", "relative", "one_seed_half_width"])
+    r["relative"] = r["tolerance"] / r["baseline"].abs().where(r["baseline"] != 0)
+    g = r.groupby("metric", sort=False)
+    return pd.DataFrame({"smallest_flagged": g["tolerance"].median(), "relative": g["relative"].median(),
+                         "one_seed_half_width": g["ci_half"].median()}).reset_index()
 
 
 def failed(report: pd.DataFrame) -> bool:

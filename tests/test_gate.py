@@ -135,3 +135,20 @@ def test_truncated_results_json(base, tmp_path, capsys):
     (run / "results.json").write_text(json.dumps({"suite": "s"}))  # valid JSON, but not a results.json
     code, _, err = _gate(run, base, capsys)
     assert code == 1 and "not a complete results.json" in err
+
+
+def test_the_gate_says_what_it_can_detect(base, tmp_path, capsys):
+    """The smallest flagged move per metric (tolerance = max(3 std, floor, 2% of the mean)): FID's floor 0.5
+    over a mean of 10.1 is 4.95%, shown 5.0%; with intervals in the run, one seed's half-width is shown beside it."""
+    run = _results(tmp_path / "same")
+    res = json.loads((run / "results.json").read_text())
+    for r in res["rows"]:
+        if r["metric"] == "fid":
+            r["ci_low"], r["ci_high"] = r["value"] - 2.0, r["value"] + 2.0
+    (run / "results.json").write_text(json.dumps(res))
+    code, out, _ = _gate(run, base, capsys)
+    assert code == 0
+    assert "  fid: 0.5 (5.0% of the baseline); one seed's own 95% interval is +-2" in out
+    assert "  kid: 0.002 (19.8% of the baseline)\n" in out
+    d = gate.detectable(gate.compare(report.load_results([run]), json.loads(base.read_text())))
+    assert d.set_index("metric").loc["fid", "one_seed_half_width"] == pytest.approx(2.0)
