@@ -28,6 +28,15 @@ def _save(fig, prefix: Path) -> list[Path]:
     return paths
 
 
+def _yerr(q: pd.DataFrame, index) -> tuple[np.ndarray, str]:
+    """Error bars for the rows `index` of a summary: the bootstrap interval (asymmetric) where every row has
+    one, else the spread over seeds; and what they are, for the legend."""
+    q = q.loc[index]
+    if {"ci_low", "ci_high"} <= set(q.columns) and q[["ci_low", "ci_high"]].notna().all().all():
+        return np.stack([q["mean"] - q["ci_low"], q["ci_high"] - q["mean"]]).clip(min=0), "95% bootstrap interval"
+    return q["std"].to_numpy(), "std over seeds"
+
+
 def quality_vs_steps(df: pd.DataFrame, metric: str, prefix: Path) -> list[Path]:
     """`metric` against the number of sampling steps, one line per base model (grid over sampler.steps)."""
     s = summarize(df[df["metric"].isin([metric, "mean_steps"])])
@@ -40,8 +49,8 @@ def quality_vs_steps(df: pd.DataFrame, metric: str, prefix: Path) -> list[Path]:
             continue
         order = np.argsort(st.loc[common, "mean"].to_numpy())
         x, y = st.loc[common, "mean"].to_numpy()[order], q.loc[common, "mean"].to_numpy()[order]
-        err = q.loc[common, "std"].to_numpy()[order]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=model)
+        err, what = _yerr(q, common)
+        ax.errorbar(x, y, yerr=err[..., order], marker="o", capsize=3, label=f"{model} (bars: {what})")
     ax.set_xlabel("sampling steps (mean per image)")
     ax.set_ylabel(f"{metric} ({'lower' if metric in LOWER_IS_BETTER else 'higher'} is better)")
     ax.set_title(f"{metric} vs sampling steps")
@@ -62,7 +71,8 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
 
 def quality_vs_latency(df: pd.DataFrame, metric: str, prefix: Path) -> list[Path]:
     s = summarize(df[df["metric"].isin([metric, "seconds_per_image"])])
-    q = s[s["metric"] == metric].set_index("model")["mean"]
+    qs = s[s["metric"] == metric].set_index("model")
+    q = qs["mean"]
     t = s[s["metric"] == "seconds_per_image"].set_index("model")["mean"]
     common = q.index.intersection(t.index)
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -70,6 +80,8 @@ def quality_vs_latency(df: pd.DataFrame, metric: str, prefix: Path) -> list[Path
         pts = np.stack([t[common].to_numpy(), q[common].to_numpy()], 1)
         sign = 1 if metric in LOWER_IS_BETTER else -1
         front = pareto_front(np.stack([pts[:, 0], sign * pts[:, 1]], 1))
+        err, what = _yerr(qs, common)
+        ax.errorbar(pts[:, 0], pts[:, 1], yerr=err, fmt="none", ecolor="0.6", capsize=2, label=f"bars: {what}")
         for (x, y), name in zip(pts, common):
             ax.scatter(x, y)
             ax.annotate(name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")

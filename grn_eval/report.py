@@ -73,6 +73,8 @@ def _rows(path: Path) -> list[dict]:
                 "config_hash": (res.get("config_hash") or "")[:12] or None,
                 "git_commit": (res.get("git_commit") or "")[:12], "device": res["device"]["type"],
                 "device_name": res["device"].get("name"), "model": r["model"], "base_model": r["base_model"],
+                "batch_size": res.get("numerics", {}).get("batch_size"),
+                "deterministic": res.get("numerics", {}).get("deterministic_algorithms"),
                 "family": r["family"], "setting": json.dumps(r["setting"], sort_keys=True),
                 **{f"setting.{k}": v for k, v in r["setting"].items()},
                 "metric": r["metric"], "value": r["value"], "seed": r["seed"], "n": r["n"],

@@ -32,7 +32,7 @@ from grn_eval import weights as W
 from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
 from grn_eval.features import InceptionFeatures
-from grn_eval.metrics import clip_score, fid, registry
+from grn_eval.metrics import fid, registry
 from grn_eval.model_check import check_suite
 from grn_eval.suite import Suite
 
@@ -146,7 +146,7 @@ class Runner:
         self.progress = progress
         self.cache = cache or FeatureCache()
         self._extractors: dict[str, InceptionFeatures] = {}
-        self._clip = None  # (model, preprocess, tokenizer, provenance) once a CLIP score needs it
+        self._assets: dict = {}  # what metrics load once per run (CLIP, DINOv2 models with real weights)
         self.timings: dict[str, float] = {}
         # under torchrun: shards and feature blocks are split by index modulo the world size
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -322,12 +322,21 @@ class Runner:
                 for row in spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, images, labels,
                                                                traces, ref_images, ref_prov))]
 
-    def clip_model(self):
-        """The suite's open_clip model with real weights (loaded once; absent weights end the run)."""
-        if self._clip is None:
-            o = registry.get("clip_score").merged(self.suite.metrics["clip_score"])
-            self._clip = clip_score.load_clip(o["model"], o["tag"], o["weights_path"], self.device)
-        return self._clip
+    def numerics(self) -> dict:
+        """The settings that move numbers in the last digits, so a difference between two runs can be
+        explained: batch size, threads, deterministic algorithms, TF32 and the dtypes."""
+        cuda = self.device.type == "cuda"
+        return {"batch_size": self.suite.batch_size, "threads": torch.get_num_threads(),
+                "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
+                "networks": "float32", "statistics": "float64"}
+
+    def asset(self, key, load):
+        """What `load()` returns, loaded once per run under `key` (a metric's feature network with real
+        weights; its absence raises WeightsAbsent, which ends the run with the fix)."""
+        if key not in self._assets:
+            self._assets[key] = load()
+        return self._assets[key]
 
     def reconstruction_metrics(self, entry, adapter, ref_images, ref_prov) -> list[dict]:
         recons = self.reconstruct(entry, adapter, ref_images)
@@ -369,8 +378,9 @@ class Runner:
         t_start = time.perf_counter()
         # everything that can be checked is checked before anything is written to the run folder
         checked = check_suite(self.suite)
-        if "clip_score" in self.suite.metrics:
-            self.clip_model()  # before any sampling: without real CLIP weights the run ends here, saying which
+        for spec in registry.specs():  # before any sampling: absent weights end the run here, saying which
+            if spec.prepare is not None and spec.key in self.suite.metrics:
+                spec.prepare(self, spec.merged(self.suite.metrics[spec.key]))
         ref_images, _, ref_prov = self.reference()
         if self.suite.task == "reconstruction" and ref_images is None:
             raise UserError(f"{self.suite.path}: reference: a reconstruction suite needs reference images "
@@ -394,7 +404,8 @@ class Runner:
             "resolved_config": self.suite.resolved, "git_commit": _git_commit(), "versions": _versions(),
             "device": {"type": self.device.type, "name": _device_name(self.device), "platform": platform.platform()},
             "weights": weights_used, "reference": ref_prov, "models": models, "timings": self.timings,
-            "cache": {"hits": self.cache.hits, "misses": self.cache.misses}, "rows": rows,
+            "cache": {"hits": self.cache.hits, "misses": self.cache.misses}, "numerics": self.numerics(),
+            "rows": rows,
         }
         result["world_size"] = self.world
         if self.rank == 0:

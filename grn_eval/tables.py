@@ -77,8 +77,9 @@ def build_table(df: pd.DataFrame, metrics: list[str], literature: pd.DataFrame |
             notes.append(f"{_label(m)}: N = {', '.join(map(str, sorted(set(sub['n']))))}; protocol "
                          f"{', '.join(sorted(set(sub['protocol_id'])))}; seeds {int(sub['seeds'].max())}")
     if "ci_low" in s and s["ci_low"].notna().any():
-        notes.append("[low, high]: the 95% bootstrap interval of one seed's number (percentile, centred on the "
-                     "estimate; bounds averaged over seeds), from resampling the features (grn_eval/intervals.py)")
+        notes.append("[low, high]: the 95% interval of one seed's number, its bounds averaged over seeds: the "
+                     "bootstrap percentile interval centred on the estimate (grn_eval/intervals.py); for FID∞ "
+                     "+-1.96 standard errors of its fit in 1/N")
     return {"columns": metrics, "groups": groups, "best": best, "footnotes": notes}
 
 

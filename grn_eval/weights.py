@@ -406,44 +406,51 @@ def load_lpips(net: str = "alex", path=None, device="cpu"):
 
 
 # ---------------------------------------------------------------------------------------
-# CLIP (open_clip): a local file or the Hugging Face hub cache, never a download
+# Feature networks from the Hugging Face hub (CLIP, DINOv2): a local file or the hub cache, never a download
 # ---------------------------------------------------------------------------------------
 
 CLIP_ENV = "GRN_CLIP_WEIGHTS"
+DINOV2_ENV = "GRN_DINOV2_WEIGHTS"
 
 
-def find_clip_weights(model_name: str, tag: str, path=None) -> tuple[Path, str, tuple[str, ...]]:
-    """Locate open_clip weights offline. Returns (file, source, checks) or raises WeightsAbsent."""
-    explicit = path or os.environ.get(CLIP_ENV)
+def find_hub_weights(label: str, explicit, repo: str, filenames, fix: str) -> tuple[Path, str, tuple[str, ...]]:
+    """`explicit` (a path, e.g. from the suite or an environment variable) if given, else the first of
+    `filenames` in the hub cache of `repo`. Returns (file, source, checks) or raises WeightsAbsent with `fix`."""
     if explicit:
         p = Path(explicit).expanduser()
         if not p.is_file():
-            raise WeightsAbsent(f"clip:{model_name}/{tag}: '{p}' does not exist")
+            raise WeightsAbsent(f"{label}: '{p}' does not exist")
         return p, "explicit file", ("no published hash to check against; sha256 recorded",)
-    import open_clip
     from huggingface_hub import try_to_load_from_cache
 
-    cfg = open_clip.get_pretrained_cfg(model_name, tag)
-    if not cfg:
-        raise WeightsError(f"clip:{model_name}/{tag}: open_clip knows no such model/tag; "
-                           f"see open_clip.list_pretrained()")
-    repo = cfg.get("hf_hub", "").strip("/")
-    for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+    for filename in filenames:
         hit = try_to_load_from_cache(repo, filename) if repo else None
         if isinstance(hit, str):
             blob = Path(hit).resolve()
             # hub blobs of large files are named by their sha256: that is the integrity check
             if re.fullmatch(r"[0-9a-f]{64}", blob.name):
                 if sha256_file(blob) != blob.name:
-                    raise WeightsError(f"clip:{model_name}/{tag}: hub cache blob '{blob}' is corrupt "
-                                       f"(sha256 differs from its name). Fix: delete it.")
+                    raise WeightsError(f"{label}: hub cache blob '{blob}' is corrupt (sha256 differs from its "
+                                       f"name). Fix: delete it.")
                 return Path(hit), f"hub cache {repo}", ("sha256 matches the hub's content hash",)
             return Path(hit), f"hub cache {repo}", ("hub cache file (no content hash available)",)
-    raise WeightsAbsent(
-        f"clip:{model_name}/{tag}: no weights on this machine (offline runs never download). "
-        f"Fix: set {CLIP_ENV}=/path/to/open_clip_pytorch_model.bin (or pass weights_path in the suite), "
-        f"or populate the Hugging Face cache with '{repo}' on a machine with internet."
-    )
+    raise WeightsAbsent(f"{label}: no weights on this machine (offline runs never download). Fix: {fix}, or "
+                        f"populate the Hugging Face cache with '{repo}' on a machine with internet.")
+
+
+def find_clip_weights(model_name: str, tag: str, path=None) -> tuple[Path, str, tuple[str, ...]]:
+    """Locate open_clip weights offline. Returns (file, source, checks) or raises WeightsAbsent."""
+    label, explicit = f"clip:{model_name}/{tag}", path or os.environ.get(CLIP_ENV)
+    repo = ""
+    if not explicit:
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(model_name, tag)
+        if not cfg:
+            raise WeightsError(f"{label}: open_clip knows no such model/tag; see open_clip.list_pretrained()")
+        repo = cfg.get("hf_hub", "").strip("/")
+    return find_hub_weights(label, explicit, repo, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
+                            f"set {CLIP_ENV}=/path/to/open_clip_pytorch_model.bin (or pass weights_path in the suite)")
 
 
 # ---------------------------------------------------------------------------------------

@@ -42,3 +42,6 @@ def test_five_seeds_pass_and_a_temperature_bug_fails(tmp_path):
     verdict = gate.compare(buggy, baseline)
     assert gate.failed(verdict)
     assert verdict.set_index("metric").loc["fid", "status"] == "REGRESSION"
+    # what the gate can see at this N: the smallest flagged FID move, beside one seed's bootstrap interval
+    seen = gate.detectable(verdict).set_index("metric")
+    assert seen.loc["fid", "smallest_flagged"] > 0 and seen.loc["fid", "one_seed_half_width"] > 0

@@ -44,8 +44,15 @@ def clip_scores(model, preprocess, tokenizer, images: np.ndarray, texts: list[st
     return np.concatenate(out)
 
 
+def clip_for_run(runner, o: dict):
+    """The open_clip model of options `o` (model, tag, weights_path) with real weights, loaded once per run
+    (before any sampling); clip_score and cmmd share it."""
+    return runner.asset(("open_clip", o["model"], o["tag"], o["weights_path"]),
+                        lambda: load_clip(o["model"], o["tag"], o["weights_path"], runner.device))
+
+
 def _clip_score(ctx) -> list[dict]:
-    model, preprocess, tokenizer, prov = ctx.runner.clip_model()  # loaded once per run, before any sampling
+    model, preprocess, tokenizer, prov = clip_for_run(ctx.runner, ctx.options)
     prompts = ctx.options["prompts"]
     if prompts:  # scored against the suite's prompts (e.g. for samples from an .npz)
         texts = [prompts[int(i) % len(prompts)] for i in ctx.labels]
@@ -62,6 +69,7 @@ def _clip_score(ctx) -> list[dict]:
 
 _MODEL, _TAG = W.load_manifest()["clip_defaults"][0].split("/")  # the manifest's first CLIP model
 register_metric(key="clip_score", task="generation", version=VERSION, compute=_clip_score, order=60,
+                prepare=clip_for_run,
                 options={"model": Opt(str, _MODEL), "tag": Opt(str, _TAG), "weights_path": Opt(str),
                          "prompts": Opt(list, min=1, item=Opt(str))},
                 rows=(Row("clip_score", "higher", "CLIP", 2),))

@@ -52,6 +52,9 @@ class MetricSpec:
     compute: Callable[[MetricContext], list[dict]]  # rows made with MetricContext.row; [] when nothing applies
     options: Mapping[str, Opt] = field(default_factory=dict)
     order: int = 100  # one model's rows follow this (then registration order); built-ins 10 ... 80, latency last
+    # prepare(runner, options), called before any sampling: loads what the metric needs once (runner.asset)
+    # and raises when a real asset is missing, so that a run never samples for a number it cannot compute
+    prepare: Callable | None = None
 
     def __post_init__(self):  # read-only, so that a spec cannot be changed behind the registry's back
         object.__setattr__(self, "rows", tuple(self.rows))
