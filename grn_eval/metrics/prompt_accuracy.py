@@ -3,7 +3,8 @@
 A classifier trained in this project (grn_eval/digit_classifier.py) labels every image; the
 score is the fraction that match the asked digit (chance: 1/10). Samples whose prompt names no
 single digit are not scored. Every row carries the classifier's own held-out accuracy on real
-digits, its sha256 and training seed, so a score can be read against how good the judge is.
+digits, its sha256 and training seed, so a score can be read against how good the judge is, and a
+bootstrap interval over the scored samples.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from grn.errors import UserError
-from grn_eval import digit_classifier
-from grn_eval.metrics.registry import Row, register_metric
+from grn_eval import digit_classifier, intervals
+from grn_eval.metrics.registry import BOOTSTRAP, Row, register_metric
 from grn_eval.options import Opt
 
 VERSION = "1"
@@ -51,14 +52,18 @@ def _prompt_accuracy(ctx) -> list[dict]:
     path = Path(ctx.options["classifier"])
     path = path if path.exists() else ctx.suite.path.parent / path
     model, prov = digit_classifier.load(path, ctx.device)
-    asked = adapter.asked_digits(ctx.labels) if adapter.has_prompts else np.asarray(ctx.labels)
-    res = prompt_accuracy(lambda im: digit_classifier.predict(model, im, ctx.device), ctx.samples, asked)
+    asked = np.asarray(adapter.asked_digits(ctx.labels) if adapter.has_prompts else ctx.labels)
+    predicted = np.asarray(digit_classifier.predict(model, ctx.samples, ctx.device))
+    res = score(predicted, asked)
+    scored = asked >= 0  # the interval resamples the scored samples (accuracy is their mean of hits)
+    hits = (predicted[scored] == asked[scored]).astype(float)
+    ci = intervals.mean_interval(hits, ctx.options["bootstrap"], ctx.seed, "prompt_accuracy")
     return [ctx.row("prompt_accuracy", res["accuracy"], {"classifier": prov, "chance": CHANCE},
                     {**res, "classifier_heldout_accuracy": prov["heldout_accuracy"],
-                     "classifier_heldout_n": prov["heldout_n"]})]
+                     "classifier_heldout_n": prov["heldout_n"]}, ci=ci)]
 
 
 # classifier: a path, relative to the suite or the working directory
 register_metric(key="prompt_accuracy", task="generation", version=VERSION, compute=_prompt_accuracy, order=50,
-                options={"classifier": Opt(str, str(digit_classifier.DEFAULT_PATH))},
+                options={"classifier": Opt(str, str(digit_classifier.DEFAULT_PATH)), "bootstrap": BOOTSTRAP},
                 rows=(Row("prompt_accuracy", "higher", "Acc.", 2),))
