@@ -52,3 +52,6 @@ class Opt:
             text = self.type.__name__ + (f" matching {self.pattern}" if self.pattern else "")
             text += " " + " and ".join(sides) if sides else ""
         return text + (f" ({self.why})" if self.why else "")
+
+
+SHA256 = Opt(str, pattern="[0-9a-f]{64}", why="a sha256 in lowercase hex")  # a file pin, wherever one is taken

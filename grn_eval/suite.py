@@ -32,7 +32,7 @@ from grn.errors import UserError
 from grn.registry import KINDS
 from grn.sampling import PRESETS
 from grn_eval.metrics import registry as metric_registry
-from grn_eval.options import Opt
+from grn_eval.options import SHA256, Opt
 
 
 class SuiteError(UserError):
@@ -44,7 +44,6 @@ class SuiteError(UserError):
 # ---------------------------------------------------------------------------------------
 
 
-SHA256 = Opt(str, pattern="[0-9a-f]{64}", why="a sha256 in lowercase hex")
 _STR, _BOOL, _STRINGS = Opt(str), Opt(bool, False), Opt(list, min=1, item=Opt(str))
 EXPORTS = ("npz", "png")
 DEVICES = ("cpu", "cuda", "auto")

@@ -17,3 +17,15 @@ def tmp_cache(tmp_path, monkeypatch):
     """An empty, private GRN cache."""
     monkeypatch.setenv("GRN_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def no_hub_cache(monkeypatch):
+    """No feature-network weights on this machine: no weights variables, an empty Hugging Face cache."""
+    import huggingface_hub
+
+    from grn_eval import weights as W
+
+    for env in (W.CLIP_ENV, W.DINOV2_ENV):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)

@@ -39,14 +39,6 @@ def test_estimator_matches_the_direct_formula_and_the_resampled_sets():
         assert got[b] == pytest.approx(_direct(xb, yb), rel=1e-10)
 
 
-@pytest.fixture
-def no_hub_cache(monkeypatch):
-    import huggingface_hub
-
-    monkeypatch.delenv(W.CLIP_ENV, raising=False)
-    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
-
-
 def test_without_weights_the_run_stops_before_sampling_naming_the_fix(no_hub_cache):
     spec = registry.get("cmmd")
     runner = SimpleNamespace(device="cpu", asset=lambda key, load: load())

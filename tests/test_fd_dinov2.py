@@ -18,14 +18,6 @@ TINY = "vit_tiny_patch16_224"  # a small ViT with a class token; the metric's de
 
 
 @pytest.fixture
-def no_hub_cache(monkeypatch):
-    import huggingface_hub
-
-    monkeypatch.delenv(W.DINOV2_ENV, raising=False)
-    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
-
-
-@pytest.fixture
 def tiny_weights(tmp_path):
     import timm
 

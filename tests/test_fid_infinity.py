@@ -35,3 +35,10 @@ def test_reference_features_and_its_statistics_give_the_same_fit():
     a = fid_infinity(x, y, seed=1)
     b = fid_infinity(x, None, y.mean(0), np.cov(y, rowvar=False), seed=1)
     assert a["fid_inf"] == pytest.approx(b["fid_inf"], rel=1e-9) and a["points"][0][0] == b["points"][0][0] == 20
+
+
+def test_too_few_samples_is_one_clear_error():
+    from grn.errors import UserError
+
+    with pytest.raises(UserError, match=r"metrics\.fid_inf\.points / min_fraction"):
+        fid_infinity(np.random.default_rng(0).standard_normal((3, 4)), None, np.zeros(4), np.eye(4))

@@ -15,8 +15,7 @@ import numpy as np
 import torch
 
 from grn.errors import UserError
-from grn_eval import intervals
-from grn_eval.metrics.prc import kth_radii
+from grn_eval.metrics.prc import knn_rows, kth_radii
 from grn_eval.metrics.registry import BOOTSTRAP, PROTOCOL, Row, register_metric
 from grn_eval.options import Opt
 
@@ -46,16 +45,8 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, device="cpu
 
 
 def _density_coverage(ctx) -> list[dict]:
-    inc = ctx.inception(ctx.options["protocol"])
-    if inc.reference is None:
-        return [ctx.row("density_coverage", None, inc.protocol,
-                        reason="not available: density/coverage needs reference features, not only statistics")]
-    res = density_coverage(inc.reference, inc.pool, ctx.options["k"], ctx.device, per_item=True)
-    # as precision / recall: the averaged set is resampled, the real balls are held fixed
-    b = ctx.options["bootstrap"]
-    ci = {key: intervals.mean_interval(res[items], b, ctx.seed, f"density_coverage:{key}")
-          for key, items in (("density", "fake_density"), ("coverage", "real_covered"))}
-    return [ctx.row(key, res[key], {**inc.protocol, "k": res["k"]}, ci=ci[key]) for key in ("density", "coverage")]
+    return knn_rows(ctx, lambda r, f, k, dev: density_coverage(r, f, k, dev, per_item=True),
+                    {"density": "fake_density", "coverage": "real_covered"})
 
 
 # k neighbours need more than k reference samples, else the radii have no meaning

@@ -11,6 +11,8 @@ without them the run stops before sampling, naming the file to provide. Never ra
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from PIL import Image
@@ -19,7 +21,7 @@ from grn.errors import UserError
 from grn_eval import weights as W
 from grn_eval.metrics.fid import fid_interval, frechet_terms, gaussian_stats
 from grn_eval.metrics.registry import BOOTSTRAP, Row, register_metric
-from grn_eval.options import Opt
+from grn_eval.options import SHA256, Opt
 
 VERSION = "1"
 ARCH = "vit_large_patch14_dinov2.lvd142m"
@@ -29,8 +31,6 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def load_dinov2(arch: str, weights_path=None, sha256=None, device="cpu"):
     """(model, provenance) with real weights; raises WeightsAbsent (no file) or UserError (pin mismatch)."""
-    import os
-
     import timm
 
     label = f"fd_dinov2:{arch}"
@@ -93,5 +93,5 @@ def _fd_dinov2(ctx) -> list[dict]:
 
 register_metric(key="fd_dinov2", task="generation", version=VERSION, compute=_fd_dinov2, order=15, prepare=_load,
                 options={"arch": Opt(str, ARCH), "weights_path": Opt(str), "bootstrap": BOOTSTRAP,
-                         "sha256": Opt(str, pattern="[0-9a-f]{64}", why="a sha256 in lowercase hex")},
+                         "sha256": SHA256},
                 rows=(Row("fd_dinov2", "lower", "FD-DINOv2", 2, floor=1.0),))

@@ -15,6 +15,7 @@ import zlib
 
 import numpy as np
 
+from grn.errors import UserError
 from grn_eval.metrics.fid import frechet_weighted
 from grn_eval.metrics.registry import PROTOCOL, Row, register_metric
 from grn_eval.options import Opt
@@ -32,7 +33,8 @@ def fid_infinity(pool, reference=None, mu=None, sigma=None, points: int = 15, mi
     n = len(pool)
     sizes = subset_sizes(n, points, min_fraction)
     if len(sizes) < 3:
-        raise ValueError(f"FID-infinity needs at least 3 subset sizes; {n} samples give {len(sizes)}")
+        raise UserError(f"FID-infinity needs at least 3 subset sizes; {n} samples give {len(sizes)} "
+                        f"(metrics.fid_inf.points / min_fraction); raise n_samples or min_fraction")
     rng = np.random.default_rng([int(seed), zlib.crc32(b"fid_inf")])
     w = np.zeros((len(sizes), n))
     for row, m in zip(w, sizes):

@@ -51,18 +51,26 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, device="cpu
     return out
 
 
-def _prc(ctx) -> list[dict]:
+def knn_rows(ctx, measure, items: dict[str, str]) -> list[dict]:
+    """The rows of a k-NN metric: `measure(reference, pool, k, device)` with per-item values, then one row
+    per name in `items` (row name -> its per-item key) with its interval. The interval resamples the set a
+    number averages over and holds the manifold fixed: resampling the manifold's own points would duplicate
+    them and shrink their k-NN radii (the bootstrap fails there). Without reference features, one row named
+    after the metric says why none of the numbers is there."""
     inc = ctx.inception(ctx.options["protocol"])
-    if inc.reference is None:  # one row named after the metric says why neither number is there
-        return [ctx.row("prc", None, inc.protocol, reason="not available: prc needs reference features, not only "
-                                                          "statistics")]
-    res = precision_recall(inc.reference, inc.pool, ctx.options["k"], ctx.device, per_item=True)
-    # the interval resamples the set a number averages over and holds the manifold fixed: resampling the
-    # manifold's own points would duplicate them and shrink their k-NN radii (the bootstrap fails there)
-    b = ctx.options["bootstrap"]
-    ci = {key: intervals.mean_interval(res[items], b, ctx.seed, f"prc:{key}")
-          for key, items in (("precision", "fake_inside"), ("recall", "real_inside"))}
-    return [ctx.row(key, res[key], {**inc.protocol, "k": res["k"]}, ci=ci[key]) for key in ("precision", "recall")]
+    if inc.reference is None:
+        return [ctx.row(ctx.spec.key, None, inc.protocol, reason=f"not available: {ctx.spec.key} needs reference "
+                                                                 f"features, not only statistics")]
+    res = measure(inc.reference, inc.pool, ctx.options["k"], ctx.device)
+    return [ctx.row(name, res[name], {**inc.protocol, "k": res["k"]},
+                    ci=intervals.mean_interval(res[item], ctx.options["bootstrap"], ctx.seed,
+                                               f"{ctx.spec.key}:{name}"))
+            for name, item in items.items()]
+
+
+def _prc(ctx) -> list[dict]:
+    return knn_rows(ctx, lambda r, f, k, dev: precision_recall(r, f, k, dev, per_item=True),
+                    {"precision": "fake_inside", "recall": "real_inside"})
 
 
 # k neighbours need more than k samples, else the radii have no meaning
