@@ -145,7 +145,7 @@ def _cmd_fid(args) -> int:
     import numpy as np
 
     from grn.data import load_npz
-    from grn_eval.features import InceptionFeatures
+    from grn_eval.features import LAYERS, STATS_KEYS, InceptionFeatures
     from grn_eval.metrics.fid import frechet_terms, gaussian_stats
     from grn_eval.runner import check_pixels, resolve_device
 
@@ -159,27 +159,37 @@ def _cmd_fid(args) -> int:
     device = resolve_device(args.device)
     samples = checked(args.samples, "samples")  # inputs are checked before the network is built
     ex = InceptionFeatures(args.protocol, device)
-    mu1, s1 = gaussian_stats(ex(samples, progress=True)["pool"])
-    n_samples = len(samples)
+    feats = ex(samples, progress=True)
     try:
         with np.load(args.ref) as f:
-            files = f.files
-            if "mu" in files and "sigma" in files:
-                mu2, s2, ref_kind = np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64), "statistics"
+            stored = {k: np.asarray(f[k], np.float64) for k in ("mu", "sigma", "mu_s", "sigma_s") if k in f.files}
+            has_images = "arr_0" in f.files
     except (OSError, ValueError) as e:
         raise UserError(f"--ref '{args.ref}' cannot be read as an .npz ({type(e).__name__}: {e}); give an ADM "
                         f"reference batch (arr_0) or statistics (mu, sigma)") from e
-    if "mu" not in files or "sigma" not in files:
-        if "arr_0" not in files:
-            raise UserError(f"--ref '{args.ref}': expected mu/sigma statistics or an ADM batch (arr_0); found {files}")
-        mu2, s2 = gaussian_stats(ex(checked(args.ref, "reference batch"), progress=True)["pool"])
-        ref_kind = "ADM batch"
-    if mu2.shape != mu1.shape or s2.shape != s1.shape:
-        raise UserError(f"--ref '{args.ref}': statistics of dimension {mu2.shape} do not match the {mu1.shape[0]}-d "
-                        f"features of protocol {args.protocol}")
-    terms = frechet_terms(mu1, s1, mu2, s2)
-    print(json.dumps({"fid": terms.total, "mean_term": terms.mean_term, "cov_term": terms.cov_term,
-                      "n_samples": n_samples, "reference": f"{args.ref} ({ref_kind}, sha256 "
+    if not {"mu", "sigma"} <= set(stored) and not has_images:
+        raise UserError(f"--ref '{args.ref}': expected mu/sigma statistics or an ADM batch (arr_0); found "
+                        f"{sorted(stored)}")
+    ref_feats = None
+    out = {}
+    for layer, name in (("pool", "fid"), ("spatial", "sfid")):
+        keys = STATS_KEYS[layer]
+        if all(k in stored for k in keys) and (args.protocol == "tf-inception" or not has_images):
+            (mu2, s2), source = (stored[k] for k in keys), f"{keys[0]} / {keys[1]} of the file"
+        elif has_images:  # the batch's own statistics are TF-Inception ones: other protocols use its images
+            if ref_feats is None:
+                ref_feats = ex(checked(args.ref, "reference batch"), progress=True)
+            (mu2, s2), source = gaussian_stats(ref_feats[layer]), f"computed from {len(ref_feats[layer])} images"
+        else:
+            continue  # statistics without the spatial part: no sFID
+        mu1, s1 = gaussian_stats(feats[layer])
+        if mu2.shape != mu1.shape or s2.shape != s1.shape:
+            raise UserError(f"--ref '{args.ref}': {keys[0]} / {keys[1]} of dimension {mu2.shape} do not match the "
+                            f"{mu1.shape[0]}-d {LAYERS[layer]} features of protocol {args.protocol}")
+        terms = frechet_terms(mu1, s1, mu2, s2)
+        out[name] = {"value": terms.total, "mean_term": terms.mean_term, "cov_term": terms.cov_term,
+                     "reference_statistics": source}
+    print(json.dumps({**out, "n_samples": len(samples), "reference": f"{args.ref} (sha256 "
                       f"{W.sha256_file(args.ref)[:16]}...)", "protocol": ex.protocol}, indent=1))
     return 0
 
@@ -280,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-low-range", action="store_true", help="accept images whose pixels never exceed 1")
     r.set_defaults(func=_cmd_run)
 
-    f = sub.add_parser("fid", help="FID of external samples (ADM .npz) against a reference batch or statistics")
+    f = sub.add_parser("fid", help="FID and sFID of external samples (ADM .npz) against a reference batch or "
+                                      "statistics")
     f.add_argument("samples")
     f.add_argument("--ref", required=True, help="ADM reference batch (arr_0) or statistics npz (mu, sigma)")
     f.add_argument("--protocol", default="tf-inception", choices=["tf-inception", "clean-fid"])

@@ -5,8 +5,15 @@ Protocols (both use the TF Inception 2015-12-05 network with verified weights):
     resize to 299 inside the network (what the GRN / JiT evaluation uses);
   * `clean-fid`: clean-fid's PIL bicubic resize to 299 on float channels ("clean" mode),
     then the same network.
-Both yield pool3 (2048-d) and, only with the official torch-fidelity weights file, the 1008
-logits for the Inception Score.
+Both yield pool3 (2048-d), the spatial features of sFID and, only with the official torch-fidelity
+weights file, the 1008 logits for the Inception Score.
+
+Spatial features (sFID, as the ADM evaluator): its tensor `mixed_6/conv:0` is, in the TF graph's names,
+the ReLU output of the 1x1 branch of the fourth 17x17 module: torch-fidelity's `Mixed_6d.branch1x1`
+([N, 192, 17, 17]). The evaluator keeps the first 7 channels of that NHWC tensor and flattens it, so
+a row is 17 x 17 x 7 = 2023 values in (h, w, c) order (the order matters only for comparing with a
+reference batch's `mu_s` / `sigma_s`; a Fréchet distance is unchanged by a common permutation).
+tests/test_features.py checks this layer against the carrier network, which keeps the TF names.
 """
 
 from __future__ import annotations
@@ -18,6 +25,14 @@ from tqdm.auto import tqdm
 from grn_eval import weights as W
 
 PROTOCOLS = ("tf-inception", "clean-fid")
+SPATIAL_MODULE = "Mixed_6d.branch1x1"  # TF `mixed_6/conv`
+SPATIAL_CHANNELS = 7
+SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS  # 2023
+LAYERS = {"pool": "pool3, 2048-d",  # what a row's features are, by the key they have in an extractor's output
+          "spatial": "mixed_6/conv[..., :7] (Mixed_6d.branch1x1), 17 x 17 x 7 = 2023-d, NHWC order"}
+STATS_KEYS = {"pool": ("mu", "sigma"), "spatial": ("mu_s", "sigma_s")}  # their names in an ADM reference batch
+# what one cache entry holds; part of the fingerprint, so entries written before spatial features existed miss
+FEATURE_SET = "pool+spatial+logits"
 
 
 def _inception_from_normalized(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,6 +56,10 @@ class InceptionFeatures:
         self.device = torch.device(device)
         self.model, self.resolved = W.load_inception(weights_path, self.device)
         self.batch_size = batch_size
+        self._spatial: list[torch.Tensor] = []
+        spatial = self.model.get_submodule(SPATIAL_MODULE)
+        spatial.register_forward_hook(lambda _m, _i, out: self._spatial.append(
+            out[:, :SPATIAL_CHANNELS].permute(0, 2, 3, 1).flatten(1).clone()))  # NCHW -> NHWC rows
         if protocol == "clean-fid":
             from cleanfid.resize import build_resizer
 
@@ -53,7 +72,7 @@ class InceptionFeatures:
     @property
     def fingerprint(self) -> str:
         """Identifies what produces the features: protocol + weights file."""
-        return f"{self.protocol_name}:{self.resolved.sha256}"
+        return f"{self.protocol_name}:{self.resolved.sha256}:{FEATURE_SET}"
 
     @property
     def protocol(self) -> dict:
@@ -63,28 +82,35 @@ class InceptionFeatures:
                 "resize": resize, "weights_sha256": self.resolved.sha256, "weights_source": self.resolved.source,
                 "is_logits": self.has_logits}
 
-    def _batch(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pool [B, 2048], logits [B, 1008], spatial [B, 2023]) of one batch."""
         if images.shape[-1] == 1:
             images = np.repeat(images, 3, axis=-1)
+        self._spatial.clear()
         if self.protocol_name == "tf-inception":
             x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(self.device)
             pool, logits = self.model(x)
-            return pool, logits
-        x = np.stack([self._resize(im) for im in images]).astype(np.float32)  # [B, 299, 299, 3] in [0, 255]
-        x = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
-        return _inception_from_normalized(self.model, (x - 128) / 128)
+        else:
+            x = np.stack([self._resize(im) for im in images]).astype(np.float32)  # [B, 299, 299, 3] in [0, 255]
+            x = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)
+            pool, logits = _inception_from_normalized(self.model, (x - 128) / 128)
+        (spatial,) = self._spatial  # one forward pass, one capture
+        return pool, logits, spatial
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray, progress: bool = False) -> dict[str, np.ndarray]:
-        """{'pool': [N, 2048] float64, 'logits': [N, 1008] float64 (only with the official weights)}."""
-        pools, logits = [], []
+        """{'pool': [N, 2048], 'spatial': [N, 2023], 'logits': [N, 1008] (only with the official weights)},
+        float64 (exactly the network's float32 values)."""
+        pools, spatials, logits = [], [], []
         starts = range(0, len(images), self.batch_size)
         for s in tqdm(starts, desc=f"features {self.protocol_name}", disable=not progress, unit="batch"):
-            p, lg = self._batch(np.asarray(images[s : s + self.batch_size]))
+            p, lg, sp = self._batch(np.asarray(images[s : s + self.batch_size]))
             pools.append(p.double().cpu().numpy())
+            spatials.append(sp.double().cpu().numpy())
             if self.has_logits:
                 logits.append(lg.double().cpu().numpy())
-        out = {"pool": np.concatenate(pools) if pools else np.zeros((0, 2048))}
+        out = {"pool": np.concatenate(pools) if pools else np.zeros((0, 2048)),
+               "spatial": np.concatenate(spatials) if spatials else np.zeros((0, SPATIAL_DIM))}
         if self.has_logits:
             out["logits"] = np.concatenate(logits)
         return out

@@ -31,7 +31,7 @@ from grn.fileio import atomic_path, atomic_write
 from grn_eval import weights as W
 from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
-from grn_eval.features import InceptionFeatures
+from grn_eval.features import LAYERS, STATS_KEYS, InceptionFeatures
 from grn_eval.metrics import fid, registry
 from grn_eval.model_check import check_suite
 from grn_eval.suite import Suite
@@ -208,16 +208,35 @@ class Runner:
         check_pixels(images, f"reference batch '{path}'", self.suite.allow_low_range)
         return images, labels, {"npz": path.name, "sha256": digest, "n": len(images)}
 
-    def reference_stats(self, protocol: str, ref_images) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(mu, sigma, features or None)."""
-        if ref_images is None:
-            path = Path(self.suite.reference["stats"])
-            path = path if path.exists() else self.suite.path.parent / path
+    def _reference_file(self) -> Path | None:
+        ref = self.suite.reference
+        key = "stats" if "stats" in ref else "npz" if "npz" in ref else None
+        if key is None:
+            return None
+        path = Path(ref[key])
+        return path if path.exists() else self.suite.path.parent / path
+
+    def reference_stats(self, protocol: str, ref_images, layer: str = "pool"):
+        """(mu, sigma, the reference features they were computed from or None, where they come from).
+
+        A statistics file gives them; so does an ADM reference batch that carries them (`mu`, `sigma` for pool3,
+        `mu_s`, `sigma_s` for the spatial features, of the whole dataset as the ADM evaluator uses them) under
+        the TF-Inception protocol they were computed with; otherwise they are computed from the reference
+        images."""
+        names = STATS_KEYS[layer]
+        path = self._reference_file()
+        if path is not None and (ref_images is None or protocol == "tf-inception"):
             with np.load(path) as f:
-                return np.asarray(f["mu"], np.float64), np.asarray(f["sigma"], np.float64), None
-        feats = self.features(ref_images, protocol)["pool"]
+                if all(k in f.files for k in names):
+                    return (np.asarray(f[names[0]], np.float64), np.asarray(f[names[1]], np.float64), None,
+                            f"{names[0]} / {names[1]} of {path.name}")
+            if ref_images is None:
+                raise registry.NotAvailable(f"not available: the reference statistics file '{path.name}' has no "
+                                        f"{names[0]} / {names[1]} (the {LAYERS[layer]} statistics); give reference "
+                                        f"images (reference.dataset or an ADM batch) or a file that has them")
+        feats = self.features(ref_images, protocol)[layer]
         mu, sigma = fid.gaussian_stats(feats)
-        return mu, sigma, feats
+        return mu, sigma, feats, f"computed from {len(feats)} reference images"
 
     # -- sampling in shards -----------------------------------------------------------------
     def _shard_dir(self, entry, seed: int) -> Path:

@@ -31,6 +31,8 @@ import yaml
 from grn.errors import UserError
 from grn.registry import KINDS
 from grn.sampling import PRESETS
+from grn_eval import evaluators
+from grn_eval.evaluators import EVALUATORS
 from grn_eval.metrics import registry as metric_registry
 from grn_eval.options import SHA256, Opt
 
@@ -57,6 +59,8 @@ TOP = {
     "table": Opt(dict), "gate": Opt(dict), "export": Opt(list, [], unique=True, item=Opt(str, choices=EXPORTS)),
     # accept uint8 images whose values never exceed 1 (otherwise taken for images saved in [0, 1] by mistake)
     "allow_low_range": Opt(bool, False),
+    # a named protocol papers report (grn_eval/evaluators.py): its metrics with their options fixed
+    "evaluator": Opt(str, choices=tuple(EVALUATORS)),
 }
 PRESENTATION_KEYS = {"table", "description", "gate"}
 REFERENCE = {"dataset": _STR, "stats": _STR, "npz": _STR, "sha256": SHA256,
@@ -161,6 +165,7 @@ class Suite:
     gate: dict = field(default_factory=dict)
     export: tuple[str, ...] = ()
     allow_low_range: bool = False  # accept uint8 images whose values never exceed 1
+    evaluator: str | None = None  # grn_eval/evaluators.py; its metrics are in `metrics` with their options fixed
     needs: tuple[str, ...] = ()  # unset ${VAR} placeholders (only when loaded without check_assets)
     resolved: dict = field(default_factory=dict)  # the merged YAML, for provenance
 
@@ -413,16 +418,25 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
         _check_all(path, f"datasets.{alias}", spec, {"name": _STR, **dataset_options(spec["name"])}, {})
 
     metrics = data.get("metrics") or {}
-    if not metrics:
+    evaluator = data.get("evaluator")
+    if not metrics and not evaluator:
         raise _err(path, "metrics", f"a non-empty mapping; allowed metrics: {sorted(metric_registry.names())}")
     for m, opts in metrics.items():
-        spec = metric_registry.get(m)
-        if spec is None:
+        if metric_registry.get(m) is None:
             raise _err(path, f"metrics.{m}", f"unknown metric; allowed: {sorted(metric_registry.names())}")
-        opts = opts or {}
-        if not isinstance(opts, dict):
+        if not isinstance(opts or {}, dict):
             raise _err(path, f"metrics.{m}", "a mapping of options (or empty)")
+    if evaluator:
+        metrics, problems = evaluators.expand(metrics, evaluator)
+        if problems:
+            raise _err(path, *problems[0])
+    for m, opts in metrics.items():
+        spec = metric_registry.get(m)
+        opts = opts or {}
         _check_all(path, f"metrics.{m}", opts, spec.options, ctx)
+        problem = spec.check(opts) if spec.check else None
+        if problem:
+            raise _err(path, f"metrics.{m}", problem)
         metrics[m] = opts
     if {"reconstruction", "generation"} <= metric_registry.tasks_of(metrics):  # "both" (latency) goes with either
         recon = ", ".join(s.key for s in metric_registry.specs() if s.task == "reconstruction")
@@ -433,6 +447,10 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
         raise _err(path, "reference", "exactly one of {dataset: <alias>}, {stats: <file.npz>, sha256: ...}, "
                                       "{npz: <ADM batch>, sha256: ...}")
     _check_all(path, "reference", reference, REFERENCE, ctx)
+    if evaluator and not set(reference) & set(EVALUATORS[evaluator].references):
+        forms = {"dataset": "{dataset: <alias>}", "npz": "{npz: <ADM batch>}", "stats": "{stats: <file.npz>}"}
+        raise _err(path, "reference", f"evaluator '{evaluator}' compares against "
+                                      f"{' or '.join(forms[f] for f in EVALUATORS[evaluator].references)}")
     if "dataset" in reference and reference["dataset"] not in datasets:
         raise _err(path, "reference.dataset", f"unknown alias {reference['dataset']!r}; defined: {sorted(datasets)}")
 
@@ -454,5 +472,6 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
                  metrics=metrics, reference=reference, datasets=datasets, seeds=tuple(_get(data, "seeds")),
                  n_samples=ctx["n_samples"], batch_size=_get(data, "batch_size"), device=_get(data, "device"),
                  output_dir=_get(data, "output_dir"), table=table, gate=data.get("gate") or {},
-                 export=tuple(_get(data, "export")), allow_low_range=_get(data, "allow_low_range"), resolved=data,
+                 export=tuple(_get(data, "export")), allow_low_range=_get(data, "allow_low_range"),
+                 evaluator=evaluator, resolved=data,
                  needs=tuple(sorted(needs)))

@@ -78,7 +78,7 @@ def test_register_metric_as_a_decorator_and_the_row_order():
 
 def test_a_row_the_metric_does_not_declare_is_refused():
     spec = MetricSpec("t_metric", "generation", (Row("t_row", "lower", "T", 2),), "1", lambda ctx: [])
-    runner = SimpleNamespace(suite=SimpleNamespace(metrics={"t_metric": {}}),
+    runner = SimpleNamespace(suite=SimpleNamespace(metrics={"t_metric": {}}, evaluator=None),
                              _row=lambda entry, metric, value, seed, n, protocol, version, extra, reason, ci: {
                                  "metric": metric, "n": n, "version": version, "reason": reason})
     ctx = MetricContext(spec, runner, None, None, 0, np.zeros((3, 2, 2, 3), np.uint8), None, [], None, {})

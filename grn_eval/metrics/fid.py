@@ -185,7 +185,7 @@ def _terms_extra(terms: FrechetTerms) -> dict:
 
 def fid_interval(ctx, estimate: float, pool, reference, mu, sigma, paired: bool = False):
     """The bootstrap interval of an FID: both sets resampled (jointly when `paired`: reconstructions of
-    the reference images), or only the samples against a reference statistics file."""
+    the reference images), or only the samples against statistics from a file (`reference` None)."""
     b = ctx.options["bootstrap"]
     if b < 1:
         return None
@@ -197,16 +197,20 @@ def fid_interval(ctx, estimate: float, pool, reference, mu, sigma, paired: bool 
 
 
 def _fid(ctx) -> list[dict]:
-    inc = ctx.inception(ctx.options["protocol"])
-    terms = frechet_terms(*gaussian_stats(inc.pool), inc.mu, inc.sigma)
-    return [ctx.row("fid", terms.total, {**inc.protocol, "sqrt_trace": terms.method}, _terms_extra(terms),
-                    ci=fid_interval(ctx, terms.total, inc.pool, inc.reference, inc.mu, inc.sigma))]
+    return frechet_rows(ctx, "fid", ctx.inception(ctx.options["protocol"]))
+
+
+def frechet_rows(ctx, name: str, inc) -> list[dict]:
+    """The row of a Fréchet distance between the samples' features and the reference statistics (fid, sfid)."""
+    terms = frechet_terms(*gaussian_stats(inc.features), inc.mu, inc.sigma)
+    return [ctx.row(name, terms.total, {**inc.protocol, "sqrt_trace": terms.method}, _terms_extra(terms),
+                    ci=fid_interval(ctx, terms.total, inc.features, inc.stats_features, inc.mu, inc.sigma))]
 
 
 def _rfid(ctx) -> list[dict]:
     protocol = ctx.options["protocol"]
     ex = ctx.extractor(protocol)
-    mu_r, sig_r, ref = ctx.reference_stats(protocol)
+    mu_r, sig_r, ref, _ = ctx.reference_stats(protocol)
     pool = ctx.features(ctx.samples, protocol)["pool"]
     terms = frechet_terms(*gaussian_stats(pool), mu_r, sig_r)
     ci = fid_interval(ctx, terms.total, pool, ref, mu_r, sig_r, paired=ref is not None and len(ref) == len(pool))

@@ -54,7 +54,7 @@ def fid_infinity(pool, reference=None, mu=None, sigma=None, points: int = 15, mi
 def _fid_inf(ctx) -> list[dict]:
     inc = ctx.inception(ctx.options["protocol"])
     o = ctx.options
-    res = fid_infinity(inc.pool, inc.reference, inc.mu, inc.sigma, o["points"], o["min_fraction"], ctx.seed,
+    res = fid_infinity(inc.features, inc.stats_features, inc.mu, inc.sigma, o["points"], o["min_fraction"], ctx.seed,
                        ctx.device)
     ci = (res["fid_inf"] - 1.96 * res["se"], res["fid_inf"] + 1.96 * res["se"])
     return [ctx.row("fid_inf", res["fid_inf"], {**inc.protocol, "points": o["points"],

@@ -77,10 +77,10 @@ def _kid(ctx) -> list[dict]:
         raise UserError(f"{ctx.suite.path}: metrics.kid.subset_size: {given} is larger than the {min(n, n_ref)} "
                         f"images per side (samples {n}, reference {n_ref}); lower it or raise n_samples / "
                         f"reference.limit")
-    res = kid(inc.pool, inc.reference, ctx.options["subsets"], ctx.options["subset_size"], ctx.seed)
+    res = kid(inc.features, inc.reference, ctx.options["subsets"], ctx.options["subset_size"], ctx.seed)
     return [ctx.row("kid", res["kid_mean"], {**inc.protocol, "kernel": "cubic polynomial", "subsets": res["subsets"],
                                              "subset_size": res["subset_size"]}, {"kid_std": res["kid_std"]},
-                    ci=kid_interval(ctx, res["kid_mean"], inc.pool, inc.reference))]
+                    ci=kid_interval(ctx, res["kid_mean"], inc.features, inc.reference))]
 
 
 # Bounds against n_samples: a larger subset than there are samples would give a number without meaning.

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from grn_eval import intervals
-from grn_eval.features import PROTOCOLS
+from grn_eval import evaluators, intervals
+from grn_eval.features import LAYERS, PROTOCOLS
 from grn_eval.options import Opt
 
 # The task a metric measures, which is also a suite's task. "both": allowed in a suite of either task and run
@@ -30,6 +30,11 @@ DIRECTIONS = ("lower", "higher")
 PROTOCOL = Opt(str, "tf-inception", choices=PROTOCOLS)  # the Inception feature protocol of fid, rfid, kid, prc
 # bootstrap replicates behind the 95% interval of a distribution metric's row (grn_eval/intervals.py); 0: none
 BOOTSTRAP = Opt(int, 200, min=0, why="bootstrap replicates for the 95% interval; 0 for none")
+
+
+class NotAvailable(Exception):
+    """A number cannot be computed honestly here; the message ("not available: ...") says what it needs. A
+    compute function turns it into a row with that reason."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ class MetricSpec:
     # prepare(runner, options), called before any sampling: loads what the metric needs once (runner.asset)
     # and raises when a real asset is missing, so that a run never samples for a number it cannot compute
     prepare: Callable | None = None
+    # check(given) -> a problem with a combination of the options as the suite gives them, or None; the suite
+    # loader refuses the suite with it (each option's own range is its Opt's)
+    check: Callable[[Mapping], str | None] | None = None
 
     def __post_init__(self):  # read-only, so that a spec cannot be changed behind the registry's back
         object.__setattr__(self, "rows", tuple(self.rows))
@@ -193,10 +201,11 @@ class RowsWhere(Set):
 
 
 class Inception(NamedTuple):
-    pool: np.ndarray  # pool features of the samples
-    mu: np.ndarray  # reference statistics
+    features: np.ndarray  # the samples' features of the layer asked for ("pool" or "spatial")
+    mu: np.ndarray  # reference statistics of that layer
     sigma: np.ndarray
-    reference: np.ndarray | None  # reference pool features; None when the reference is a statistics file
+    stats_features: np.ndarray | None  # the reference features mu / sigma were computed from; None: from a file
+    reference: np.ndarray | None  # reference features (k-NN, KID); None when the reference is a statistics file
     protocol: dict  # the extractor's protocol and the reference's provenance, as rows carry them
 
 
@@ -247,15 +256,24 @@ class MetricContext:
         """Features through the runner's cache (and, under torchrun, shared between the processes)."""
         return self.runner.features(images, protocol)
 
-    def reference_stats(self, protocol: str):
-        """(mu, sigma, reference features or None)."""
-        return self.runner.reference_stats(protocol, self.reference_images)
+    def reference_stats(self, protocol: str, layer: str = "pool"):
+        """(mu, sigma, the reference features they come from or None, where they come from)."""
+        return self.runner.reference_stats(protocol, self.reference_images, layer)
 
-    def inception(self, protocol: str) -> Inception:
+    def inception(self, protocol: str, layer: str = "pool") -> Inception:
+        """The samples' features of `layer` under `protocol`, with the reference's statistics and features."""
         ex = self.extractor(protocol)
-        pool = self.features(self.samples, protocol)["pool"]
-        mu, sigma, reference = self.reference_stats(protocol)
-        return Inception(pool, mu, sigma, reference, {**ex.protocol, "reference": self.reference_provenance})
+        features = self.features(self.samples, protocol)[layer]
+        mu, sigma, stats_features, source = self.reference_stats(protocol, layer)
+        reference = stats_features
+        if reference is None and self.reference_images is not None:
+            reference = self.features(self.reference_images, protocol)[layer]
+        prov = {**ex.protocol, "reference": self.reference_provenance}
+        if stats_features is None:  # rows from computed statistics keep the protocol they always had
+            prov["reference_statistics"] = source
+        if layer != "pool":
+            prov["features"] = LAYERS[layer]
+        return Inception(features, mu, sigma, stats_features, reference, prov)
 
     def row(self, name: str, value, protocol: dict, extra: dict | None = None, reason: str | None = None,
             n: int | None = None, ci: tuple[float, float] | None = None) -> dict:
@@ -266,5 +284,8 @@ class MetricContext:
             raise ValueError(f"metric {self.spec.key!r} made a row {name!r}; it declares {list(self.spec.row_names)}")
         if ci is not None:
             extra = {**(extra or {}), **intervals.provenance(self.options.get("bootstrap", 0))}
+        evaluator = evaluators.of_metric(self.suite.evaluator, self.spec.key)
+        if evaluator:  # the row names the protocol it was computed under
+            protocol = {**protocol, "evaluator": evaluator}
         return self.runner._row(self.entry, name, value, self.seed, len(self.samples) if n is None else n, protocol,
                                 self.spec.version, extra, reason, ci)
