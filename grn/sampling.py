@@ -68,6 +68,9 @@ class SamplerConfig:
     guidance_interval: tuple[float, float] = (0.0, 1.0)
     monotone: bool = False  # ablation: MaskGIT-style monotone keeping
     realised_t: bool = False  # feed the realised kept fraction as the next t (official T2I sampler)
+    # samples in the network at once (None: the whole batch). With entropy-guided steps a finished sample's
+    # slot goes to the next waiting one (continuous batching), so the batch stays full; results are the same
+    slots: int | None = None
 
 
 # The ranges a suite may give each SamplerConfig field (Opt keywords of grn_eval/options.py, kept as plain
@@ -78,7 +81,7 @@ SAMPLER_OPTIONS = {
     "steps": STEPS, "schedule": {"choices": SCHEDULES}, "temperature": TEMPERATURE, "guidance": GUIDANCE,
     # guidance where lo < t < hi; a negative lo selects the official power-cos guidance
     "guidance_interval": {"min": 2, "max": 2, "increasing": True, "item": {}, "why": "[lo, hi]"},
-    "monotone": {}, "realised_t": {},
+    "monotone": {}, "realised_t": {}, "slots": {"min": 1, "why": "samples in the network at once"},
 }
 
 
@@ -347,13 +350,17 @@ def _decide(state: RefineState, active, lc, tau: float, entropy: EntropyConfig) 
     state.temp[active] = entropy_temperature(tau, n)
 
 
-def next_t(i: int, state: RefineState, active, base, total: int, entropy: EntropyConfig | None) -> torch.Tensor:
-    """The clean fraction to reach at step i: the fixed schedule, or after the entropy decision a straight
-    line from the warm-up's end to 1 in each sample's own number of steps (official formula and order)."""
-    if entropy is not None and i >= entropy.warmup:
-        wp = entropy.warmup
-        return (wp / total + (1 - wp / total) * (i + 1 - wp) / state.n_steps[active].double()).clamp(max=1.0)
-    return base[i + 1].to(state.t.device).expand(active.numel())
+def next_t(i: torch.Tensor, state: RefineState, active, base, total: int,
+           entropy: EntropyConfig | None) -> torch.Tensor:
+    """The clean fraction each active sample reaches at its step i (a tensor: samples may be at different
+    steps): the fixed schedule, or after the entropy decision a straight line from the warm-up's end to 1 in
+    the sample's own number of steps (official formula and order)."""
+    fixed = base.to(state.t.device)[i + 1]
+    if entropy is None:
+        return fixed
+    wp = entropy.warmup
+    line = (wp / total + (1 - wp / total) * (i + 1 - wp).double() / state.n_steps[active].double()).clamp(max=1.0)
+    return torch.where(i >= wp, line, fixed)
 
 
 def keep_step(pred, u_keep, t_next, t, kept, z, noise, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -374,23 +381,47 @@ def keep_step(pred, u_keep, t_next, t, kept, z, noise, monotone: bool) -> tuple[
     return keep, new_z
 
 
+def _merge(series: list, k: int, value, count: int, before: int):
+    """Put one group's mean `value` (of `count` samples) into entry k of a per-step series whose entry already
+    averages `before` samples (a first group is stored as it is, so a run without slots is unchanged)."""
+    if k == len(series):
+        series.append(value)
+    elif isinstance(value, list):
+        series[k] = [(a * before + v * count) / (before + count) for a, v in zip(series[k], value)]
+    else:
+        series[k] = (series[k] * before + value * count) / (before + count)
+
+
 def refinement_recorder(trace: Trace, rounds: int | None):
-    """The callback that fills a Trace from each refinement step's info."""
-    def record(s: dict) -> None:
-        keep, before, kept_before, z = s["keep"], s["x_before"], s["kept_before"], s["x"]
-        n_el = keep.numel()
-        trace.t.append(float(s["t"].mean()))
-        trace.entropy_cond.append(float(normalized_entropy(s["logits_cond"]).mean()))
-        trace.entropy_guided.append(float(normalized_entropy(torch.log(s["probs"].clamp_min(1e-30))).mean()))
-        trace.filled.append(float((keep & ~kept_before).sum()) / n_el)
-        trace.kept.append(float((keep & kept_before & (z == before)).sum()) / n_el)
-        trace.rewritten.append(float((keep & kept_before & (z != before)).sum()) / n_el)
-        trace.erased.append(float((~keep & kept_before).sum()) / n_el)
-        trace.active.append(int(s["active"].numel()))
-        trace.nfe.append(s["nfe"])
+    """The callback that fills a Trace from each refinement step's info. Entry k of a series is the mean over
+    the samples at their k-th step: with continuous batching one call holds samples at different steps."""
+    def record_group(s: dict, k: int, rows) -> None:
+        keep, before, kept_before, z = s["keep"][rows], s["x_before"][rows], s["kept_before"][rows], s["x"][rows]
+        lc, probs = s["logits_cond"][rows], s["probs"][rows]
+        n_el, count = keep.numel(), keep.shape[0]
+        seen = trace.active[k] if k < len(trace.active) else 0
+        _merge(trace.t, k, float(s["t"][rows].mean()), count, seen)
+        _merge(trace.entropy_cond, k, float(normalized_entropy(lc).mean()), count, seen)
+        _merge(trace.entropy_guided, k, float(normalized_entropy(torch.log(probs.clamp_min(1e-30))).mean()),
+               count, seen)
+        _merge(trace.filled, k, float((keep & ~kept_before).sum()) / n_el, count, seen)
+        _merge(trace.kept, k, float((keep & kept_before & (z == before)).sum()) / n_el, count, seen)
+        _merge(trace.rewritten, k, float((keep & kept_before & (z != before)).sum()) / n_el, count, seen)
+        _merge(trace.erased, k, float((~keep & kept_before).sum()) / n_el, count, seen)
+        _merge(trace.nfe, k, s["nfe"], count, seen)
         if rounds:
-            trace.entropy_bits.append(per_bit_plane(element_entropy(s["logits_cond"]), rounds))
-            trace.changed_bits.append(per_bit_plane(z != before, rounds))
+            _merge(trace.entropy_bits, k, per_bit_plane(element_entropy(lc), rounds), count, seen)
+            _merge(trace.changed_bits, k, per_bit_plane(z != before, rounds), count, seen)
+        if k == len(trace.active):
+            trace.active.append(count)
+        else:
+            trace.active[k] += count
+
+    def record(s: dict) -> None:
+        steps = s["step"]
+        groups = sorted(set(steps.tolist()))
+        for k in groups:  # one group (every sample at the same step) is recorded without a copy, as it was
+            record_group(s, k, slice(None) if len(groups) == 1 else (steps == k).nonzero().squeeze(1))
     return record
 
 
@@ -399,9 +430,12 @@ def refine(model, cond: torch.Tensor, sampler: SamplerConfig, generators: list[t
            entropy: EntropyConfig | None = None, uncond: torch.Tensor | None = None,
            callback=None) -> tuple[torch.Tensor, Trace]:
     """Sample tokens [B, D, h, w] for conditions `cond` (classes [B] or text ids [B, L]). With `entropy`,
-    each sample picks its own number of steps after the warm-up (and finished samples leave the
-    batch). `uncond` is the unconditional CFG stream's conditioning (default: the null one). `callback`
-    gets each step's info: i, active, t (input), logits_cond, probs, x_before, kept_before, keep, x, nfe."""
+    each sample picks its own number of steps after the warm-up and finished samples leave the batch; with
+    `sampler.slots` < B at most that many samples are in the network at once, and a finished sample's slot
+    goes to the next waiting one, in order (continuous batching: every sample owns its generator and its
+    step counter, so its result does not depend on when it entered). `uncond` is the unconditional CFG
+    stream's conditioning (default: the null one). `callback` gets each call's info: i (the call), step (each
+    active sample's own step), active, t (input), logits_cond, probs, x_before, kept_before, keep, x, nfe."""
     device, b = cond.device, cond.shape[0]
     if len(generators) != b:
         raise ValueError(f"need one generator per sample: {len(generators)} for {b} samples")
@@ -411,18 +445,30 @@ def refine(model, cond: torch.Tensor, sampler: SamplerConfig, generators: list[t
     base = schedule(total, sampler.schedule)
     trace = Trace()
     notify = notifier(refinement_recorder(trace, getattr(model, "bit_rounds", None)), callback)
+    slots = b if sampler.slots is None else min(sampler.slots, b)
+    admitted = torch.zeros(b, dtype=torch.bool, device=device)
+    admitted[:slots] = True
 
-    for i in range(total):
-        active = (state.t < 1.0 - 1e-9).nonzero().squeeze(1)  # finished samples leave the batch
+    for call in range(total * -(-b // slots)):  # every sample takes at most `total` steps
+        running = admitted & (state.t < 1.0 - 1e-9)  # finished samples leave the batch
+        free = slots - int(running.sum())
+        if free > 0:  # their slots go to the next waiting samples
+            waiting = (~admitted).nonzero().squeeze(1)[:free]
+            admitted[waiting] = True
+            running[waiting] = True
+        active = running.nonzero().squeeze(1)
         if active.numel() == 0:
             break
+        i = state.steps_used[active]  # each sample's own step
         za, ta = state.z[active], state.t[active]
         ua = None if uncond is None else uncond[active]
         lc, logits = guided_logits(model, za, state.t_in[active].float(), cond[active], sampler.guidance,
                                    sampler.guidance_interval, ua)
-        check_finite([("logits", logits)], f"refinement step {i}")
-        if entropy is not None and i == entropy.warmup:
-            _decide(state, active, lc, sampler.temperature, entropy)
+        check_finite([("logits", logits)], f"refinement call {call}")
+        if entropy is not None:
+            deciding = i == entropy.warmup
+            if bool(deciding.any()):
+                _decide(state, active[deciding], lc[deciding], sampler.temperature, entropy)
         t_next = next_t(i, state, active, base, total, entropy)
 
         temp = state.temp[active].view(-1, *[1] * (logits.dim() - 1)).float()
@@ -432,8 +478,9 @@ def refine(model, cond: torch.Tensor, sampler: SamplerConfig, generators: list[t
         kept = state.kept[active]
         keep, new_z = keep_step(pred, uniform(gens, shape, device), t_next, ta, kept, za, state.noise[active],
                                 sampler.monotone)
-        notify({"i": i, "active": active, "t": state.t_in[active], "logits_cond": lc, "probs": probs,
-                "x_before": za, "kept_before": kept, "keep": keep, "x": new_z, "nfe": 2 if logits is not lc else 1})
+        notify({"i": call, "step": i, "active": active, "t": state.t_in[active], "logits_cond": lc,
+                "probs": probs, "x_before": za, "kept_before": kept, "keep": keep, "x": new_z,
+                "nfe": 2 if logits is not lc else 1})
         state.advance(active, new_z, keep, t_next, sampler.realised_t)
 
     trace.steps_used = state.steps_used.tolist()

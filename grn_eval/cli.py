@@ -237,12 +237,14 @@ def _cmd_gate(args) -> int:
         print("error: the baseline covers no models or metrics; re-make it with --update", file=sys.stderr)
         return 2
     print(verdict.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
-    print("\nminimum detectable effect (a move smaller than this passes unseen; median over models):")
+    print("\nwhat the gate can see (median over models): the smallest move it flags (a smaller one passes "
+          "unseen) and the minimum detectable effect (flagged with 80% probability):")
     for _, d in gate.detectable(verdict).iterrows():
         rel = "" if pd.isna(d["relative"]) else f" ({100 * d['relative']:.1f}% of the baseline)"
+        mde = "" if pd.isna(d["mde"]) else f", MDE {d['mde']:.4g}"
         own = "" if pd.isna(d["one_seed_half_width"]) else \
             f"; one seed's own 95% interval is +-{d['one_seed_half_width']:.4g}"
-        print(f"  {d['metric']}: {d['smallest_flagged']:.4g}{rel}{own}")
+        print(f"  {d['metric']}: {d['smallest_flagged']:.4g}{rel}{mde}{own}")
     if gate.failed(verdict):
         print("\nGATE FAILED: see the rows marked REGRESSION / FAIL")
         return 1

@@ -1,8 +1,18 @@
 """A noise-aware regression gate: compare a run with a stored baseline.
 
-A baseline stores, per model x metric, the mean and the seed-to-seed std of several runs.
-A metric regresses when it moves in the bad direction by more than
-    tolerance = max(k * std, abs_floor[metric], rel_floor * |mean|)
+A baseline stores, per model x metric, the mean, the seed-to-seed std, every seed's value and one seed's
+bootstrap half-width (the median over its seeds). Per model x metric the run's seeds give a move
+`delta` (in the bad direction when positive) and its standard error `se`:
+  * paired, when the run has at least PAIRED_MIN seeds and the baseline has each of their values: the
+    mean of the per-seed differences, se = their std / sqrt(n), against Student's t with n - 1 degrees
+    of freedom (the same seeds draw the same noise, so what the seeds share cancels);
+  * unpaired otherwise: the run's mean minus the baseline's, se = sigma sqrt(1/n_run + 1/n_baseline),
+    where one seed's sigma is the larger of the baseline's seed std and its bootstrap half-width / 1.96
+    (a std from a few seeds can be small by chance; the bootstrap sees the sampling noise of one seed).
+It regresses when delta exceeds
+    tolerance = max(crit * se, abs_floor[metric], rel_floor * |mean|)
+with crit the one-sided 3-sigma level (K_STD for the normal, its t quantile when paired). The minimum
+detectable effect printed beside it is the move flagged with 80% probability: tolerance + 0.84 se.
 Latency is compared only with a baseline measured on the same device class. `--update`
 writes a new baseline (for review in the pull request) instead of comparing.
 
@@ -10,16 +20,18 @@ Only like is compared with like: the run must be of the baseline's suite and use
 baseline's seeds (else a UserError, nothing is compared), and every model x metric of the
 baseline must be in the run (else a failing row). A changed suite hash is only a note.
 
-`detectable` says what the comparison can and cannot see: per metric the smallest move it flags (the
-minimum detectable effect at the suite's N and seeds) next to one seed's bootstrap half-width.
+`detectable` says what the comparison can and cannot see: per metric the smallest move it flags and the
+minimum detectable effect at the suite's N and seeds, next to one seed's bootstrap half-width.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 from grn.errors import UserError
 from grn.fileio import atomic_write
@@ -27,6 +39,9 @@ from grn_eval.metrics import registry
 from grn_eval.report import better, summarize
 
 K_STD = 3.0
+ALPHA = float(stats.norm.sf(K_STD))  # the one-sided level K_STD sigmas stand for (0.00135)
+POWER_Z = float(stats.norm.ppf(0.8))  # the minimum detectable effect: flagged with 80% probability
+PAIRED_MIN = 3  # seeds in common with the baseline for a paired comparison (its std needs >= 2 degrees of freedom)
 REL_FLOOR = 0.02
 # abs_floor: each metric row's `floor`, declared with the metric (grn_eval/metrics/registry.py `Row`)
 LATENCY_METRICS = {"seconds_per_image"}
@@ -45,14 +60,25 @@ def _seeds(df: pd.DataFrame) -> list[int]:
     return sorted({int(s) for s in df["seed"].dropna()})
 
 
+def _half_width(rows: pd.DataFrame) -> float | None:
+    if "ci_low" not in rows:
+        return None
+    half = ((rows["ci_high"].astype(float) - rows["ci_low"].astype(float)) / 2).dropna()
+    return float(half.median()) if len(half) else None
+
+
 def make_baseline(df: pd.DataFrame, name: str) -> dict:
     s = summarize(df)
+    ok = df[df["available"] & df["value"].notna()]
     metrics = {}
     for _, r in s.iterrows():
         if better(r["metric"]) is None:
             continue
-        metrics[f"{r['model']}|{r['metric']}"] = {"mean": r["mean"], "std": r["std"], "seeds": int(r["seeds"]),
-                                                  "n": int(r["n"]), "protocol_id": r["protocol_id"]}
+        rows = ok[(ok["model"] == r["model"]) & (ok["metric"] == r["metric"])]
+        metrics[f"{r['model']}|{r['metric']}"] = {
+            "mean": r["mean"], "std": r["std"], "seeds": int(r["seeds"]), "n": int(r["n"]),
+            "protocol_id": r["protocol_id"], "ci_half": _half_width(rows),
+            "values": {str(int(k)): float(v) for k, v in zip(rows["seed"], rows["value"])}}
     # suite, suite_hash and seeds let `compare` refuse a run that is not like for like.
     return {"name": name, "suite": sorted(set(df["suite"])), "suite_hash": sorted(set(df["suite_hash"])),
             "config_hash": sorted(set(df["config_hash"].dropna())) if "config_hash" in df else [],
@@ -60,9 +86,33 @@ def make_baseline(df: pd.DataFrame, name: str) -> dict:
             "abs_floor": registry.floors(), "metrics": metrics}
 
 
-def tolerance(metric: str, mean: float, std: float) -> float:
+def floor_of(metric: str, mean: float) -> float:
+    """The smallest move that ever counts: the metric's absolute floor or a fraction of its value."""
     rel = LATENCY_REL_FLOOR if metric in LATENCY_METRICS else REL_FLOOR
-    return max(K_STD * std, registry.floors().get(metric, 0.0), rel * abs(mean))
+    return max(registry.floors().get(metric, 0.0), rel * abs(mean))
+
+
+def tolerance(metric: str, mean: float, std: float) -> float:
+    """One seed against a baseline of many whose std is all that is known (an old baseline): 3 std or the floor."""
+    return max(K_STD * std, floor_of(metric, mean))
+
+
+def move(values: dict[int, float], base: dict, run_half: float | None = None) -> dict:
+    """The move of one model x metric (run seed -> value) from its baseline entry: {'test', 'delta' (run minus
+    baseline), 'se', 'crit'} as the module docstring says."""
+    seeds = sorted(values)
+    per_seed = base.get("values") or {}
+    if len(seeds) >= PAIRED_MIN and all(str(s) in per_seed for s in seeds):
+        d = [values[s] - per_seed[str(s)] for s in seeds]
+        n = len(d)
+        mean = sum(d) / n
+        sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+        return {"test": "paired", "delta": mean, "se": sd / math.sqrt(n), "crit": float(stats.t.isf(ALPHA, n - 1))}
+    halves = [h for h in (base.get("ci_half"), run_half) if h is not None and math.isfinite(h)]
+    sigma = max([base["std"]] + [h / stats.norm.isf(0.025) for h in halves])
+    n_base = base.get("seeds") or len(per_seed) or 1
+    se = sigma * math.sqrt(1 / len(seeds) + 1 / n_base)
+    return {"test": "unpaired", "delta": sum(values.values()) / len(values) - base["mean"], "se": se, "crit": K_STD}
 
 
 def _names(values) -> str:
@@ -110,52 +160,57 @@ def notes(df: pd.DataFrame, baseline: dict) -> list[str]:
 
 
 def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
-    """One row per (model, metric, seed) of the run that the baseline covers, with its verdict, plus one
-    failing row per baseline (model, metric) the run lacks. Raises UserError if not like for like."""
+    """One row per model x metric of the baseline: the run's seeds, the test, the move and its tolerance, the
+    minimum detectable effect and the verdict; a baseline model x metric the run lacks is a failing row.
+    Raises UserError if not like for like."""
     check_comparable(df, baseline)
     same_device = device_class(df) == baseline["device_class"]
+    ok = df[df["available"] & df["value"].notna()]
     out, seen = [], set()
-    for _, r in df[df["available"] & df["value"].notna()].iterrows():
-        key = f"{r['model']}|{r['metric']}"
+    for (model, metric), rows in ok.groupby(["model", "metric"], sort=False):
+        key = f"{model}|{metric}"
         if key not in baseline["metrics"]:
             continue
         seen.add(key)
         b = baseline["metrics"][key]
-        direction = better(r["metric"])
-        tol = tolerance(r["metric"], b["mean"], b["std"])
-        delta = r["value"] - b["mean"]
-        worse = delta if direction == "lower" else -delta
-        if r["metric"] in LATENCY_METRICS and not same_device:
+        values = {int(s): float(v) for s, v in zip(rows["seed"], rows["value"])}
+        run_half = _half_width(rows)
+        t = move(values, b, run_half)
+        tol = max(t["crit"] * t["se"], floor_of(metric, b["mean"]))
+        worse = t["delta"] if better(metric) == "lower" else -t["delta"]
+        if metric in LATENCY_METRICS and not same_device:
             status = "skipped (baseline from another device class)"
-        elif r["protocol_id"] != b["protocol_id"] or int(r["n"]) != b["n"]:
+        elif set(rows["protocol_id"]) != {b["protocol_id"]} or set(rows["n"].astype(int)) != {b["n"]}:
             status = "FAIL (protocol or N differs from the baseline)"
         else:
             status = "REGRESSION" if worse > tol else ("improved" if worse < -tol else "ok")
-        half = (r["ci_high"] - r["ci_low"]) / 2 if pd.notna(r.get("ci_low")) and pd.notna(r.get("ci_high")) \
-            else float("nan")
-        out.append({"model": r["model"], "metric": r["metric"], "seed": r["seed"], "baseline": b["mean"],
-                    "tolerance": tol, "value": r["value"], "delta": delta, "ci_half": half, "status": status})
+        out.append({"model": model, "metric": metric, "seeds": len(values), "test": t["test"],
+                    "baseline": b["mean"], "value": sum(values.values()) / len(values), "delta": t["delta"],
+                    "se": t["se"], "tolerance": tol, "mde": tol + POWER_Z * t["se"],
+                    "ci_half": float("nan") if run_half is None else run_half, "status": status})
     # A model or metric that silently dropped out of the run must not let the gate pass.
     for key in sorted(set(baseline["metrics"]) - seen):
         model, _, metric = key.partition("|")
         b = baseline["metrics"][key]
-        out.append({"model": model, "metric": metric, "seed": None, "baseline": b["mean"],
-                    "tolerance": tolerance(metric, b["mean"], b["std"]), "value": float("nan"),
-                    "delta": float("nan"), "ci_half": float("nan"), "status": MISSING})
+        out.append({"model": model, "metric": metric, "seeds": 0, "test": "", "baseline": b["mean"],
+                    "value": float("nan"), "delta": float("nan"), "se": float("nan"),
+                    "tolerance": tolerance(metric, b["mean"], b["std"]), "mde": float("nan"),
+                    "ci_half": float("nan"), "status": MISSING})
     return pd.DataFrame(out)
 
 
 def detectable(report: pd.DataFrame) -> pd.DataFrame:
-    """Per metric, what the gate can see: the smallest move it flags (the tolerance; median over the models),
-    that move relative to the baseline, and one seed's own uncertainty (the half-width of its bootstrap
-    interval, median; NaN where the metric has none). A regression smaller than `smallest_flagged` passes."""
+    """Per metric, what the gate can see (medians over the models): the smallest move it flags (the
+    tolerance), that move relative to the baseline, the minimum detectable effect (flagged with 80%
+    probability) and one seed's own uncertainty (the half-width of its bootstrap interval; NaN where the
+    metric has none). A regression smaller than `smallest_flagged` passes."""
     r = report[~report["status"].eq(MISSING)].copy()
     if r.empty:
-        return pd.DataFrame(columns=["metric", "smallest_flagged", "relative", "one_seed_half_width"])
+        return pd.DataFrame(columns=["metric", "smallest_flagged", "relative", "mde", "one_seed_half_width"])
     r["relative"] = r["tolerance"] / r["baseline"].abs().where(r["baseline"] != 0)
     g = r.groupby("metric", sort=False)
     return pd.DataFrame({"smallest_flagged": g["tolerance"].median(), "relative": g["relative"].median(),
-                         "one_seed_half_width": g["ci_half"].median()}).reset_index()
+                         "mde": g["mde"].median(), "one_seed_half_width": g["ci_half"].median()}).reset_index()
 
 
 def failed(report: pd.DataFrame) -> bool:

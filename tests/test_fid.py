@@ -73,3 +73,50 @@ def test_torch_form_equals_numpy_form():
     a = gaussian_stats(rng.standard_normal((300, 40)))
     b = gaussian_stats(rng.standard_normal((300, 40)) * 1.3 + 0.2)
     assert frechet_distance_torch(*a, *b) == pytest.approx(frechet_distance(*a, *b), rel=1e-10)
+    few = gaussian_stats_quiet(rng.standard_normal((20, 40))), gaussian_stats_quiet(rng.standard_normal((20, 40)))
+    assert frechet_distance_torch(*few[0], *few[1]) == pytest.approx(frechet_distance(*few[0], *few[1]), rel=1e-10)
+
+
+def test_cholesky_form_runs_when_a_covariance_is_positive_definite_and_says_so():
+    rng = np.random.default_rng(7)
+    mix = rng.standard_normal((64, 64)) / 8
+    a = gaussian_stats(np.abs(rng.standard_normal((400, 64)) @ mix))
+    b = gaussian_stats(np.abs(rng.standard_normal((400, 64)) @ (mix + 0.1 * rng.standard_normal((64, 64)) / 8)))
+    t = frechet_terms(*a, *b)
+    assert t.method == "cholesky"
+    assert t.total == pytest.approx(frechet_distance(*a, *b, method="eigh"), rel=1e-10)
+    assert t.total == pytest.approx(frechet_distance(*a, *b, method="sqrtm"), rel=1e-9)
+
+
+def test_fewer_samples_than_dimensions_fall_back_to_eigh():
+    """Both covariances of rank 29 < 64: no Cholesky factor, the eigh form runs (and the row records it)."""
+    rng = np.random.default_rng(8)
+    a, b = gaussian_stats_quiet(rng.standard_normal((30, 64))), gaussian_stats_quiet(rng.standard_normal((30, 64)) + 1)
+    t = frechet_terms(*a, *b)
+    assert t.method == "eigh"
+    # one positive-definite side is enough: the reference of many images is factorised
+    c = gaussian_stats(rng.standard_normal((500, 64)))
+    t2 = frechet_terms(*a, *c)
+    assert t2.method == "cholesky" and t2.total == pytest.approx(frechet_distance(*a, *c, method="eigh"), rel=1e-9)
+
+
+def gaussian_stats_quiet(x):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return gaussian_stats(x)
+
+
+def test_with_fewer_samples_than_dimensions_the_forms_equal_the_exact_span_form():
+    """N < d: the null space of A S2 A (or L^T S1 L) is rounding noise; counted as 0 it no longer adds the
+    square roots of +-d eps values, and the closed forms equal the span (Gram / SVD) form to 1e-13."""
+    from grn_eval.metrics.fid import frechet_weighted
+
+    rng = np.random.default_rng(9)
+    mix = rng.standard_normal((256, 256)) / 16
+    x, y = np.abs(rng.standard_normal((60, 256)) @ mix), np.abs(rng.standard_normal((50, 256)) @ mix) + 0.01
+    z = np.abs(rng.standard_normal((1000, 256)) @ mix)
+    for other in (y, z):
+        exact = frechet_weighted(x, other)[0]
+        a, b = gaussian_stats_quiet(x), gaussian_stats_quiet(other)
+        for method in ("cholesky", "eigh"):
+            assert frechet_distance(*a, *b, method=method) == pytest.approx(exact, rel=1e-13)

@@ -3,7 +3,9 @@ model x metric present; damaged files end in one message, not a traceback. Synth
 
 import json
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from grn.errors import UserError
 from grn_eval import cli, gate, report
@@ -138,8 +140,9 @@ def test_truncated_results_json(base, tmp_path, capsys):
 
 
 def test_the_gate_says_what_it_can_detect(base, tmp_path, capsys):
-    """The smallest flagged move per metric (tolerance = max(3 std, floor, 2% of the mean)): FID's floor 0.5
-    over a mean of 10.1 is 4.95%, shown 5.0%; with intervals in the run, one seed's half-width is shown beside it."""
+    """The smallest flagged move per metric: the same three seeds are compared paired, their differences are 0,
+    so the floor decides (FID's 0.5 over a mean of 10.1 is 4.95%, shown 5.0%); with intervals in the run, one
+    seed's half-width is shown beside it."""
     run = _results(tmp_path / "same")
     res = json.loads((run / "results.json").read_text())
     for r in res["rows"]:
@@ -148,7 +151,52 @@ def test_the_gate_says_what_it_can_detect(base, tmp_path, capsys):
     (run / "results.json").write_text(json.dumps(res))
     code, out, _ = _gate(run, base, capsys)
     assert code == 0
-    assert "  fid: 0.5 (5.0% of the baseline); one seed's own 95% interval is +-2" in out
-    assert "  kid: 0.002 (19.8% of the baseline)\n" in out
+    assert "  fid: 0.5 (5.0% of the baseline), MDE 0.5; one seed's own 95% interval is +-2" in out
+    assert "  kid: 0.002 (19.8% of the baseline), MDE 0.002\n" in out
     d = gate.detectable(gate.compare(report.load_results([run]), json.loads(base.read_text())))
     assert d.set_index("metric").loc["fid", "one_seed_half_width"] == pytest.approx(2.0)
+
+
+def _spread(path, values, seeds, shift=0.0, half=None):
+    """Model A's fid per seed (values[i] + shift at seeds[i]), with a bootstrap half-width when given."""
+    run = _results(path, seeds=seeds, models=("A",), metrics={"fid": 1.0})
+    res = json.loads((run / "results.json").read_text())
+    for r, v in zip(res["rows"], values):
+        r["value"] = v + shift
+        if half is not None:
+            r["ci_low"], r["ci_high"] = r["value"] - half, r["value"] + half
+    (run / "results.json").write_text(json.dumps(res))
+    return report.load_results([run])
+
+
+def test_the_same_seeds_are_compared_paired():
+    """Seeds spread 10, 12, 14 (std 2): a shift of 1 on every seed hides in the unpaired tolerance (3 x 2 x
+    sqrt(2/3) = 4.9) but not in the paired one (the differences are all 1: se 0, the floor 0.5 decides)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        baseline = gate.make_baseline(_spread(d / "b", [10, 12, 14], (0, 1, 2)), "b")
+        assert baseline["metrics"]["A|fid"]["values"] == {"0": 10.0, "1": 12.0, "2": 14.0}
+        paired = gate.compare(_spread(d / "p", [10, 12, 14], (0, 1, 2), shift=1.0), baseline).iloc[0]
+        assert paired["test"] == "paired" and paired["delta"] == pytest.approx(1.0) and paired["se"] == 0
+        assert paired["tolerance"] == 0.5 and paired["status"] == "REGRESSION"
+        one = gate.compare(_spread(d / "u", [12], (1,), shift=1.0), baseline).iloc[0]  # one seed: unpaired
+        assert one["test"] == "unpaired" and one["delta"] == pytest.approx(1.0)
+        assert one["tolerance"] == pytest.approx(3 * 2 * (1 + 1 / 3) ** 0.5) and one["status"] == "ok"
+        # noisy paired differences (1 +- 1) are judged against Student's t with 2 degrees of freedom
+        noisy = gate.compare(_spread(d / "n", [11, 11, 16], (0, 1, 2)), baseline).iloc[0]
+        sd = float(np.std([1, -1, 2], ddof=1))
+        assert noisy["se"] == pytest.approx(sd / 3**0.5) and noisy["status"] == "ok"
+        assert noisy["tolerance"] == pytest.approx(stats.t.isf(gate.ALPHA, 2) * sd / 3**0.5)
+
+
+def test_a_seed_std_smaller_than_the_bootstrap_says_is_not_trusted(tmp_path):
+    """Three seeds that happen to agree (std 0.1) while one seed's bootstrap half-width is 2: the unpaired
+    tolerance uses sigma = 2 / 1.96, so a move of 1 (noise at this N) is not called a regression."""
+    baseline = gate.make_baseline(_spread(tmp_path / "b", [10.0, 10.1, 10.2], (0, 1, 2), half=2.0), "b")
+    assert baseline["metrics"]["A|fid"]["ci_half"] == pytest.approx(2.0)
+    r = gate.compare(_spread(tmp_path / "r", [10.1], (1,), shift=1.0, half=2.0), baseline).iloc[0]
+    assert r["tolerance"] == pytest.approx(3 * 2 / stats.norm.isf(0.025) * (1 + 1 / 3) ** 0.5)
+    assert r["status"] == "ok" and r["mde"] == pytest.approx(r["tolerance"] + gate.POWER_Z * r["se"])

@@ -37,7 +37,8 @@ def test_five_seeds_pass_and_a_temperature_bug_fails(tmp_path):
     five = _run(tmp_path, "unchanged", 1.0, [0, 1, 2, 3, 4])
     baseline = gate.make_baseline(five, "gate_test")
     verdict = gate.compare(five, baseline)
-    assert len(verdict) == 10 and not gate.failed(verdict)  # 5 seeds x (fid, kid)
+    assert len(verdict) == 2 and not gate.failed(verdict)  # fid, kid over 5 seeds, paired
+    assert (verdict["test"] == "paired").all() and (verdict["delta"] == 0).all()
     buggy = _run(tmp_path, "buggy", 3.0, [0])
     verdict = gate.compare(buggy, baseline)
     assert gate.failed(verdict)
@@ -45,3 +46,4 @@ def test_five_seeds_pass_and_a_temperature_bug_fails(tmp_path):
     # what the gate can see at this N: the smallest flagged FID move, beside one seed's bootstrap interval
     seen = gate.detectable(verdict).set_index("metric")
     assert seen.loc["fid", "smallest_flagged"] > 0 and seen.loc["fid", "one_seed_half_width"] > 0
+    assert seen.loc["fid", "mde"] > seen.loc["fid", "smallest_flagged"]

@@ -209,3 +209,35 @@ def test_entropy_step_count_is_rounded_in_float32_as_the_official_code():
     assert (700 * e.double() - 620).tolist() == pytest.approx([41.499995, 20.500015], abs=1e-6)  # float64 would
     assert entropy_steps(e, cfg).tolist() == [42, 20]  # float32: 41.5 and 20.5, rounded half to even
     assert entropy_steps(e.double(), cfg).tolist() == [42, 20]
+
+
+@pytest.mark.parametrize("guidance_interval", [(0.0, 1.0), (0.3, 1.0)])
+def test_continuous_batching_gives_every_sample_the_same_result(guidance_interval):
+    """slots < B: a finished sample's slot goes to the next waiting one. Every sample owns its generator and
+    its step counter, so its tokens, step count and decision entropy are those of the plain run; the trace's
+    entry k still averages the samples at their k-th step (same counts, same network evaluations)."""
+    from dataclasses import replace
+
+    model = _noisy_model(5)
+    y = torch.arange(12) % 10
+    cfg = SamplerConfig(steps=12, guidance=2.0, guidance_interval=guidance_interval, temperature=1.1)
+    from grn.sampling import decision_entropies
+
+    ent = calibrate_entropy_schedule(decision_entropies(model, y, cfg, sample_generators(range(100, 112)), 2, 12),
+                                     t_min=6, t_max=12, warmup=2)
+    plain, tp = refine(model, y, cfg, sample_generators(range(12)), entropy=ent)
+    assert len(set(tp.steps_used)) > 1  # samples finish at different steps
+    seen = []
+    cont, tc = refine(model, y, replace(cfg, slots=4), sample_generators(range(12)), entropy=ent,
+                      callback=lambda s: seen.append(s["active"].numel()))
+    assert torch.equal(plain, cont) and tp.steps_used == tc.steps_used
+    assert tp.decision_entropy == pytest.approx(tc.decision_entropy, abs=1e-6)
+    assert max(seen) == 4 and seen.count(4) > len(seen) // 2  # the batch stays full while samples wait
+    assert tc.active == tp.active  # per step: how many samples took their k-th step
+    nfe_plain, nfe_cont = (sum(n * a for n, a in zip(tr.nfe, tr.active)) for tr in (tp, tc))
+    # a call guides all its samples or none; mixing steps inside and outside a guidance interval in one call
+    # costs the unguided ones their second stream too
+    assert nfe_cont == nfe_plain if guidance_interval == (0.0, 1.0) else nfe_cont >= nfe_plain
+    assert tc.entropy_cond == pytest.approx(tp.entropy_cond, abs=1e-6)
+    fixed, _ = refine(model, y, replace(cfg, slots=5), sample_generators(range(12)))  # fixed steps, ragged slots
+    assert torch.equal(fixed, refine(model, y, cfg, sample_generators(range(12)))[0])

@@ -1,11 +1,14 @@
 """Fréchet distance between Gaussians, in float64.
 
-Default method ("eigh"): the symmetric form. With A = sqrt(S1) (from `eigh`, negative
-eigenvalues clipped), Tr sqrt(S1 S2) = Tr sqrt(A S2 A) and A S2 A is symmetric positive
-semi-definite, so its square-root trace is the sum of the square roots of its (clipped)
-`eigvalsh` eigenvalues. Two symmetric eigendecompositions: no complex arithmetic, no
-iterative `sqrtm`, no spurious imaginary parts. `scipy.linalg.sqrtm` (pytorch-fid, clean-fid)
-and complex `eigvals` of S1 S2 (torch-fidelity) are kept as cross-checks.
+Default method ("cholesky"): the symmetric form with a Cholesky factor. With S = L L^T positive
+definite (S2 or S1; the trace is symmetric in the two), S1 S2 is similar to L^T S_other L, which is
+symmetric positive semi-definite, so Tr sqrt(S1 S2) is the sum of the square roots of its (clipped)
+`eigvalsh` eigenvalues: one Cholesky factorisation and one symmetric eigenvalue problem without
+vectors. When neither covariance is positive definite (fewer samples than dimensions) it falls back
+to "eigh": A = sqrt(S1) from `eigh` (negative eigenvalues clipped) and the eigenvalues of A S2 A.
+Neither uses complex arithmetic or an iterative `sqrtm`, so there are no spurious imaginary parts;
+the row records which ran. `scipy.linalg.sqrtm` (pytorch-fid, clean-fid, ADM) and complex `eigvals`
+of S1 S2 (torch-fidelity) are kept as cross-checks.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from grn_eval import intervals
 from grn_eval.metrics.registry import BOOTSTRAP, PROTOCOL, Row, register_metric
 
 VERSION = "1"  # of fid and rfid
-METHODS = ("eigh", "sqrtm", "eigvals")
+METHODS = ("cholesky", "eigh", "sqrtm", "eigvals")
 
 
 @dataclass(frozen=True)
@@ -55,23 +58,55 @@ def _sqrt_psd(s: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
-def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, method: str = "eigh") -> float:
-    """Tr sqrt(S1 S2) for symmetric PSD S1, S2."""
+def _cholesky(s: np.ndarray) -> np.ndarray | None:
+    """The Cholesky factor of `s` when it is positive definite beyond rounding, else None: a factor whose
+    smallest pivot is at the rounding level of the largest (a rank-deficient covariance that factorised by
+    accident) would make the similarity below inexact."""
+    try:
+        low = np.linalg.cholesky(s)
+    except np.linalg.LinAlgError:
+        return None
+    pivots = np.diagonal(low) ** 2
+    return low if pivots.min() > len(s) * np.finfo(np.float64).eps * pivots.max() else None
+
+
+def _root_trace(m: np.ndarray) -> float:
+    """Sum of the square roots of the eigenvalues of a symmetric PSD matrix. An eigenvalue below the rounding
+    level (d eps times the largest, the tolerance of a numerical rank) is 0: with fewer samples than
+    dimensions the null space comes out at +-d eps instead of 0, and the square roots of those values add up
+    to about 3e-8 of the distance (measured against the exact span form, `frechet_weighted`, which this then
+    equals to 1e-15)."""
+    ev = np.linalg.eigvalsh((m + m.T) / 2)  # exact symmetry against rounding
+    tol = ev.max(initial=0.0) * len(m) * np.finfo(np.float64).eps
+    return float(np.sqrt(np.where(ev > tol, ev, 0.0)).sum())
+
+
+def trace_sqrt(sigma1: np.ndarray, sigma2: np.ndarray, method: str = "cholesky") -> tuple[float, str]:
+    """(Tr sqrt(S1 S2), the method that computed it) for symmetric PSD S1, S2."""
+    if method == "cholesky":
+        for factor, other in ((sigma2, sigma1), (sigma1, sigma2)):  # a reference of many images first
+            low = _cholesky(factor)
+            if low is not None:
+                return _root_trace(low.T @ other @ low), "cholesky"
+        method = "eigh"  # neither is positive definite (N < d)
     if method == "eigh":
         a = _sqrt_psd(sigma1)
-        m = a @ sigma2 @ a
-        m = (m + m.T) / 2  # exact symmetry against rounding
-        return float(np.sqrt(np.clip(np.linalg.eigvalsh(m), 0, None)).sum())
+        return _root_trace(a @ sigma2 @ a), "eigh"
     if method == "sqrtm":
         root = scipy.linalg.sqrtm(sigma1 @ sigma2)
-        return float(np.real(np.trace(root)))
+        return float(np.real(np.trace(root))), "sqrtm"
     if method == "eigvals":
         eig = np.linalg.eigvals(sigma1 @ sigma2)
-        return float(np.sqrt(eig.astype(np.complex128)).real.sum())
+        return float(np.sqrt(eig.astype(np.complex128)).real.sum()), "eigvals"
     raise ValueError(f"unknown method '{method}'; allowed: {METHODS}")
 
 
-def frechet_terms(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> FrechetTerms:
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, method: str = "cholesky") -> float:
+    """Tr sqrt(S1 S2) for symmetric PSD S1, S2."""
+    return trace_sqrt(sigma1, sigma2, method)[0]
+
+
+def frechet_terms(mu1, sigma1, mu2, sigma2, method: str = "cholesky") -> FrechetTerms:
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
@@ -81,26 +116,36 @@ def frechet_terms(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> FrechetTerm
         if not np.isfinite(arr).all():
             raise UserError(f"non-finite values in {name}: the features or statistics (file) are broken")
     diff = mu1 - mu2
-    tr_covmean = trace_sqrt_product(sigma1, sigma2, method)
+    tr_covmean, used = trace_sqrt(sigma1, sigma2, method)
     cov_term = float(np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
-    return FrechetTerms(float(diff @ diff), cov_term, method)
+    return FrechetTerms(float(diff @ diff), cov_term, used)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "eigh") -> float:
+def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "cholesky") -> float:
     """Fréchet distance d^2 between N(mu1, sigma1) and N(mu2, sigma2) (the FID formula)."""
     return frechet_terms(mu1, sigma1, mu2, sigma2, method).total
 
 
 def frechet_distance_torch(mu1, sigma1, mu2, sigma2, device="cpu") -> float:
-    """The symmetric eigh form in float64 with torch (runs on a GPU when given one)."""
+    """The same symmetric forms (Cholesky, else eigh) in float64 with torch (runs on a GPU when given one)."""
     import torch
 
     t = [torch.as_tensor(np.asarray(a, np.float64), device=device) for a in (mu1, sigma1, mu2, sigma2)]
     m1, s1, m2, s2 = t
-    w, v = torch.linalg.eigh(s1)
-    a = (v * w.clamp(min=0).sqrt()) @ v.T
-    m = a @ s2 @ a
-    tr = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
+    m = None
+    for factor, other in ((s2, s1), (s1, s2)):
+        low, info = torch.linalg.cholesky_ex(factor)
+        pivots = low.diagonal() ** 2
+        if info.item() == 0 and pivots.min() > len(factor) * torch.finfo(torch.float64).eps * pivots.max():
+            m = low.T @ other @ low
+            break
+    if m is None:  # neither positive definite
+        w, v = torch.linalg.eigh(s1)
+        a = (v * w.clamp(min=0).sqrt()) @ v.T
+        m = a @ s2 @ a
+    ev = torch.linalg.eigvalsh((m + m.T) / 2)
+    tol = ev.max() * len(m) * torch.finfo(torch.float64).eps  # the null space is 0 (see _root_trace)
+    tr = torch.where(ev > tol, ev, 0).sqrt().sum()
     diff = m1 - m2
     return float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * tr)
 
