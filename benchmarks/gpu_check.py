@@ -68,8 +68,16 @@ def run() -> int:
         record["grn_b_refine_50steps_cfg_batch32_s"] = t
         t, (_, tr2) = _timed(lambda: refine(model, yb, PRESETS["GRN-B-imagenet"],
                                             sample_generators(range(32), device="cuda"), entropy=EntropyConfig()), 1)
+        # continuous batching: 128 samples through 32 slots against four batches of 32 whose samples leave
+        from dataclasses import replace
+
+        y128 = torch.arange(128, device=dev)
+        t_cont, _ = _timed(lambda: refine(model, y128, replace(PRESETS["GRN-B-imagenet"], slots=32),
+                                          sample_generators(range(128), device="cuda"), entropy=EntropyConfig()), 1)
     record["grn_b_entropy_guided_batch32_s"] = t
     record["entropy_guided_mean_steps_untrained"] = float(np.mean(tr2.steps_used))
+    record["grn_b_entropy_continuous_128_in_32_slots_s"] = t_cont
+    record["continuous_over_4x_shrinking"] = t_cont / (4 * t)
 
     # Inception features
     ex = InceptionFeatures(device=dev, batch_size=64)

@@ -221,10 +221,11 @@ def probs_entropy(p: torch.Tensor, dim: int) -> torch.Tensor:
     return -(p * p.clamp_min(1e-30).log()).sum(dim)
 
 
-def per_bit_plane(x: torch.Tensor, rounds: int) -> list[float]:
-    """Mean of a [B, M*d, h, w] per-element quantity for each bit plane (round-major `bit` layout)."""
+def per_bit_plane(x: torch.Tensor, rounds: int) -> torch.Tensor:
+    """[B, M]: the mean of a [B, M*d, h, w] per-element quantity per sample and bit plane (round-major `bit`
+    layout)."""
     b, md, h, w = x.shape
-    return x.float().reshape(b, rounds, md // rounds, h, w).mean(dim=(0, 2, 3, 4)).tolist()
+    return x.float().reshape(b, rounds, md // rounds, h, w).mean(dim=(2, 3, 4))
 
 
 def null_condition(model, y: torch.Tensor) -> torch.Tensor:
@@ -393,35 +394,34 @@ def _merge(series: list, k: int, value, count: int, before: int):
 
 
 def refinement_recorder(trace: Trace, rounds: int | None):
-    """The callback that fills a Trace from each refinement step's info. Entry k of a series is the mean over
-    the samples at their k-th step: with continuous batching one call holds samples at different steps."""
-    def record_group(s: dict, k: int, rows) -> None:
-        keep, before, kept_before, z = s["keep"][rows], s["x_before"][rows], s["kept_before"][rows], s["x"][rows]
-        lc, probs = s["logits_cond"][rows], s["probs"][rows]
-        n_el, count = keep.numel(), keep.shape[0]
-        seen = trace.active[k] if k < len(trace.active) else 0
-        _merge(trace.t, k, float(s["t"][rows].mean()), count, seen)
-        _merge(trace.entropy_cond, k, float(normalized_entropy(lc).mean()), count, seen)
-        _merge(trace.entropy_guided, k, float(normalized_entropy(torch.log(probs.clamp_min(1e-30))).mean()),
-               count, seen)
-        _merge(trace.filled, k, float((keep & ~kept_before).sum()) / n_el, count, seen)
-        _merge(trace.kept, k, float((keep & kept_before & (z == before)).sum()) / n_el, count, seen)
-        _merge(trace.rewritten, k, float((keep & kept_before & (z != before)).sum()) / n_el, count, seen)
-        _merge(trace.erased, k, float((~keep & kept_before).sum()) / n_el, count, seen)
-        _merge(trace.nfe, k, s["nfe"], count, seen)
-        if rounds:
-            _merge(trace.entropy_bits, k, per_bit_plane(element_entropy(lc), rounds), count, seen)
-            _merge(trace.changed_bits, k, per_bit_plane(z != before, rounds), count, seen)
-        if k == len(trace.active):
-            trace.active.append(count)
-        else:
-            trace.active[k] += count
-
+    """The callback that fills a Trace from each refinement call's info. Entry k of a series is the mean over
+    the samples at their k-th step (with continuous batching one call holds samples at different steps):
+    each statistic is computed per sample once per call, then averaged per step group."""
     def record(s: dict) -> None:
+        keep, before, kept_before, z = s["keep"], s["x_before"], s["kept_before"], s["x"]
+        def frac(m):
+            return m.flatten(1).float().mean(1)
+        per = {"t": s["t"].double(), "entropy_cond": normalized_entropy(s["logits_cond"]),
+               "entropy_guided": normalized_entropy(torch.log(s["probs"].clamp_min(1e-30))),
+               "filled": frac(keep & ~kept_before), "kept": frac(keep & kept_before & (z == before)),
+               "rewritten": frac(keep & kept_before & (z != before)), "erased": frac(~keep & kept_before)}
+        if rounds:
+            per["entropy_bits"] = per_bit_plane(element_entropy(s["logits_cond"]), rounds)
+            per["changed_bits"] = per_bit_plane(z != before, rounds)
         steps = s["step"]
         groups = sorted(set(steps.tolist()))
-        for k in groups:  # one group (every sample at the same step) is recorded without a copy, as it was
-            record_group(s, k, slice(None) if len(groups) == 1 else (steps == k).nonzero().squeeze(1))
+        for k in groups:
+            rows = slice(None) if len(groups) == 1 else steps == k
+            count = int(steps.numel()) if len(groups) == 1 else int(rows.sum())
+            seen = trace.active[k] if k < len(trace.active) else 0
+            for name, values in per.items():
+                mean = values[rows].double().mean(0)
+                _merge(getattr(trace, name), k, mean.tolist() if mean.dim() else float(mean), count, seen)
+            _merge(trace.nfe, k, s["nfe"], count, seen)
+            if k == len(trace.active):
+                trace.active.append(count)
+            else:
+                trace.active[k] += count
     return record
 
 
@@ -464,7 +464,8 @@ def refine(model, cond: torch.Tensor, sampler: SamplerConfig, generators: list[t
         ua = None if uncond is None else uncond[active]
         lc, logits = guided_logits(model, za, state.t_in[active].float(), cond[active], sampler.guidance,
                                    sampler.guidance_interval, ua)
-        check_finite([("logits", logits)], f"refinement call {call}")
+        lo_i, hi_i = int(i.min()), int(i.max())
+        check_finite([("logits", logits)], f"refinement step {lo_i}" + (f" to {hi_i}" if hi_i > lo_i else ""))
         if entropy is not None:
             deciding = i == entropy.warmup
             if bool(deciding.any()):

@@ -192,11 +192,15 @@ def test_the_same_seeds_are_compared_paired():
         assert noisy["tolerance"] == pytest.approx(stats.t.isf(gate.ALPHA, 2) * sd / 3**0.5)
 
 
-def test_a_seed_std_smaller_than_the_bootstrap_says_is_not_trusted(tmp_path):
-    """Three seeds that happen to agree (std 0.1) while one seed's bootstrap half-width is 2: the unpaired
-    tolerance uses sigma = 2 / 1.96, so a move of 1 (noise at this N) is not called a regression."""
+def test_unpaired_noise_is_the_seed_std_or_for_one_seed_its_interval(tmp_path):
+    """Three baseline seeds (std 0.1) with bootstrap half-widths of 2: the seed std is the noise (the reference
+    is fixed between seeds, the bootstrap resamples it too), so a move of 1 regresses. A baseline of one seed
+    has no spread: its half-width / 1.96 is sigma, and the same move passes."""
     baseline = gate.make_baseline(_spread(tmp_path / "b", [10.0, 10.1, 10.2], (0, 1, 2), half=2.0), "b")
     assert baseline["metrics"]["A|fid"]["ci_half"] == pytest.approx(2.0)
     r = gate.compare(_spread(tmp_path / "r", [10.1], (1,), shift=1.0, half=2.0), baseline).iloc[0]
-    assert r["tolerance"] == pytest.approx(3 * 2 / stats.norm.isf(0.025) * (1 + 1 / 3) ** 0.5)
-    assert r["status"] == "ok" and r["mde"] == pytest.approx(r["tolerance"] + gate.POWER_Z * r["se"])
+    assert r["se"] == pytest.approx(0.1 * (1 + 1 / 3) ** 0.5) and r["tolerance"] == 0.5 and r["status"] == "REGRESSION"
+    assert r["mde"] == pytest.approx(r["tolerance"] + gate.POWER_Z * r["se"])
+    single = gate.make_baseline(_spread(tmp_path / "b1", [10.0], (0,), half=2.0), "b1")
+    r1 = gate.compare(_spread(tmp_path / "r1", [10.0], (0,), shift=1.0, half=2.0), single).iloc[0]
+    assert r1["tolerance"] == pytest.approx(3 * 2 / stats.norm.isf(0.025) * 2**0.5) and r1["status"] == "ok"
