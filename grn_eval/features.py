@@ -31,8 +31,26 @@ SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS  # 2023
 LAYERS = {"pool": "pool3, 2048-d",  # what a row's features are, by the key they have in an extractor's output
           "spatial": "mixed_6/conv[..., :7] (Mixed_6d.branch1x1), 17 x 17 x 7 = 2023-d, NHWC order"}
 STATS_KEYS = {"pool": ("mu", "sigma"), "spatial": ("mu_s", "sigma_s")}  # their names in an ADM reference batch
-# what one cache entry holds; part of the fingerprint, so entries written before spatial features existed miss
-FEATURE_SET = "pool+spatial+logits"
+# what one cache entry holds and how the network computes it; part of the fingerprint, so entries written
+# before spatial features existed, or by the unfolded network, miss
+FEATURE_SET = "pool+spatial+logits:bn-folded:channels-last"
+# The network runs with every batch norm folded into its convolution (eval mode: the same affine map, one
+# operation instead of two) and its activations in channels-last memory order (oneDNN's fast layout on a
+# CPU): together about 1.6x torch-fidelity's throughput here, each alone 1.05x and 1.45x; the features
+# stay within 1e-5 of the unchanged network (tests/test_weights.py, benchmarks/bench_features.py)
+NUMERICS = "batch norm folded into the convolutions (torch.nn.utils.fusion.fuse_conv_bn_eval), channels-last"
+
+
+def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """The Inception with each conv -> batch norm pair (torch-fidelity's BasicConv2d) as one convolution."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for block in model.modules():
+        if isinstance(getattr(block, "conv", None), torch.nn.Conv2d) and isinstance(
+                getattr(block, "bn", None), torch.nn.BatchNorm2d):
+            block.conv, block.bn = fuse_conv_bn_eval(block.conv, block.bn), torch.nn.Identity()
+    return model
 
 
 def _inception_from_normalized(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +72,8 @@ class InceptionFeatures:
             raise ValueError(f"unknown feature protocol '{protocol}'; allowed: {PROTOCOLS}")
         self.protocol_name = protocol
         self.device = torch.device(device)
-        self.model, self.resolved = W.load_inception(weights_path, self.device)
+        model, self.resolved = W.load_inception(weights_path, self.device)
+        self.model = fold_batch_norm(model).to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self._spatial: list[torch.Tensor] = []
         spatial = self.model.get_submodule(SPATIAL_MODULE)

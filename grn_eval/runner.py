@@ -32,6 +32,7 @@ from grn_eval import weights as W
 from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
 from grn_eval.features import LAYERS, STATS_KEYS, InceptionFeatures
+from grn_eval.features import NUMERICS as INCEPTION_NUMERICS  # noqa: I001
 from grn_eval.metrics import fid, registry
 from grn_eval.model_check import check_suite
 from grn_eval.suite import Suite
@@ -348,7 +349,7 @@ class Runner:
         return {"batch_size": self.suite.batch_size, "threads": torch.get_num_threads(),
                 "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
                 "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
-                "networks": "float32", "statistics": "float64"}
+                "networks": "float32", "statistics": "float64", "inception": INCEPTION_NUMERICS}
 
     def asset(self, key, load):
         """What `load()` returns, loaded once per run under `key` (a metric's feature network with real

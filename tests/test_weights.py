@@ -175,3 +175,16 @@ def test_cli_verify_exit_codes(tmp_path, monkeypatch, capsys):
     assert cli.main(["weights", "verify"]) == W.EXIT_ABSENT  # CLIP is absent offline
     out = capsys.readouterr().out
     assert out.count("VERIFIED") >= 3 and "ABSENT    clip:" in out
+
+
+def test_the_harness_network_gives_the_unchanged_networks_features():
+    """Batch norm folded into the convolutions and channels-last memory (grn_eval/features.py, for speed): the
+    features stay within 1e-5 of the largest feature of torch-fidelity's network as built from the same file."""
+    from grn_eval.features import InceptionFeatures
+
+    x = W.fingerprint_images(4, 64, seed=11)
+    plain, _ = W.load_inception()
+    with torch.no_grad():
+        want = plain(x)[0].double().numpy()
+    got = InceptionFeatures(batch_size=4)(x.permute(0, 2, 3, 1).numpy())["pool"]
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
