@@ -449,7 +449,8 @@ def refine(model, cond: torch.Tensor, sampler: SamplerConfig, generators: list[t
     admitted = torch.zeros(b, dtype=torch.bool, device=device)
     admitted[:slots] = True
 
-    for call in range(total * -(-b // slots)):  # every sample takes at most `total` steps
+    # every call advances at least one unfinished sample by one step, and each takes at most `total` steps
+    for call in range(total * b):
         running = admitted & (state.t < 1.0 - 1e-9)  # finished samples leave the batch
         free = slots - int(running.sum())
         if free > 0:  # their slots go to the next waiting samples

@@ -145,7 +145,7 @@ def _cmd_fid(args) -> int:
     import numpy as np
 
     from grn.data import load_npz
-    from grn_eval.features import LAYERS, STATS_KEYS, InceptionFeatures
+    from grn_eval.features import LAYERS, STATS_KEYS, InceptionFeatures, use_file_statistics
     from grn_eval.metrics.fid import frechet_terms, gaussian_stats
     from grn_eval.runner import check_pixels, resolve_device
 
@@ -174,7 +174,7 @@ def _cmd_fid(args) -> int:
     out = {}
     for layer, name in (("pool", "fid"), ("spatial", "sfid")):
         keys = STATS_KEYS[layer]
-        if all(k in stored for k in keys) and (args.protocol == "tf-inception" or not has_images):
+        if use_file_statistics(stored, layer, args.protocol, has_images):
             (mu2, s2), source = (stored[k] for k in keys), f"{keys[0]} / {keys[1]} of the file"
         elif has_images:  # the batch's own statistics are TF-Inception ones: other protocols use its images
             if ref_feats is None:

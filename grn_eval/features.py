@@ -13,7 +13,7 @@ the ReLU output of the 1x1 branch of the fourth 17x17 module: torch-fidelity's `
 ([N, 192, 17, 17]). The evaluator keeps the first 7 channels of that NHWC tensor and flattens it, so
 a row is 17 x 17 x 7 = 2023 values in (h, w, c) order (the order matters only for comparing with a
 reference batch's `mu_s` / `sigma_s`; a Fréchet distance is unchanged by a common permutation).
-tests/test_features.py checks this layer against the carrier network, which keeps the TF names.
+tests/test_adm.py checks this layer against the carrier network, which keeps the TF names.
 """
 
 from __future__ import annotations
@@ -31,14 +31,21 @@ SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS  # 2023
 LAYERS = {"pool": "pool3, 2048-d",  # what a row's features are, by the key they have in an extractor's output
           "spatial": "mixed_6/conv[..., :7] (Mixed_6d.branch1x1), 17 x 17 x 7 = 2023-d, NHWC order"}
 STATS_KEYS = {"pool": ("mu", "sigma"), "spatial": ("mu_s", "sigma_s")}  # their names in an ADM reference batch
+
+
+def use_file_statistics(keys_in_file, layer: str, protocol: str, has_images: bool) -> bool:
+    """Whether a reference file's own statistics of `layer` stand for the reference: when it has them, and
+    either it holds no images or the protocol is the TF-Inception one an ADM batch's statistics were
+    computed with (under another protocol its images are used instead)."""
+    return set(STATS_KEYS[layer]) <= set(keys_in_file) and (protocol == "tf-inception" or not has_images)
 # what one cache entry holds and how the network computes it; part of the fingerprint, so entries written
 # before spatial features existed, or by the unfolded network, miss
 FEATURE_SET = "pool+spatial+logits:bn-folded:channels-last"
 # The network runs with every batch norm folded into its convolution (eval mode: the same affine map, one
 # operation instead of two) and its activations in channels-last memory order (oneDNN's fast layout on a
-# CPU): together about 1.6x torch-fidelity's throughput here, each alone 1.05x and 1.45x; the features
+# CPU): together 1.49x torch-fidelity's throughput here (each alone about 1.05x and 1.45x); the features
 # stay within 1e-5 of the unchanged network (tests/test_weights.py, benchmarks/bench_features.py)
-NUMERICS = "batch norm folded into the convolutions (torch.nn.utils.fusion.fuse_conv_bn_eval), channels-last"
+INCEPTION_NUMERICS = "batch norm folded into the convolutions (torch.nn.utils.fusion.fuse_conv_bn_eval), channels-last"
 
 
 def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:

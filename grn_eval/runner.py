@@ -31,8 +31,7 @@ from grn.fileio import atomic_path, atomic_write
 from grn_eval import weights as W
 from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
-from grn_eval.features import LAYERS, STATS_KEYS, InceptionFeatures
-from grn_eval.features import NUMERICS as INCEPTION_NUMERICS  # noqa: I001
+from grn_eval.features import INCEPTION_NUMERICS, LAYERS, STATS_KEYS, InceptionFeatures, use_file_statistics
 from grn_eval.metrics import fid, registry
 from grn_eval.model_check import check_suite
 from grn_eval.suite import Suite
@@ -147,7 +146,7 @@ class Runner:
         self.progress = progress
         self.cache = cache or FeatureCache()
         self._extractors: dict[str, InceptionFeatures] = {}
-        self._assets: dict = {}  # what metrics load once per run (CLIP, DINOv2 models with real weights)
+        self._assets: dict = {}  # what metrics load once per run (CLIP, DINOv2 models, reference statistics)
         self.timings: dict[str, float] = {}
         # under torchrun: shards and feature blocks are split by index modulo the world size
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -184,7 +183,6 @@ class Runner:
     def reference(self) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
         """(images or None, labels or None, provenance) of the reference set."""
         ref = self.suite.reference
-        base = self.suite.path.parent
         limit = ref.get("limit", self.suite.n_samples)
         if "dataset" in ref:
             spec = dict(self.suite.datasets[ref["dataset"]])
@@ -194,7 +192,7 @@ class Runner:
             return images, labels, {"dataset": data.name, "n": len(images),
                                     "sha256": content_key(images)}
         key = "stats" if "stats" in ref else "npz"
-        path = Path(ref[key]) if Path(ref[key]).exists() else base / ref[key]
+        path = self._reference_file()
         if not path.is_file():
             raise FileNotFoundError(f"reference {key} file '{ref[key]}' not found; give the path of the "
                                     f"{'statistics (.npz with mu, sigma)' if key == 'stats' else 'ADM batch'} file")
@@ -217,6 +215,14 @@ class Runner:
         path = Path(ref[key])
         return path if path.exists() else self.suite.path.parent / path
 
+    def _file_statistics(self, path: Path) -> dict[str, np.ndarray]:
+        """The statistics a reference file carries (mu / sigma, mu_s / sigma_s), in float64, read once per run."""
+        def load():
+            with np.load(path) as f:
+                return {k: np.asarray(f[k], np.float64) for names in STATS_KEYS.values() for k in names
+                        if k in f.files}
+        return self.asset(("reference statistics", str(path)), load)
+
     def reference_stats(self, protocol: str, ref_images, layer: str = "pool"):
         """(mu, sigma, the reference features they were computed from or None, where they come from).
 
@@ -226,15 +232,15 @@ class Runner:
         images."""
         names = STATS_KEYS[layer]
         path = self._reference_file()
-        if path is not None and (ref_images is None or protocol == "tf-inception"):
-            with np.load(path) as f:
-                if all(k in f.files for k in names):
-                    return (np.asarray(f[names[0]], np.float64), np.asarray(f[names[1]], np.float64), None,
-                            f"{names[0]} / {names[1]} of {path.name}")
+        if path is not None:
+            stored = self._file_statistics(path)
+            if use_file_statistics(stored, layer, protocol, ref_images is not None):
+                return stored[names[0]], stored[names[1]], None, f"{names[0]} / {names[1]} of {path.name}"
             if ref_images is None:
                 raise registry.NotAvailable(f"not available: the reference statistics file '{path.name}' has no "
-                                        f"{names[0]} / {names[1]} (the {LAYERS[layer]} statistics); give reference "
-                                        f"images (reference.dataset or an ADM batch) or a file that has them")
+                                            f"{names[0]} / {names[1]} (the {LAYERS[layer]} statistics); give "
+                                            f"reference images (reference.dataset or an ADM batch) or a file "
+                                            f"that has them")
         feats = self.features(ref_images, protocol)[layer]
         mu, sigma = fid.gaussian_stats(feats)
         return mu, sigma, feats, f"computed from {len(feats)} reference images"

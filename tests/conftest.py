@@ -29,3 +29,11 @@ def no_hub_cache(monkeypatch):
     for env in (W.CLIP_ENV, W.DINOV2_ENV):
         monkeypatch.delenv(env, raising=False)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+
+
+@pytest.fixture
+def asset_runner():
+    """The part of a Runner a metric's `prepare` uses: its device and `asset` (here: load every time)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(device="cpu", asset=lambda key, load: load())

@@ -3,7 +3,6 @@ weights plumbing with a tiny random CLIP saved to a file (so no number is report
 message naming the file to provide."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -39,12 +38,11 @@ def test_estimator_matches_the_direct_formula_and_the_resampled_sets():
         assert got[b] == pytest.approx(_direct(xb, yb), rel=1e-10)
 
 
-def test_without_weights_the_run_stops_before_sampling_naming_the_fix(no_hub_cache):
+def test_without_weights_the_run_stops_before_sampling_naming_the_fix(no_hub_cache, asset_runner):
     spec = registry.get("cmmd")
-    runner = SimpleNamespace(device="cpu", asset=lambda key, load: load())
     with pytest.raises(W.WeightsAbsent, match=r"clip:ViT-L-14-336/openai: no weights on this machine .*"
                                               r"GRN_CLIP_WEIGHTS="):
-        spec.prepare(runner, spec.merged({}))
+        spec.prepare(asset_runner, spec.merged({}))
 
 
 def test_a_weights_file_gives_unit_embeddings(no_hub_cache, tmp_path):

@@ -2,7 +2,6 @@
 before any sampling; with a user's weights file (here a tiny random ViT, so the plumbing is tested and no
 number is reported) it loads strictly, honours the sha256 pin and measures features."""
 
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,12 +26,11 @@ def tiny_weights(tmp_path):
     return path
 
 
-def test_without_weights_the_run_stops_before_sampling_naming_the_fix(no_hub_cache):
+def test_without_weights_the_run_stops_before_sampling_naming_the_fix(no_hub_cache, asset_runner):
     spec = registry.get("fd_dinov2")
-    runner = SimpleNamespace(device="cpu", asset=lambda key, load: load())
     with pytest.raises(W.WeightsAbsent, match=r"no weights on this machine .*GRN_DINOV2_WEIGHTS=.*"
                                               r"vit_large_patch14_dinov2\.lvd142m"):
-        spec.prepare(runner, spec.merged({}))
+        spec.prepare(asset_runner, spec.merged({}))
     assert isinstance(W.WeightsAbsent("x"), UserError)  # one `error:` line and exit 1, no traceback
 
 

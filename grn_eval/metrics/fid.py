@@ -2,13 +2,13 @@
 
 Default method ("cholesky"): the symmetric form with a Cholesky factor. With S = L L^T positive
 definite (S2 or S1; the trace is symmetric in the two), S1 S2 is similar to L^T S_other L, which is
-symmetric positive semi-definite, so Tr sqrt(S1 S2) is the sum of the square roots of its (clipped)
-`eigvalsh` eigenvalues: one Cholesky factorisation and one symmetric eigenvalue problem without
-vectors. When neither covariance is positive definite (fewer samples than dimensions) it falls back
-to "eigh": A = sqrt(S1) from `eigh` (negative eigenvalues clipped) and the eigenvalues of A S2 A.
-Neither uses complex arithmetic or an iterative `sqrtm`, so there are no spurious imaginary parts;
-the row records which ran. `scipy.linalg.sqrtm` (pytorch-fid, clean-fid, ADM) and complex `eigvals`
-of S1 S2 (torch-fidelity) are kept as cross-checks.
+symmetric positive semi-definite, so Tr sqrt(S1 S2) is the sum of the square roots of its `eigvalsh`
+eigenvalues (those below the rounding level counted as 0, `_root_trace`): one Cholesky factorisation
+and one symmetric eigenvalue problem without vectors. When neither covariance is positive definite
+(fewer samples than dimensions) it falls back to "eigh": A = sqrt(S1) from `eigh` (negative
+eigenvalues clipped) and the eigenvalues of A S2 A. Neither uses complex arithmetic or an iterative
+`sqrtm`, so there are no spurious imaginary parts; the row records which ran. `scipy.linalg.sqrtm`
+(pytorch-fid, clean-fid, ADM) and complex `eigvals` of S1 S2 (torch-fidelity) are kept as cross-checks.
 """
 
 from __future__ import annotations
