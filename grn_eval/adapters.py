@@ -110,8 +110,11 @@ class GeneratorAdapter(SeedSampler):
 
     def _decode_checked(self, out: torch.Tensor) -> np.ndarray:
         """Decoded uint8 images; a NaN/Inf latent or decoder output stops the run naming the model."""
-        check_finite([(self.model_kind.output, out.float())], f"model '{self.name}'")
-        return self.model_kind.decode(self.tokenizer, self.model, out)
+        from grn_eval.stages import stage
+
+        with stage("decoding"):
+            check_finite([(self.model_kind.output, out.float())], f"model '{self.name}'")
+            return self.model_kind.decode(self.tokenizer, self.model, out)
 
     def prepare(self, n_calibration: int = 100) -> None:
         """Fit the entropy schedule to this model when asked (official constants fit ImageNet GRN-B only)."""

@@ -34,6 +34,7 @@ from grn_eval.cache import FeatureCache, content_key
 from grn_eval.features import INCEPTION_NUMERICS, LAYERS, STATS_KEYS, InceptionFeatures, use_file_statistics
 from grn_eval.metrics import fid, registry
 from grn_eval.model_check import check_suite
+from grn_eval.stages import StageLog, memory_kind, stage
 from grn_eval.suite import Suite
 
 SEED_STRIDE = 1_000_003
@@ -167,18 +168,37 @@ class Runner:
             self._extractors[protocol] = InceptionFeatures(protocol, self.device)
         return self._extractors[protocol]
 
-    FEATURE_BLOCK = 256  # fixed blocks: the same cache entries whatever the number of processes
+    # fixed blocks: the same cache entries whatever the number of processes, and the blocks of the streamed
+    # statistics, so that they equal those of the whole feature matrix bit for bit
+    FEATURE_BLOCK = fid.MOMENT_BLOCK
 
-    def features(self, images: np.ndarray, protocol: str) -> dict[str, np.ndarray]:
+    def _feature_blocks(self, images: np.ndarray, protocol: str):
+        """The features of each block of FEATURE_BLOCK images, in order, through the cache."""
         ex = self.extractor(protocol)
         blocks = [images[s : s + self.FEATURE_BLOCK] for s in range(0, len(images), self.FEATURE_BLOCK)]
         if self.world > 1:  # each rank fills the cache for its blocks, then everyone reads all of them
-            for j, block in enumerate(blocks):
-                if self._mine(j):
-                    self.cache.features(ex, block)
+            with stage("features"):
+                for j, block in enumerate(blocks):
+                    if self._mine(j):
+                        self.cache.features(ex, block)
             self._barrier()
-        parts = [self.cache.features(ex, block) for block in blocks]
+        for block in blocks:
+            with stage("features"):
+                feats = self.cache.features(ex, block)
+            yield feats
+
+    def features(self, images: np.ndarray, protocol: str) -> dict[str, np.ndarray]:
+        parts = list(self._feature_blocks(images, protocol))
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+    def statistics(self, images: np.ndarray, protocol: str, layer: str = "pool") -> tuple[np.ndarray, np.ndarray]:
+        """(mu, sigma) of the `layer` features of `images`, accumulated block by block in float64: one block's
+        features in memory at a time, whatever N, and the same numbers as `gaussian_stats` of all of them."""
+        with stage("statistics"):
+            if len(images) < 2:
+                fid.check_covariance_size(len(images), 0)
+            moments = fid.accumulate(f[layer] for f in self._feature_blocks(images, protocol))
+            return moments.stats()
 
     def reference(self) -> tuple[np.ndarray | None, np.ndarray | None, dict]:
         """(images or None, labels or None, provenance) of the reference set."""
@@ -223,8 +243,10 @@ class Runner:
                         if k in f.files}
         return self.asset(("reference statistics", str(path)), load)
 
-    def reference_stats(self, protocol: str, ref_images, layer: str = "pool"):
-        """(mu, sigma, the reference features they were computed from or None, where they come from).
+    def reference_stats(self, protocol: str, ref_images, layer: str = "pool",
+                        keep_features: bool = True) -> registry.ReferenceStats:
+        """The reference's mu and sigma of `layer`, the features they were computed from (None: from a file, or
+        not kept), and where they come from. Without `keep_features` they are accumulated block by block.
 
         A statistics file gives them; so does an ADM reference batch that carries them (`mu`, `sigma` for pool3,
         `mu_s`, `sigma_s` for the spatial features, of the whole dataset as the ADM evaluator uses them) under
@@ -235,15 +257,18 @@ class Runner:
         if path is not None:
             stored = self._file_statistics(path)
             if use_file_statistics(stored, layer, protocol, ref_images is not None):
-                return stored[names[0]], stored[names[1]], None, f"{names[0]} / {names[1]} of {path.name}"
+                return registry.ReferenceStats(stored[names[0]], stored[names[1]], None,
+                                               f"{names[0]} / {names[1]} of {path.name}", True)
             if ref_images is None:
                 raise registry.NotAvailable(f"not available: the reference statistics file '{path.name}' has no "
                                             f"{names[0]} / {names[1]} (the {LAYERS[layer]} statistics); give "
                                             f"reference images (reference.dataset or an ADM batch) or a file "
                                             f"that has them")
+        source = f"computed from {len(ref_images)} reference images"
+        if not keep_features:
+            return registry.ReferenceStats(*self.statistics(ref_images, protocol, layer), None, source, False)
         feats = self.features(ref_images, protocol)[layer]
-        mu, sigma = fid.gaussian_stats(feats)
-        return mu, sigma, feats, f"computed from {len(feats)} reference images"
+        return registry.ReferenceStats(*fid.gaussian_stats(feats), feats, source, False)
 
     # -- sampling in shards -----------------------------------------------------------------
     def _shard_dir(self, entry, seed: int) -> Path:
@@ -260,10 +285,11 @@ class Runner:
             idx = np.arange(start, stop)
             labs = idx % adapter.num_classes
             try:
-                if not adapter.from_seeds:  # StoredSamples: served by index
-                    imgs, trace = adapter.generate_range(start, stop)
-                else:
-                    imgs, trace = adapter.generate(labs, [sample_seed(seed, int(i)) for i in idx])
+                with stage("sampling"):  # the model's calls; decoding, when the adapter marks it, is its own stage
+                    if not adapter.from_seeds:  # StoredSamples: served by index
+                        imgs, trace = adapter.generate_range(start, stop)
+                    else:
+                        imgs, trace = adapter.generate(labs, [sample_seed(seed, int(i)) for i in idx])
             except NonFiniteError as e:
                 raise NonFiniteError(f"model '{entry.name}', seed {seed}, shard {k} (samples {start}-{stop - 1}): "
                                      f"{e}") from None
@@ -314,7 +340,8 @@ class Runner:
 
         def make(k: int) -> dict[str, np.ndarray]:
             try:
-                recon = adapter.reconstruct(ref_images[k * bs : (k + 1) * bs])
+                with stage("reconstruction"):
+                    recon = adapter.reconstruct(ref_images[k * bs : (k + 1) * bs])
             except NonFiniteError as e:
                 raise NonFiniteError(f"model '{entry.name}', shard {k}: {e}") from None
             check_pixels(recon, f"model '{entry.name}' shard {k}", self.suite.allow_low_range)
@@ -344,9 +371,15 @@ class Runner:
         t0 = time.perf_counter()
         images, labels, traces = self.generate(entry, adapter, seed)
         self.timings[f"sample:{entry.name}:{seed}"] = time.perf_counter() - t0
-        return [row for spec in registry.for_suite(self.suite.metrics, "generation")
-                for row in spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, images, labels,
-                                                               traces, ref_images, ref_prov))]
+        return self._metric_rows("generation", entry, adapter, seed, images, labels, traces, ref_images, ref_prov)
+
+    def _metric_rows(self, stage_name, entry, adapter, seed, samples, labels, traces, ref_images, ref_prov):
+        rows = []
+        for spec in registry.for_suite(self.suite.metrics, stage_name):
+            with stage(f"metric:{spec.key}"):
+                rows += spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, samples, labels, traces,
+                                                            ref_images, ref_prov))
+        return rows
 
     def numerics(self) -> dict:
         """The settings that move numbers in the last digits, so a difference between two runs can be
@@ -366,9 +399,7 @@ class Runner:
 
     def reconstruction_metrics(self, entry, adapter, ref_images, ref_prov) -> list[dict]:
         recons = self.reconstruct(entry, adapter, ref_images)
-        return [row for spec in registry.for_suite(self.suite.metrics, "reconstruction")
-                for row in spec.compute(registry.MetricContext(spec, self, entry, adapter, 0, recons, None, [],
-                                                               ref_images, ref_prov))]
+        return self._metric_rows("reconstruction", entry, adapter, 0, recons, None, [], ref_images, ref_prov)
 
     # -- the whole suite --------------------------------------------------------------------
     @functools.cached_property
@@ -401,13 +432,19 @@ class Runner:
         self._barrier()
 
     def run(self) -> dict:
+        self.stages = StageLog()
+        with self.stages.active():
+            return self._run()
+
+    def _run(self) -> dict:
         t_start = time.perf_counter()
         # everything that can be checked is checked before anything is written to the run folder
         checked = check_suite(self.suite)
         for spec in registry.specs():  # before any sampling: absent weights end the run here, saying which
             if spec.prepare is not None and spec.key in self.suite.metrics:
                 spec.prepare(self, spec.merged(self.suite.metrics[spec.key]))
-        ref_images, _, ref_prov = self.reference()
+        with stage("data"):
+            ref_images, _, ref_prov = self.reference()
         if self.suite.task == "reconstruction" and ref_images is None:
             raise UserError(f"{self.suite.path}: reference: a reconstruction suite needs reference images "
                             f"(dataset or npz), not statistics")
@@ -416,7 +453,8 @@ class Runner:
         for entry in self.suite.models:
             adapter = build_adapter(entry, self.suite.path.parent, self.device, checked[entry.name])
             if adapter.task == "generation":
-                adapter.prepare()
+                with stage("calibration"):
+                    adapter.prepare()
                 for seed in self.suite.seeds:
                     rows += self.generation_metrics(entry, adapter, seed, ref_images, ref_prov)
             else:
@@ -430,6 +468,8 @@ class Runner:
             "resolved_config": self.suite.resolved, "git_commit": _git_commit(), "versions": _versions(),
             "device": {"type": self.device.type, "name": _device_name(self.device), "platform": platform.platform()},
             "weights": weights_used, "reference": ref_prov, "models": models, "timings": self.timings,
+            # seconds (exclusive of the stages inside) and peak memory per stage: grn_eval/stages.py
+            "stages": {"memory": memory_kind(), "per_stage": self.stages.summary()},
             "cache": {"hits": self.cache.hits, "misses": self.cache.misses}, "numerics": self.numerics(),
             "rows": rows,
         }

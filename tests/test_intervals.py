@@ -46,6 +46,22 @@ def test_weighted_frechet_equals_the_fid_of_the_resampled_features(d):
                                                       rel=1e-9 if d < len(x) else 1e-6)
 
 
+@pytest.mark.parametrize("d", [16, 300])
+def test_the_span_and_feature_space_forms_agree(d):
+    """Both exact forms of the weighted Fréchet distance, on both sides of n = d (auto picks the span at
+    n <= d, the feature space above: tested here whichever auto would take)."""
+    x, y = _sets(2, d=d)
+    w, v = intervals.counts(len(x), 3, 1, "x"), intervals.counts(len(y), 3, 1, "y")
+    mu2, s2 = gaussian_stats(y)
+    for args in ((x, y, w, v), (x, None, w, None, mu2, s2)):
+        span, feat = frechet_weighted(*args, form="span"), frechet_weighted(*args, form="features")
+        np.testing.assert_allclose(feat, span, rtol=1e-9 if d < len(x) else 1e-6)
+    auto = frechet_weighted(x, y, w, v)
+    assert (auto == frechet_weighted(x, y, w, v, form="features" if len(x) > d else "span")).all()
+    with pytest.raises(ValueError, match="unknown form"):
+        frechet_weighted(x, y, w, v, form="dense")
+
+
 def test_weighted_mmd_equals_the_direct_formula_on_the_resampled_features():
     x, y = _sets(1)
     w, v = intervals.counts(len(x), 3, 1, "x"), intervals.counts(len(y), 3, 1, "y")

@@ -160,6 +160,34 @@ def test_grn_adapter_suite_with_entropy_and_latency(tmp_path):
     logs = (tmp_path / "run" / "samples" / "guided" / "seed0" / "per_sample.jsonl").read_text().splitlines()
     assert len(logs) == 12 and json.loads(logs[0])["decision_entropy"] is not None
     assert res["models"]["guided"]["entropy"]["k"] != 700.0  # calibrated to this model
+    stages = res["stages"]["per_stage"]  # latency's own batches are its time, not sampling / decoding
+    assert stages["sampling"]["calls"] == stages["decoding"]["calls"] == 6 and stages["metric:latency"]["calls"] == 3
+
+
+def test_without_a_bootstrap_fid_and_sfid_stream_their_statistics_to_the_same_bits(tmp_path):
+    """bootstrap: 0 accumulates the statistics block by block (Runner.statistics) instead of holding every
+    feature; the values equal those of the held features exactly, the interval is simply absent."""
+    metrics = {"fid": {}, "sfid": {}}
+    shards = {"n_samples": 40, "batch_size": 20}
+    cache = FeatureCache(tmp_path / "cache")
+    held = run_suite(_gen_suite(tmp_path, {**shards, "metrics": metrics}), run_dir=tmp_path / "a", progress=False,
+                     cache=cache)
+    streamed = run_suite(_gen_suite(tmp_path, {**shards, "metrics": {k: {"bootstrap": 0} for k in metrics}}),
+                         run_dir=tmp_path / "b", progress=False, cache=cache)
+    h, st = ({r["metric"]: r for r in res["rows"]} for res in (held, streamed))
+    for name in metrics:
+        assert st[name]["value"] == h[name]["value"] and st[name]["protocol"] == h[name]["protocol"]
+        assert h[name]["ci_low"] is not None and st[name]["ci_low"] is None
+
+
+def test_a_run_records_seconds_and_peak_memory_per_stage(tmp_path):
+    res = run_suite(_gen_suite(tmp_path, SMALL), run_dir=tmp_path / "run", progress=False)
+    stages = res["stages"]["per_stage"]
+    assert {"data", "calibration", "sampling", "features", "statistics", "metric:fid", "metric:kid"} <= set(stages)
+    assert stages["sampling"]["calls"] == 4  # one per shard
+    assert all(s["seconds"] >= 0 and s["peak_rss_bytes"] > 0 for s in stages.values())
+    assert sum(s["seconds"] for s in stages.values()) <= res["timings"]["total"]  # exclusive times add up
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["stages"]["per_stage"].keys() == stages.keys()
 
 
 def test_a_run_folder_of_another_configuration_is_refused(tmp_path):

@@ -22,6 +22,7 @@ import scipy.linalg
 from grn.errors import UserError
 from grn_eval import intervals
 from grn_eval.metrics.registry import BOOTSTRAP, PROTOCOL, Row, register_metric
+from grn_eval.stages import stage
 
 VERSION = "1"  # of fid and rfid
 METHODS = ("cholesky", "eigh", "sqrtm", "eigvals")
@@ -38,19 +39,71 @@ class FrechetTerms:
         return self.mean_term + self.cov_term
 
 
-def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and unbiased covariance (N - 1), in float64, of an [N, D] feature matrix."""
-    f = np.asarray(features, dtype=np.float64)
-    n, d = f.shape
+MOMENT_BLOCK = 256  # rows per block of the statistics; the runner's feature blocks are the same (see below)
+
+
+@dataclass(frozen=True)
+class GaussianMoments:
+    """Count, mean and centred scatter (sum of (x - mean)(x - mean)^T) of a set of feature vectors, in
+    float64. Two sets merge exactly (Chan, Golub and LeVeque's pairwise update), so statistics accumulate
+    block by block with one block's features in memory, and, merged in block order, they do not depend on
+    where the blocks were computed (any number of processes)."""
+
+    n: int
+    mean: np.ndarray
+    scatter: np.ndarray
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> GaussianMoments:
+        f = np.asarray(features, dtype=np.float64)
+        mean = f.mean(0)
+        c = f - mean
+        return cls(len(f), mean, c.T @ c)
+
+    def merge(self, other: GaussianMoments | None) -> GaussianMoments:
+        if other is None or other.n == 0:
+            return self
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return GaussianMoments(n, self.mean + delta * (other.n / n),
+                               self.scatter + other.scatter + np.outer(delta, delta) * (self.n * other.n / n))
+
+    def stats(self, check: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, unbiased covariance), as `gaussian_stats`."""
+        if check:
+            check_covariance_size(self.n, len(self.mean))
+        return self.mean, self.scatter / (self.n - 1)
+
+
+def check_covariance_size(n: int, d: int) -> None:
+    """Refuse fewer than 2 vectors; warn when a covariance from n < d vectors is rank-deficient."""
     if n < 2:
         raise ValueError(f"need at least 2 feature vectors for a covariance, got {n}")
     if n < d:
         warnings.warn(
             f"only {n} samples for {d}-dimensional features: the covariance is rank-deficient and the "
             f"Fréchet distance is strongly biased upward; compare only numbers with the same N",
-            RuntimeWarning, stacklevel=2,
+            RuntimeWarning, stacklevel=3,
         )
-    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def accumulate(blocks) -> GaussianMoments | None:
+    """The moments of the rows of an iterable of [n_i, D] blocks, merged in order."""
+    total = None
+    for block in blocks:
+        m = GaussianMoments.of(block)
+        total = m if total is None else total.merge(m)
+    return total
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance (N - 1), in float64, of an [N, D] feature matrix. Accumulated over blocks
+    of MOMENT_BLOCK rows, so that the statistics streamed from the runner's feature blocks (Runner.statistics)
+    are these numbers bit for bit; they equal numpy's `cov` to rounding (tests/test_fid.py)."""
+    with stage("statistics"):
+        f = np.asarray(features, dtype=np.float64)
+        check_covariance_size(*f.shape)  # the warning names the caller
+        return accumulate(f[s : s + MOMENT_BLOCK] for s in range(0, len(f), MOMENT_BLOCK)).stats(check=False)
 
 
 def _sqrt_psd(s: np.ndarray) -> np.ndarray:
@@ -126,12 +179,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "cholesky") -> floa
     return frechet_terms(mu1, sigma1, mu2, sigma2, method).total
 
 
-def frechet_distance_torch(mu1, sigma1, mu2, sigma2, device="cpu") -> float:
-    """The same symmetric forms (Cholesky, else eigh) in float64 with torch (runs on a GPU when given one)."""
+def _trace_sqrt_torch(s1, s2):
+    """Tr sqrt(S1 S2) of float64 torch matrices by the forms of `trace_sqrt` (Cholesky of either, else eigh)."""
     import torch
 
-    t = [torch.as_tensor(np.asarray(a, np.float64), device=device) for a in (mu1, sigma1, mu2, sigma2)]
-    m1, s1, m2, s2 = t
     m = None
     for factor, other in ((s2, s1), (s1, s2)):
         low, info = torch.linalg.cholesky_ex(factor)
@@ -145,19 +196,30 @@ def frechet_distance_torch(mu1, sigma1, mu2, sigma2, device="cpu") -> float:
         m = a @ s2 @ a
     ev = torch.linalg.eigvalsh((m + m.T) / 2)
     tol = ev.max() * len(m) * torch.finfo(torch.float64).eps  # the null space is 0 (see _root_trace)
-    tr = torch.where(ev > tol, ev, 0).sqrt().sum()
+    return torch.where(ev > tol, ev, 0).sqrt().sum()
+
+
+def frechet_distance_torch(mu1, sigma1, mu2, sigma2, device="cpu") -> float:
+    """The same symmetric forms (Cholesky, else eigh) in float64 with torch (runs on a GPU when given one)."""
+    import torch
+
+    m1, s1, m2, s2 = [torch.as_tensor(np.asarray(a, np.float64), device=device) for a in (mu1, sigma1, mu2, sigma2)]
     diff = m1 - m2
-    return float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * tr)
+    return float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * _trace_sqrt_torch(s1, s2))
 
 
 # ---------------------------------------------------------------------------------------
 # The Fréchet distance of many weighted copies of a feature set at once (bootstrap replicates: draw
-# counts; subsets for FID-infinity: 0/1), in the span of the samples: with the centred, weighted rows
-# C1 = diag(sqrt w)(X - 1 mu^T) and S1 = C1^T C1 / (n1 - 1) (likewise C2, S2), the non-zero eigenvalues of
-# S1 S2 are the squared singular values of C1 C2^T / sqrt((n1 - 1)(n2 - 1)), so Tr sqrt(S1 S2) is the sum of
-# those singular values; every term comes from the Gram matrices X X^T, Y Y^T, X Y^T, computed once. Exact,
-# and O(n^3) per copy instead of O(d^3): the cheap side while n <= d (the embedded suites: n 250, d 2048).
-# Against statistics only (mu2, S2), Tr sqrt(S1 S2) is the root trace of C1 S2 C1^T / (n1 - 1).
+# counts; subsets for FID-infinity: 0/1), in one of two exact forms, whichever is cheaper:
+#  * the span of the samples (n <= d, the embedded suites: n 250, d 2048): with the centred, weighted rows
+#    C1 = diag(sqrt w)(X - 1 mu^T) and S1 = C1^T C1 / (n1 - 1) (likewise C2, S2), the non-zero eigenvalues of
+#    S1 S2 are the squared singular values of C1 C2^T / sqrt((n1 - 1)(n2 - 1)), so Tr sqrt(S1 S2) is the sum
+#    of those singular values; every term comes from the Gram matrices X X^T, Y Y^T, X Y^T, computed once:
+#    O(n^3) per copy and O(n^2) memory. Against statistics only (mu2, S2), Tr sqrt(S1 S2) is the root trace
+#    of C1 S2 C1^T / (n1 - 1).
+#  * the feature space (n > d: ImageNet's 50 000 samples, where an n x n Gram matrix alone is 20 GB): each
+#    copy's weighted mean and covariance, accumulated over row blocks, and the d x d Fréchet step:
+#    O(n d^2 + d^3) per copy and O(d^2) memory.
 # ---------------------------------------------------------------------------------------
 
 _CHUNK = 2**23  # float64 elements per batch of copies (64 MiB)
@@ -170,9 +232,10 @@ def _weighted_mean_terms(k_xx, w):
     return mu2, ((w * k_xx.diagonal()).sum(1) - n * mu2) / (n - 1)
 
 
-def frechet_weighted(x, y=None, w=None, v=None, mu2=None, sigma2=None, device="cpu"):
+def frechet_weighted(x, y=None, w=None, v=None, mu2=None, sigma2=None, device="cpu", form="auto"):
     """FID of every weighted copy of `x` (w [B, n1]) against `y` weighted by v [B, n2] (v None: y as is), or
-    against the statistics (mu2, sigma2) when y is None. Returns [B] float64."""
+    against the statistics (mu2, sigma2) when y is None. Returns [B] float64. `form`: "span", "features" or
+    "auto" (the span while every set has at most d rows, else the feature space; both exact, see above)."""
     import torch
 
     def t(a):
@@ -182,6 +245,11 @@ def frechet_weighted(x, y=None, w=None, v=None, mu2=None, sigma2=None, device="c
     w = t(w) if w is not None else torch.ones(1, len(x), dtype=torch.float64, device=device)
     centre = t(mu2) if y is None else t(y).mean(0)  # the distance does not depend on a common shift
     x = x - centre
+    if form not in ("auto", "span", "features"):
+        raise ValueError(f"unknown form {form!r}; allowed: auto, span, features")
+    if form == "features" or (form == "auto" and max(len(x), 0 if y is None else len(y)) > x.shape[1]):
+        return _frechet_weighted_features(x, None if y is None else t(y) - centre, w,
+                                          None if v is None else t(v), None if y is not None else t(sigma2))
     out = []
     if y is None:  # against statistics: mu2 is the origin now
         s2 = t(sigma2)
@@ -219,6 +287,38 @@ def frechet_weighted(x, y=None, w=None, v=None, mu2=None, sigma2=None, device="c
     return torch.cat(out).cpu().numpy()
 
 
+_ROWS_PER_BLOCK = 8192  # rows of a weighted scatter at a time (8192 x 2048 float64: 128 MiB)
+
+
+def _weighted_moments(x, w):
+    """(mean [d], unbiased covariance [d, d]) of the rows of x with weights w [n] (draw counts)."""
+    n = w.sum()
+    mean = w @ x / n
+    scatter = sum((x[s : s + _ROWS_PER_BLOCK] * w[s : s + _ROWS_PER_BLOCK, None]).T @ x[s : s + _ROWS_PER_BLOCK]
+                  for s in range(0, len(x), _ROWS_PER_BLOCK))
+    return mean, (scatter - n * mean[:, None] * mean[None, :]) / (n - 1)
+
+
+def _frechet_weighted_features(x, y, w, v, sigma2):
+    """The feature-space form of `frechet_weighted` (x, y centred on the same point; sigma2 when y is None)."""
+    import torch
+
+    if y is not None and v is None:
+        v = torch.ones(len(w), len(y), dtype=x.dtype, device=x.device)
+    if y is not None and len(v) != len(w):
+        raise ValueError(f"{len(w)} weightings of x but {len(v)} of y")
+    out = []
+    for b in range(len(w)):
+        mu1, s1 = _weighted_moments(x, w[b])
+        if y is None:  # the statistics' mean is the origin
+            mu2, s2 = torch.zeros_like(mu1), sigma2
+        else:
+            mu2, s2 = _weighted_moments(y, v[b])
+        diff = mu1 - mu2
+        out.append(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * _trace_sqrt_torch(s1, s2))
+    return torch.stack(out).cpu().numpy()
+
+
 # ---------------------------------------------------------------------------------------
 # Registration: fid of generated samples, rfid of reconstructions (same formula, same version)
 # ---------------------------------------------------------------------------------------
@@ -242,20 +342,28 @@ def fid_interval(ctx, estimate: float, pool, reference, mu, sigma, paired: bool 
 
 
 def _fid(ctx) -> list[dict]:
-    return frechet_rows(ctx, "fid", ctx.inception(ctx.options["protocol"]))
+    return frechet_rows(ctx, "fid")
 
 
-def frechet_rows(ctx, name: str, inc) -> list[dict]:
-    """The row of a Fréchet distance between the samples' features and the reference statistics (fid, sfid)."""
-    terms = frechet_terms(*gaussian_stats(inc.features), inc.mu, inc.sigma)
-    return [ctx.row(name, terms.total, {**inc.protocol, "sqrt_trace": terms.method}, _terms_extra(terms),
-                    ci=fid_interval(ctx, terms.total, inc.features, inc.stats_features, inc.mu, inc.sigma))]
+def frechet_rows(ctx, name: str, layer: str = "pool") -> list[dict]:
+    """The row of a Fréchet distance between the samples' features of `layer` and the reference statistics
+    (fid, sfid). Without a bootstrap there is nothing to resample, and the statistics are accumulated block
+    by block instead of holding every feature (the same value bit for bit)."""
+    protocol = ctx.options["protocol"]
+    if ctx.options["bootstrap"] < 1:
+        st = ctx.inception_statistics(protocol, layer)
+        terms, prov, ci = frechet_terms(st.mu_samples, st.sigma_samples, st.mu, st.sigma), st.protocol, None
+    else:
+        inc = ctx.inception(protocol, layer)
+        terms, prov = frechet_terms(*gaussian_stats(inc.features), inc.mu, inc.sigma), inc.protocol
+        ci = fid_interval(ctx, terms.total, inc.features, inc.stats_features, inc.mu, inc.sigma)
+    return [ctx.row(name, terms.total, {**prov, "sqrt_trace": terms.method}, _terms_extra(terms), ci=ci)]
 
 
 def _rfid(ctx) -> list[dict]:
     protocol = ctx.options["protocol"]
     ex = ctx.extractor(protocol)
-    mu_r, sig_r, ref, _ = ctx.reference_stats(protocol)
+    mu_r, sig_r, ref, *_ = ctx.reference_stats(protocol)
     pool = ctx.features(ctx.samples, protocol)["pool"]
     terms = frechet_terms(*gaussian_stats(pool), mu_r, sig_r)
     ci = fid_interval(ctx, terms.total, pool, ref, mu_r, sig_r, paired=ref is not None and len(ref) == len(pool))

@@ -200,6 +200,22 @@ class RowsWhere(Set):
         return f"RowsWhere({self.better!r}: {sorted(self)})"
 
 
+class ReferenceStats(NamedTuple):
+    mu: np.ndarray
+    sigma: np.ndarray
+    features: np.ndarray | None  # the reference features they were computed from; None: from a file, or not kept
+    source: str  # where they come from, as a row records it
+    from_file: bool  # a reference file's own statistics (an ADM batch's mu / sigma, a statistics file)
+
+
+class InceptionStats(NamedTuple):
+    mu_samples: np.ndarray  # the samples' statistics of the layer asked for
+    sigma_samples: np.ndarray
+    mu: np.ndarray  # the reference's
+    sigma: np.ndarray
+    protocol: dict  # as Inception.protocol
+
+
 class Inception(NamedTuple):
     features: np.ndarray  # the samples' features of the layer asked for ("pool" or "spatial")
     mu: np.ndarray  # reference statistics of that layer
@@ -256,24 +272,33 @@ class MetricContext:
         """Features through the runner's cache (and, under torchrun, shared between the processes)."""
         return self.runner.features(images, protocol)
 
-    def reference_stats(self, protocol: str, layer: str = "pool"):
-        """(mu, sigma, the reference features they come from or None, where they come from)."""
+    def reference_stats(self, protocol: str, layer: str = "pool") -> ReferenceStats:
         return self.runner.reference_stats(protocol, self.reference_images, layer)
+
+    def _protocol(self, protocol: str, layer: str, ref: ReferenceStats) -> dict:
+        prov = {**self.extractor(protocol).protocol, "reference": self.reference_provenance}
+        if ref.from_file:  # rows from computed statistics keep the protocol they always had
+            prov["reference_statistics"] = ref.source
+        if layer != "pool":
+            prov["features"] = LAYERS[layer]
+        return prov
 
     def inception(self, protocol: str, layer: str = "pool") -> Inception:
         """The samples' features of `layer` under `protocol`, with the reference's statistics and features."""
-        ex = self.extractor(protocol)
         features = self.features(self.samples, protocol)[layer]
-        mu, sigma, stats_features, source = self.reference_stats(protocol, layer)
-        reference = stats_features
+        ref = self.reference_stats(protocol, layer)
+        reference = ref.features
         if reference is None and self.reference_images is not None:
             reference = self.features(self.reference_images, protocol)[layer]
-        prov = {**ex.protocol, "reference": self.reference_provenance}
-        if stats_features is None:  # rows from computed statistics keep the protocol they always had
-            prov["reference_statistics"] = source
-        if layer != "pool":
-            prov["features"] = LAYERS[layer]
-        return Inception(features, mu, sigma, stats_features, reference, prov)
+        return Inception(features, ref.mu, ref.sigma, ref.features, reference, self._protocol(protocol, layer, ref))
+
+    def inception_statistics(self, protocol: str, layer: str = "pool") -> InceptionStats:
+        """The samples' and the reference's statistics of `layer`, for a metric that needs no features: they are
+        accumulated block by block (Runner.statistics), so memory does not grow with N; equal to the
+        statistics of `inception`'s features bit for bit."""
+        ref = self.runner.reference_stats(protocol, self.reference_images, layer, keep_features=False)
+        mu, sigma = self.runner.statistics(self.samples, protocol, layer)
+        return InceptionStats(mu, sigma, ref.mu, ref.sigma, self._protocol(protocol, layer, ref))
 
     def row(self, name: str, value, protocol: dict, extra: dict | None = None, reason: str | None = None,
             n: int | None = None, ci: tuple[float, float] | None = None) -> dict:

@@ -17,10 +17,9 @@ VERSION = "1"
 
 def _sfid(ctx) -> list[dict]:
     try:
-        inc = ctx.inception(ctx.options["protocol"], "spatial")
+        return frechet_rows(ctx, "sfid", "spatial")
     except NotAvailable as e:
         return [ctx.row("sfid", None, ctx.extractor(ctx.options["protocol"]).protocol, reason=str(e))]
-    return frechet_rows(ctx, "sfid", inc)
 
 
 register_metric(key="sfid", task="generation", version=VERSION, compute=_sfid, order=11,
