@@ -149,6 +149,7 @@ class Runner:
         self._extractors: dict[str, InceptionFeatures] = {}
         self._assets: dict = {}  # what metrics load once per run (CLIP, DINOv2 models, reference statistics)
         self.timings: dict[str, float] = {}
+        self.shard_seconds: dict[tuple[str, int], dict[int, tuple]] = {}  # (model, seed) -> shard -> (s, n, trace)
         # under torchrun: shards and feature blocks are split by index modulo the world size
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -286,10 +287,16 @@ class Runner:
             labs = idx % adapter.num_classes
             try:
                 with stage("sampling"):  # the model's calls; decoding, when the adapter marks it, is its own stage
+                    t0 = time.perf_counter()
                     if not adapter.from_seeds:  # StoredSamples: served by index
                         imgs, trace = adapter.generate_range(start, stop)
                     else:
                         imgs, trace = adapter.generate(labs, [sample_seed(seed, int(i)) for i in idx])
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    # the shard's time (the latency metric reads it), with its size and trace
+                    self.shard_seconds.setdefault((entry.name, seed), {})[k] = (time.perf_counter() - t0, len(idx),
+                                                                                trace)
             except NonFiniteError as e:
                 raise NonFiniteError(f"model '{entry.name}', seed {seed}, shard {k} (samples {start}-{stop - 1}): "
                                      f"{e}") from None

@@ -164,6 +164,23 @@ def test_grn_adapter_suite_with_entropy_and_latency(tmp_path):
     assert stages["sampling"]["calls"] == stages["decoding"]["calls"] == 6 and stages["metric:latency"]["calls"] == 3
 
 
+def test_latency_times_the_runs_own_shards_and_fresh_batches_after_a_resume(tmp_path):
+    _tiny_grn_checkpoints(tmp_path)
+    (tmp_path / "s.yaml").write_text(
+        "name: tiny\ndatasets: {ref: {name: mnist, split: reference}}\n"
+        "models:\n  - {name: g, adapter: grn, checkpoint: gen.pt, tokenizer: tok.pt, sampler: {steps: 3}}\n"
+        "metrics: {latency: {warmup: 1, repeats: 2}}\nreference: {dataset: ref}\nn_samples: 20\nbatch_size: 6\n")
+    suite = load_suite(tmp_path / "s.yaml")
+    first = run_suite(suite, run_dir=tmp_path / "run", progress=False)
+    (lat,) = [r for r in first["rows"] if r["metric"] == "seconds_per_image"]
+    # shards 0-3 hold 6, 6, 6, 2 samples: shard 0 is the warm-up, the short one is left out
+    assert lat["extra"]["timed"] == "the run's sampling shards 1-2" and lat["extra"]["repeats"] == 2
+    assert lat["extra"]["nfe_per_image"] == 3 and first["stages"]["per_stage"]["sampling"]["calls"] == 4
+    resumed = run_suite(suite, run_dir=tmp_path / "run", progress=False)  # every shard read from disk
+    (lat,) = [r for r in resumed["rows"] if r["metric"] == "seconds_per_image"]
+    assert lat["extra"]["timed"] == "fresh batches" and lat["value"] > 0
+
+
 def test_without_a_bootstrap_fid_and_sfid_stream_their_statistics_to_the_same_bits(tmp_path):
     """bootstrap: 0 accumulates the statistics block by block (Runner.statistics) instead of holding every
     feature; the values equal those of the held features exactly, the interval is simply absent."""

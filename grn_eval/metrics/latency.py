@@ -1,4 +1,9 @@
-"""Sampling latency: warm-up excluded, device synchronised, per batch and per image."""
+"""Sampling latency: warm-up excluded, device synchronised, per batch and per image.
+
+By default the timed batches are the run's own sampling shards (after the warm-up ones): the same calls,
+batch size and device as fresh batches would be, without making every timed batch twice. A resumed run
+whose shards were read from disk, a run under torchrun, or fewer shards than warm-up + repeats, times fresh
+batches instead; the row says which (`timed`)."""
 
 from __future__ import annotations
 
@@ -20,9 +25,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def summarize(times, nfes, batch_size: int, peak: int, peak_kind: str, **how) -> dict:
+    """Seconds per batch and per image (mean, p50, p90), images/s, network evaluations per image, peak memory."""
+    t = np.asarray(times)
+    return {"seconds_per_batch_mean": float(t.mean()), "seconds_per_batch_p50": float(np.percentile(t, 50)),
+            "seconds_per_batch_p90": float(np.percentile(t, 90)),
+            "seconds_per_image_mean": float(t.mean() / batch_size),
+            "seconds_per_image_p50": float(np.percentile(t, 50) / batch_size),
+            "seconds_per_image_p90": float(np.percentile(t, 90) / batch_size),
+            "images_per_second": float(batch_size / t.mean()), "nfe_per_image": float(np.mean(nfes)) if nfes else None,
+            "peak_memory_bytes": int(peak), "peak_memory_kind": peak_kind, "batch_size": batch_size, **how}
+
+
+def nfe_per_image(trace: dict, batch_size: int) -> float | None:
+    """Network evaluations per image of one batch's trace (CFG counted twice); None when it has none."""
+    return sum(n * a for n, a in zip(trace["nfe"], trace["active"])) / batch_size if trace.get("nfe") else None
+
+
 def measure(generate, batch_size: int, device: torch.device, warmup: int = 1, repeats: int = 3) -> dict:
-    """`generate(start_index)` makes one batch and returns its trace. Reports seconds per batch and per
-    image (mean, p50, p90), images/s, network evaluations per image (CFG counted twice), peak memory."""
+    """`generate(start_index)` makes one batch and returns its trace; timed `repeats` times after `warmup`."""
     for i in range(warmup):
         generate(-(i + 1) * batch_size)  # seeds outside the measured range
     if device.type == "cuda":
@@ -34,19 +55,27 @@ def measure(generate, batch_size: int, device: torch.device, warmup: int = 1, re
         trace = generate(10**8 + r * batch_size)
         _sync(device)
         times.append(time.perf_counter() - t0)
-        if trace.get("nfe"):
-            nfes.append(sum(n * a for n, a in zip(trace["nfe"], trace["active"])) / batch_size)
-    t = np.asarray(times)
+        nfes.append(nfe_per_image(trace, batch_size))
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds_per_batch_mean": float(t.mean()), "seconds_per_batch_p50": float(np.percentile(t, 50)),
-            "seconds_per_batch_p90": float(np.percentile(t, 90)),
-            "seconds_per_image_mean": float(t.mean() / batch_size),
-            "seconds_per_image_p50": float(np.percentile(t, 50) / batch_size),
-            "seconds_per_image_p90": float(np.percentile(t, 90) / batch_size),
-            "images_per_second": float(batch_size / t.mean()), "nfe_per_image": float(np.mean(nfes)) if nfes else None,
-            "peak_memory_bytes": int(peak), "peak_memory_kind": "cuda allocated" if device.type == "cuda"
-            else "process max RSS", "batch_size": batch_size, "warmup": warmup, "repeats": repeats}
+    return summarize(times, [n for n in nfes if n is not None], batch_size, peak,
+                     "cuda allocated" if device.type == "cuda" else "process max RSS", warmup=warmup, repeats=repeats,
+                     timed="fresh batches")
+
+
+def from_shards(timed: dict, batch_size: int, warmup: int, repeats: int, device: torch.device) -> dict | None:
+    """The latency of the run's own sampling shards ({shard: (seconds, images, trace)}, made in this process):
+    the full-size ones after the first `warmup`, when at least `repeats` remain; else None. The same
+    batches the metrics score, so no batch is made twice; the peak memory is the sampling stage's."""
+    ks = sorted(k for k, (_, size, _) in timed.items() if k >= warmup and size == batch_size)
+    if len(ks) < repeats:
+        return None
+    nfes = [nfe_per_image(timed[k][2], batch_size) for k in ks]
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return summarize([timed[k][0] for k in ks], [n for n in nfes if n is not None], batch_size, peak,
+                     "cuda allocated" if device.type == "cuda" else "process max RSS", warmup=warmup, repeats=len(ks),
+                     timed=f"the run's sampling shards {ks[0]}-{ks[-1]}")
 
 
 def _latency(ctx) -> list[dict]:
@@ -55,14 +84,18 @@ def _latency(ctx) -> list[dict]:
         return []
     from grn_eval.runner import _device_name, sample_seed  # the runner imports the metrics, not the other way
 
-    adapter, seed, bs = ctx.adapter, ctx.seed, ctx.suite.batch_size
+    adapter, seed, bs, o = ctx.adapter, ctx.seed, ctx.suite.batch_size, ctx.options
+    res = None
+    if o["from_shards"] and ctx.runner.world == 1:
+        res = from_shards(ctx.runner.shard_seconds.get((ctx.entry.name, seed), {}), bs, o["warmup"], o["repeats"],
+                          ctx.device)
+    if res is None:
+        def one_batch(start):
+            idx = np.arange(start, start + bs)
+            return adapter.generate(idx % adapter.num_classes, [sample_seed(seed, int(i)) for i in idx])[1]
 
-    def one_batch(start):
-        idx = np.arange(start, start + bs)
-        return adapter.generate(idx % adapter.num_classes, [sample_seed(seed, int(i)) for i in idx])[1]
-
-    with suspended():  # its batches are this metric's time, not the run's sampling / decoding
-        res = measure(one_batch, bs, ctx.device, ctx.options["warmup"], ctx.options["repeats"])
+        with suspended():  # its batches are this metric's time, not the run's sampling / decoding
+            res = measure(one_batch, bs, ctx.device, o["warmup"], o["repeats"])
     return [ctx.row("seconds_per_image", res["seconds_per_image_mean"],
                     {"device": str(ctx.device), "device_name": _device_name(ctx.device),
                      "threads": torch.get_num_threads()}, res, n=bs)]
@@ -70,5 +103,8 @@ def _latency(ctx) -> list[dict]:
 
 # "both": a reconstruction suite may time its generating models too; order: after every other metric
 register_metric(key="latency", task="both", version=VERSION, compute=_latency, order=1000,
-                options={"warmup": Opt(int, 1, min=0), "repeats": Opt(int, 3, min=1)},
+                options={"warmup": Opt(int, 1, min=0), "repeats": Opt(int, 3, min=1),
+                         "from_shards": Opt(bool, True, why="time the run's own sampling shards after the warm-up "
+                                                            "ones when at least `repeats` were made in this run "
+                                                            "(no batch made twice); false: fresh batches")},
                 rows=(Row("seconds_per_image", "lower", "s/img", 4),))
