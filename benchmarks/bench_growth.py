@@ -68,12 +68,14 @@ def one(n: int, out: Path) -> None:
         before = _rss()
         res = Runner(suite, run_dir=tmp / "run", progress=False, cache=FeatureCache(tmp / "cache")).run()
     per = res["stages"]["per_stage"]
-    grouped = {s: {"seconds": 0.0, "peak_rss_bytes": 0} for s in STAGES}
+    grouped = {s: {"seconds": 0.0, "cpu_seconds": 0.0, "peak_rss_bytes": 0} for s in STAGES}
     for name, r in per.items():
         key = "metrics" if name.startswith("metric:") else name if name in STAGES else "other"
         grouped[key]["seconds"] += r["seconds"]
+        grouped[key]["cpu_seconds"] += r["cpu_seconds"]
         grouped[key]["peak_rss_bytes"] = max(grouped[key]["peak_rss_bytes"], r["peak_rss_bytes"])
     out.write_text(json.dumps({"n": n, "rss_before_run_bytes": before, "total_seconds": res["timings"]["total"],
+                               "total_cpu_seconds": sum(r["cpu_seconds"] for r in per.values()),
                                "stages": grouped, "per_stage": per, "memory": res["stages"]["memory"],
                                "rows": {r["metric"]: r["value"] for r in res["rows"] if r["value"] is not None}}))
 
@@ -86,18 +88,25 @@ def exponent(ns, seconds) -> float | None:
     return float(np.polyfit(np.log(ns), np.log(s), 1)[0])
 
 
+def _seconds(p: dict, stage: str, kind: str) -> float:
+    """A point's wall ("seconds") or CPU ("cpu_seconds") time of a stage, or of the whole run ("total")."""
+    if stage == "total":
+        return p["total_seconds"] if kind == "seconds" else p["total_cpu_seconds"]
+    return p["stages"][stage][kind]
+
+
 def _table(points, exps) -> str:
-    head = "| stage | " + " | ".join(f"N = {p['n']}" for p in points) + " | exponent |"
+    head = "| stage | " + " | ".join(f"N = {p['n']}" for p in points) + " | exponent (wall / CPU) |"
     lines = [head, "|" + "---|" * (len(points) + 2)]
     for s in STAGES + ("total",):
-        cells = [f"{(p['total_seconds'] if s == 'total' else p['stages'][s]['seconds']):.1f} s" for p in points]
-        e = exps[s]
-        lines.append(f"| {s} | " + " | ".join(cells) + f" | {'-' if e is None else f'{e:.2f}'} |")
-    mem = [f"{max(v['peak_rss_bytes'] for v in p['stages'].values()) / 2**20:.0f} MiB" for p in points]
-    grow = [f"{(max(v['peak_rss_bytes'] for v in p['stages'].values()) - p['rss_before_run_bytes']) / 2**20:.0f} MiB"
-            for p in points]
-    lines.append("| peak RSS | " + " | ".join(mem) + " | |")
-    lines.append("| peak RSS above the start of the run | " + " | ".join(grow) + " | |")
+        cells = [f"{_seconds(p, s, 'seconds'):.1f} / {_seconds(p, s, 'cpu_seconds'):.1f}" for p in points]
+        e = [exps[kind][s] for kind in ("seconds", "cpu_seconds")]
+        lines.append(f"| {s} | " + " | ".join(cells) + " | " + " / ".join("-" if v is None else f"{v:.2f}" for v in e)
+                     + " |")
+    peak = [max(v["peak_rss_bytes"] for v in p["stages"].values()) for p in points]
+    lines.append("| peak RSS | " + " | ".join(f"{m / 2**20:.0f} MiB" for m in peak) + " | |")
+    lines.append("| peak RSS above the start of the run | " + " | ".join(
+        f"{(m - p['rss_before_run_bytes']) / 2**20:.0f} MiB" for m, p in zip(peak, points)) + " | |")
     return "\n".join(lines)
 
 
@@ -110,11 +119,12 @@ def _plot(points, path: Path) -> None:
     ns = [p["n"] for p in points]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     for s in STAGES + ("total",):
-        sec = [p["total_seconds"] if s == "total" else p["stages"][s]["seconds"] for p in points]
+        sec = [_seconds(p, s, "cpu_seconds") for p in points]
         if all(v > 0 for v in sec):
             a.loglog(ns, sec, "o-", label=s, lw=2.5 if s == "total" else 1.5)
-    a.loglog(ns, [points[0]["total_seconds"] * n / ns[0] for n in ns], "k:", label="linear from the first total")
-    a.set(xlabel="N samples (and N reference images)", ylabel="seconds", title="Time per stage")
+    first = _seconds(points[0], "total", "cpu_seconds")
+    a.loglog(ns, [first * n / ns[0] for n in ns], "k:", label="linear from the first total")
+    a.set(xlabel="N samples (and N reference images)", ylabel="CPU seconds (all threads)", title="Time per stage")
     a.legend(fontsize=8)
     for s in ("sampling", "features", "metrics"):
         b.plot(ns, [(p["stages"][s]["peak_rss_bytes"] - p["rss_before_run_bytes"]) / 2**20 for p in points], "o-",
@@ -137,17 +147,18 @@ def run() -> None:
             points.append(json.loads(out.read_text()))
             print(f"N = {n}: {points[-1]['total_seconds']:.0f} s", flush=True)
     ns = [p["n"] for p in points]
-    exps = {s: exponent(ns, [p["stages"][s]["seconds"] for p in points]) for s in STAGES}
-    exps["total"] = exponent(ns, [p["total_seconds"] for p in points])
+    exps = {kind: {s: exponent(ns, [_seconds(p, s, kind) for p in points]) for s in STAGES + ("total",)}
+            for kind in ("seconds", "cpu_seconds")}
     table = _table(points, exps)
     (OUT_DIR / "growth.md").write_text(
-        "Cost of the whole suite path against N (benchmarks/bench_growth.py; seconds exclusive per stage, "
-        "exponent = slope of log seconds on log N)\n\n" + table + "\n")
+        "Cost of the whole suite path against N (benchmarks/bench_growth.py): wall / CPU seconds per stage "
+        "(exclusive of the stages inside it; CPU: all threads), exponent = slope of log seconds on log N\n\n"
+        + table + "\n")
     _plot(points, OUT_DIR / "growth.png")
     print(table)
     write("growth", {"sizes": ns, "points": points, "exponents": exps,
-                     "project": {s: exps[s] for s in STAGES}, "anchor": "exponent 1 (linear in N)",
-                     "ratio": exps["total"], "unit": "growth exponent of the total time",
+                     "project": exps["cpu_seconds"], "anchor": "exponent 1 (linear in N)",
+                     "ratio": exps["cpu_seconds"]["total"], "unit": "growth exponent of the total CPU time",
                      "target": "per-stage exponents reported (no target)"})
 
 

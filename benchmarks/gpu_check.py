@@ -13,6 +13,7 @@ that the device time is never spent finding a typo.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -78,7 +79,9 @@ def measure(dev: torch.device, z: Sizes) -> dict:
 
     name = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"
     record = {"device_name": name, "torch": torch.__version__, "model": z.model}
-    autocast = torch.autocast(dev.type, torch.bfloat16)
+    # bf16 on the GPU; float32 on the CPU of a dry run (bf16 convolutions there are emulated, minutes each)
+    def autocast():
+        return torch.autocast("cuda", torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
 
     # bf16 training steps on ImageNet-shaped tokens
     model = build_generator(z.model).to(dev)
@@ -88,7 +91,7 @@ def measure(dev: torch.device, z: Sizes) -> dict:
     y = torch.randint(0, cfg.num_classes, (z.train_batch,), device=dev)
 
     def train_step():
-        with autocast:
+        with autocast():
             loss = model.loss(tokens, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -107,7 +110,7 @@ def measure(dev: torch.device, z: Sizes) -> dict:
     entropy = EntropyConfig() if z.steps is None else EntropyConfig(warmup=1, t_min=1, t_max=z.steps)
     b = z.batch
     yb = torch.arange(b, device=dev) % cfg.num_classes
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), autocast():
         t_fixed, _ = _timed(lambda: refine(model, yb, preset, sample_generators(range(b), device=dev)), dev, 1)
         t_ent, (_, tr_ent) = _timed(lambda: refine(model, yb, preset, sample_generators(range(b), device=dev),
                                                    entropy=entropy), dev, 1)
@@ -122,7 +125,7 @@ def measure(dev: torch.device, z: Sizes) -> dict:
     # throughput at a serving batch, and its FLOP/s against the bf16 roofline
     sb = z.serving_batch
     ys = torch.arange(sb, device=dev) % cfg.num_classes
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), autocast():
         refine(model, ys[:2], replace(preset, steps=2), sample_generators(range(2), device=dev))  # warm-up
         t_big, (_, tr) = _timed(lambda: refine(model, ys, preset, sample_generators(range(sb), device=dev)), dev, 1)
     nfe = sum(n * a for n, a in zip(tr.nfe, tr.active)) / sb  # network evaluations per image (CFG counted)
@@ -137,7 +140,7 @@ def measure(dev: torch.device, z: Sizes) -> dict:
     # decoding 16 x 16 x 16 latents to 256 x 256 pixels with the ImageNet tokenizer's architecture
     tok = build_tokenizer("hbq-f16-d16").to(dev).eval()
     latents = torch.rand(z.decode_batch, 16, 16, 16, device=dev) * 2 - 1
-    with torch.no_grad(), autocast:
+    with torch.no_grad(), autocast():
         tok.decode_latent(latents[:1])
         t_dec, _ = _timed(lambda: tok.decode_latent(latents), dev, 3)
     record["decode_images_per_s"] = len(latents) / t_dec

@@ -1,12 +1,14 @@
 """Where a run's time and memory go: seconds, calls and peak memory per stage.
 
 Code marks its work with `with stage("features"):`; outside an active `StageLog` that costs nothing and
-records nothing. Stages nest: at every boundary (a stage entered or left) the time since the last
-boundary goes to the innermost stage (so a stage's seconds exclude the stages inside it and the stages
-add up to the run), and the peak memory since the last boundary goes to every stage then open (so a
-stage's peak includes what its inner stages held). Peak memory is the process's resident set on Linux
-(VmHWM, reset at each boundary through /proc/self/clear_refs), elsewhere the lifetime maximum RSS
-(monotone, so only its growth is informative), plus CUDA's allocated peak when a CUDA device is in use.
+records nothing. Each stage gets wall seconds and process CPU seconds (all threads; unlike wall time, not
+inflated by other work on a shared machine or a paused virtual machine). Stages nest: at every boundary (a
+stage entered or left) the time since the last boundary goes to the innermost stage (so a stage's seconds
+exclude the stages inside it and the stages add up to the run), and the peak memory since the last
+boundary goes to every stage then open (so a stage's peak includes what its inner stages held). Peak
+memory is the process's resident set on Linux (VmHWM, reset at each boundary through
+/proc/self/clear_refs), elsewhere the lifetime maximum RSS (monotone, so only its growth is informative),
+plus CUDA's allocated peak when a CUDA device is in use.
 
 Names the runner uses: `data` (loading the reference), `calibration`, `sampling` (model calls),
 `decoding` (tokens -> pixels), `features` (Inception and the feature cache), `statistics` (means and
@@ -56,6 +58,7 @@ def _cuda_peak_and_reset() -> int | None:
 @dataclass
 class StageRecord:
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # process CPU time, all threads: the work, whatever else the machine was doing
     calls: int = 0
     peak_rss_bytes: int = 0
     peak_cuda_bytes: int | None = None
@@ -66,19 +69,21 @@ class StageLog:
     records: dict[str, StageRecord] = field(default_factory=dict)
     _open: list[str] = field(default_factory=list)
     _last: float = 0.0
+    _last_cpu: float = 0.0
     _suspended: int = 0
 
     def _boundary(self) -> None:
-        now = time.perf_counter()
-        rss, cuda = _rss_peak_and_reset(), _cuda_peak_and_reset()
+        rss, cuda = _rss_peak_and_reset(), _cuda_peak_and_reset()  # after the CUDA sync: queued work counts
+        now, cpu = time.perf_counter(), time.process_time()
         if self._open:
             self.records[self._open[-1]].seconds += now - self._last
+            self.records[self._open[-1]].cpu_seconds += cpu - self._last_cpu
         for name in set(self._open):
             r = self.records[name]
             r.peak_rss_bytes = max(r.peak_rss_bytes, rss)
             if cuda is not None:
                 r.peak_cuda_bytes = max(r.peak_cuda_bytes or 0, cuda)
-        self._last = now
+        self._last, self._last_cpu = now, cpu
 
     @contextlib.contextmanager
     def enter(self, name: str):
@@ -106,9 +111,11 @@ class StageLog:
             _ACTIVE.reset(token)
 
     def summary(self) -> dict[str, dict]:
-        """{stage: {seconds, calls, peak_rss_bytes, peak_cuda_bytes}} in the order the stages first ran."""
-        return {k: {"seconds": r.seconds, "calls": r.calls, "peak_rss_bytes": r.peak_rss_bytes,
-                    "peak_cuda_bytes": r.peak_cuda_bytes} for k, r in self.records.items()}
+        """{stage: {seconds, cpu_seconds, calls, peak_rss_bytes, peak_cuda_bytes}} in the order the stages first
+        ran."""
+        return {k: {"seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "calls": r.calls,
+                    "peak_rss_bytes": r.peak_rss_bytes, "peak_cuda_bytes": r.peak_cuda_bytes}
+                for k, r in self.records.items()}
 
 
 @contextlib.contextmanager
