@@ -125,7 +125,7 @@ def _plot(points, path: Path) -> None:
     first = _seconds(points[0], "total", "cpu_seconds")
     a.loglog(ns, [first * n / ns[0] for n in ns], "k:", label="linear from the first total")
     a.set(xlabel="N samples (and N reference images)", ylabel="CPU seconds (all threads)", title="Time per stage")
-    a.legend(fontsize=8)
+    a.legend(fontsize=8, loc="upper left", ncol=2)
     for s in ("sampling", "features", "metrics"):
         b.plot(ns, [(p["stages"][s]["peak_rss_bytes"] - p["rss_before_run_bytes"]) / 2**20 for p in points], "o-",
                label=s)
