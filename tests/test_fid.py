@@ -88,16 +88,22 @@ def test_cholesky_form_runs_when_a_covariance_is_positive_definite_and_says_so()
     assert t.total == pytest.approx(frechet_distance(*a, *b, method="sqrtm"), rel=1e-9)
 
 
-def test_fewer_samples_than_dimensions_fall_back_to_eigh():
-    """Both covariances of rank 29 < 64: no Cholesky factor, the eigh form runs (and the row records it)."""
+def test_fewer_samples_than_dimensions_factor_the_lower_rank_side():
+    """Covariances of rank 29 < 64: the pivoted Cholesky factor has 29 columns, the eigenvalue problem is
+    29 x 29, and the value equals the eigh form and the exact span form."""
+    from grn_eval.metrics.fid import _pivoted_factor, frechet_weighted
+
     rng = np.random.default_rng(8)
-    a, b = gaussian_stats_quiet(rng.standard_normal((30, 64))), gaussian_stats_quiet(rng.standard_normal((30, 64)) + 1)
+    x, y = rng.standard_normal((30, 64)), rng.standard_normal((30, 64)) + 1
+    a, b = gaussian_stats_quiet(x), gaussian_stats_quiet(y)
+    order, low = _pivoted_factor(a[1])
+    assert low.shape == (64, 29) and np.allclose(low @ low.T, a[1][np.ix_(order, order)], atol=1e-12)
     t = frechet_terms(*a, *b)
-    assert t.method == "eigh"
-    # one positive-definite side is enough: the reference of many images is factorised
-    c = gaussian_stats(rng.standard_normal((500, 64)))
-    t2 = frechet_terms(*a, *c)
-    assert t2.method == "cholesky" and t2.total == pytest.approx(frechet_distance(*a, *c, method="eigh"), rel=1e-9)
+    assert t.method == "cholesky"
+    assert t.total == pytest.approx(frechet_weighted(x, y)[0], rel=1e-12)
+    assert t.total == pytest.approx(frechet_distance(*a, *b, method="eigh"), rel=1e-9)
+    c = gaussian_stats(rng.standard_normal((500, 64)))  # one side of full rank: the other one is factorised
+    assert frechet_distance(*a, *c) == pytest.approx(frechet_distance(*a, *c, method="eigh"), rel=1e-9)
 
 
 def gaussian_stats_quiet(x):
