@@ -111,10 +111,11 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def train_embedded(session: nox.Session) -> None:
     """Re-train the committed checkpoints in grn/checkpoints/ from grn/configs/ (resumable; hours on CPU),
-    then run mnist_recon and hbq_rounds. `nox -s train_embedded -- tokenizer_mnist` trains only those."""
+    then run mnist_recon, hbq_rounds and hbq_truncated. `nox -s train_embedded -- tokenizer_mnist` trains only
+    those."""
     ensure_venv(session)
     run_py(session, "-m", "grn_eval.embedded", "--retrain", *session.posargs)
-    for suite in ("mnist_recon", "hbq_rounds"):
+    for suite in ("mnist_recon", "hbq_rounds", "hbq_truncated"):
         run_py(session, "-m", "grn_eval.cli", "run", f"suites/{suite}.yaml")
 
 

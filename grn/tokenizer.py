@@ -311,10 +311,15 @@ class HBQTokenizer(nn.Module):
         return to_uint8_images(self.decode_float(z.to(self._device())))
 
     @torch.no_grad()
-    def reconstruct(self, images) -> np.ndarray:
-        """uint8 NHWC -> uint8 NHWC through encode -> quantize -> decode."""
+    def reconstruct(self, images, rounds: int | None = None) -> np.ndarray:
+        """uint8 NHWC -> uint8 NHWC through encode -> quantize -> decode. `rounds` < the trained M keeps only
+        the first rounds: HBQ's bits are most significant first, so that is exactly the M'-round quantization
+        of the same latent (error <= 2^-M'), decoded by the decoder trained at M."""
+        if rounds is not None and (self.cfg.rounds is None or not 1 <= rounds <= self.cfg.rounds):
+            raise ValueError(f"rounds={rounds}: a tokenizer trained at M = {self.cfg.rounds} decodes at 1 ... M "
+                             f"rounds" if self.cfg.rounds else "a continuous tokenizer has no rounds to keep")
         z = self.encode(images)
-        z_q = z if self.cfg.rounds is None else hbq_quantize(z, self.cfg.rounds).values
+        z_q = z if self.cfg.rounds is None else hbq_quantize(z, rounds or self.cfg.rounds).values
         return to_uint8_images(self.decode_float(z_q))
 
     def token_shape(self, image_size: int) -> tuple[int, int, int]:

@@ -243,15 +243,21 @@ class TokenizerAdapter(ReconstructionAdapter):
         self.files = checked or check_entry(entry, base)
         self.ckpt = self.files.tokenizer
         self.model = _tokenizer(self.files, device)
+        trained = self.model.cfg.rounds
+        self.rounds = entry.options.get("rounds")  # None: all the rounds it was trained with
+        if self.rounds is not None and (trained is None or self.rounds > trained):
+            raise UserError(f"model '{entry.name}': rounds: {self.rounds} - '{self.ckpt.name}' was trained "
+                            + (f"at M = {trained}; allowed: 1 ... {trained}" if trained else
+                               "without quantization (continuous); remove `rounds`"))
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        return self.model.reconstruct(images)
+        return self.model.reconstruct(images, self.rounds)
 
     def provenance(self) -> dict:
         return {"checkpoint": self.ckpt.name, "checkpoint_sha256": self.files.tokenizer_sha256,
                 "checkpoint_integrity": getattr(self.model, "integrity", None),
-                "rounds": self.model.cfg.rounds, "latent_channels": self.model.cfg.latent_channels,
-                "stride": self.model.cfg.stride}
+                "rounds": self.rounds or self.model.cfg.rounds, "trained_rounds": self.model.cfg.rounds,
+                "latent_channels": self.model.cfg.latent_channels, "stride": self.model.cfg.stride}
 
 
 # A model kind's adapter follows from its record's conditioning; the other adapters are not model kinds.

@@ -77,7 +77,9 @@ _GENERATOR = {"checkpoint": _STR, "tokenizer": _STR, "sampler": Opt(dict), "chec
               "tokenizer_sha256": SHA256, "allow_other_tokenizer": _BOOL}  # the tokenizer differs on purpose
 # The adapters that are not a model kind, with their keys and family (more: grn_eval.adapters.register_adapter).
 OTHER_ADAPTERS = {
-    "tokenizer": {"checkpoint": _STR, "checkpoint_sha256": SHA256},
+    "tokenizer": {"checkpoint": _STR, "checkpoint_sha256": SHA256,
+                  # decode with the first `rounds` of an HBQ tokenizer's M (HBQ's bits are most significant first)
+                  "rounds": Opt(int, min=1, why="HBQ rounds kept when decoding, 1 ... the trained M")},
     "npz": {"path": _STR, "sha256": SHA256},
 }
 OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external"}

@@ -332,3 +332,23 @@ def test_truncated_results_json_is_one_message(tmp_path, capsys):
     code, err = _cli(capsys, "gate", str(tmp_path / "results.json"), "--baseline", "results/baselines/smoke.json")
     assert code == 1 and "results.json" in err
     assert json.loads(Path("results/baselines/smoke.json").read_text())  # the baseline was not touched
+
+
+def test_more_rounds_than_trained_are_refused_naming_the_model(tmp_path):
+    """A tokenizer entry's `rounds` keeps the first rounds of the trained M; more than M cannot be decoded."""
+    from grn.checkpoint import export_tokenizer
+    from grn.tokenizer import build_tokenizer
+    from grn_eval.adapters import build_adapter
+
+    export_tokenizer(build_tokenizer("hbq-mnist", enc_dim=8, dec_dim=8), tmp_path / "tok.pt")  # M = 4
+    (tmp_path / "s.yaml").write_text(
+        "name: t\ndatasets: {ref: {name: mnist, split: reference}}\n"
+        "models:\n  - {name: short, adapter: tokenizer, checkpoint: tok.pt, rounds: 2}\n"
+        "  - {name: long, adapter: tokenizer, checkpoint: tok.pt, rounds: 5}\n"
+        "metrics: {psnr: {}}\nreference: {dataset: ref}\nn_samples: 4\nbatch_size: 4\n")
+    suite = load_suite(tmp_path / "s.yaml")
+    short, long = suite.models
+    adapter = build_adapter(short, tmp_path, torch.device("cpu"))
+    assert adapter.provenance()["rounds"] == 2 and adapter.provenance()["trained_rounds"] == 4
+    with pytest.raises(UserError, match=r"model 'long': rounds: 5 .* allowed: 1 \.\.\. 4"):
+        build_adapter(long, tmp_path, torch.device("cpu"))

@@ -45,6 +45,29 @@ def test_decode_tokens_equals_reconstruct_in_both_layouts():
         assert np.array_equal(tok.decode_tokens(tok.tokenize(images, layout), layout), want)
 
 
+def test_truncated_rounds_are_the_shorter_quantization_of_the_same_latent():
+    """Keeping the first M' of M = 8 rounds equals quantizing the latent with M' rounds (the bits are a prefix),
+    within 2^-M' of it; more rounds than trained, or rounds of a continuous tokenizer, are refused."""
+    from grn.data import to_uint8_images
+
+    tok = build_tokenizer("hbq-mnist", rounds=8).eval()
+    images = load_mnist("reference").images[:3]
+    z = tok.encode(images)
+    full = hbq_quantize(z, 8)
+    for m in (1, 3, 8):
+        short = hbq_quantize(z, m)
+        assert torch.equal(full.bits[..., :m], short.bits) and (z - short.values).abs().max() <= 2.0**-m
+        with torch.no_grad():
+            want = to_uint8_images(tok.decode_float(short.values))
+        assert np.array_equal(tok.reconstruct(images, rounds=m), want)
+    assert np.array_equal(tok.reconstruct(images, rounds=8), tok.reconstruct(images))
+    for bad in (0, 9):
+        with pytest.raises(ValueError, match="decodes at 1 ... M"):
+            tok.reconstruct(images, rounds=bad)
+    with pytest.raises(ValueError, match="continuous"):
+        build_tokenizer("hbq-mnist", rounds=None).reconstruct(images, rounds=2)
+
+
 def test_continuous_tokenizer_has_no_tokens():
     tok = build_tokenizer("hbq-mnist", rounds=None)
     with pytest.raises(ValueError, match="continuous"):
