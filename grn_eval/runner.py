@@ -150,6 +150,7 @@ class Runner:
         self._assets: dict = {}  # what metrics load once per run (CLIP, DINOv2 models, reference statistics)
         self.timings: dict[str, float] = {}
         self.shard_seconds: dict[tuple[str, int], dict[int, tuple]] = {}  # (model, seed) -> shard -> (s, n, trace)
+        self.stages = StageLog()  # filled while run() is active
         # under torchrun: shards and feature blocks are split by index modulo the world size
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

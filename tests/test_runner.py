@@ -176,6 +176,8 @@ def test_latency_times_the_runs_own_shards_and_fresh_batches_after_a_resume(tmp_
     # shards 0-3 hold 6, 6, 6, 2 samples: shard 0 is the warm-up, the short one is left out
     assert lat["extra"]["timed"] == "the run's sampling shards 1-2" and lat["extra"]["repeats"] == 2
     assert lat["extra"]["nfe_per_image"] == 3 and first["stages"]["per_stage"]["sampling"]["calls"] == 4
+    per = first["stages"]["per_stage"]  # its peak is the sampling / decoding stages' (the log resets the peaks)
+    assert lat["extra"]["peak_memory_bytes"] == max(per[k]["peak_rss_bytes"] for k in ("sampling", "decoding"))
     resumed = run_suite(suite, run_dir=tmp_path / "run", progress=False)  # every shard read from disk
     (lat,) = [r for r in resumed["rows"] if r["metric"] == "seconds_per_image"]
     assert lat["extra"]["timed"] == "fresh batches" and lat["value"] > 0

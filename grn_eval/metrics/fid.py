@@ -178,15 +178,26 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "cholesky") -> floa
     return frechet_terms(mu1, sigma1, mu2, sigma2, method).total
 
 
-def _trace_sqrt_torch(s1, s2):
-    """Tr sqrt(S1 S2) of float64 torch matrices by the forms of `trace_sqrt` (Cholesky of either, else eigh)."""
+def _pd_factor_torch(s):
+    """The Cholesky factor of a float64 torch matrix when it is positive definite beyond rounding, else None
+    (torch has no pivoted Cholesky, so a rank-deficient side goes to the eigh form)."""
+    import torch
+
+    low, info = torch.linalg.cholesky_ex(s)
+    pivots = low.diagonal() ** 2
+    ok = info.item() == 0 and pivots.min() > len(s) * torch.finfo(torch.float64).eps * pivots.max()
+    return low if ok else None
+
+
+def _trace_sqrt_torch(s1, s2, low2=None):
+    """Tr sqrt(S1 S2) of float64 torch matrices: L^T S1 L with L the Cholesky factor of S2 (`low2` when the
+    caller factorised it once for many S1), else of S1, else the eigh form."""
     import torch
 
     m = None
     for factor, other in ((s2, s1), (s1, s2)):
-        low, info = torch.linalg.cholesky_ex(factor)
-        pivots = low.diagonal() ** 2
-        if info.item() == 0 and pivots.min() > len(factor) * torch.finfo(torch.float64).eps * pivots.max():
+        low = low2 if factor is s2 and low2 is not None else _pd_factor_torch(factor)
+        if low is not None:
             m = low.T @ other @ low
             break
     if m is None:  # neither positive definite
@@ -242,12 +253,13 @@ def frechet_weighted(x, y=None, w=None, v=None, mu2=None, sigma2=None, device="c
 
     x = t(x)
     w = t(w) if w is not None else torch.ones(1, len(x), dtype=torch.float64, device=device)
-    centre = t(mu2) if y is None else t(y).mean(0)  # the distance does not depend on a common shift
+    y = None if y is None else t(y)
+    centre = t(mu2) if y is None else y.mean(0)  # the distance does not depend on a common shift
     x = x - centre
     if form not in ("auto", "span", "features"):
         raise ValueError(f"unknown form {form!r}; allowed: auto, span, features")
     if form == "features" or (form == "auto" and max(len(x), 0 if y is None else len(y)) > x.shape[1]):
-        return _frechet_weighted_features(x, None if y is None else t(y) - centre, w,
+        return _frechet_weighted_features(x, None if y is None else y - centre, w,
                                           None if v is None else t(v), None if y is not None else t(sigma2))
     out = []
     if y is None:  # against statistics: mu2 is the origin now
@@ -267,7 +279,7 @@ def frechet_weighted(x, y=None, w=None, v=None, mu2=None, sigma2=None, device="c
             mean_term, tr_s1 = _weighted_mean_terms(k_xx, wb)
             out.append(mean_term + tr_s1 + tr_s2 - 2 * root)
         return torch.cat(out).cpu().numpy()
-    y = t(y) - centre
+    y = y - centre
     v = t(v) if v is not None else torch.ones(len(w), len(y), dtype=torch.float64, device=device)
     if len(v) != len(w):
         raise ValueError(f"{len(w)} weightings of x but {len(v)} of y")
@@ -306,6 +318,7 @@ def _frechet_weighted_features(x, y, w, v, sigma2):
         v = torch.ones(len(w), len(y), dtype=x.dtype, device=x.device)
     if y is not None and len(v) != len(w):
         raise ValueError(f"{len(w)} weightings of x but {len(v)} of y")
+    low2 = _pd_factor_torch(sigma2) if y is None else None  # fixed statistics: factorised once, not per copy
     out = []
     for b in range(len(w)):
         mu1, s1 = _weighted_moments(x, w[b])
@@ -314,7 +327,7 @@ def _frechet_weighted_features(x, y, w, v, sigma2):
         else:
             mu2, s2 = _weighted_moments(y, v[b])
         diff = mu1 - mu2
-        out.append(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * _trace_sqrt_torch(s1, s2))
+        out.append(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2 * _trace_sqrt_torch(s1, s2, low2))
     return torch.stack(out).cpu().numpy()
 
 

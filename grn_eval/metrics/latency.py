@@ -63,19 +63,23 @@ def measure(generate, batch_size: int, device: torch.device, warmup: int = 1, re
                      timed="fresh batches")
 
 
-def from_shards(timed: dict, batch_size: int, warmup: int, repeats: int, device: torch.device) -> dict | None:
+def from_shards(timed: dict, batch_size: int, warmup: int, repeats: int, device: torch.device,
+                stages) -> dict | None:
     """The latency of the run's own sampling shards ({shard: (seconds, images, trace)}, made in this process):
     the full-size ones after the first `warmup`, when at least `repeats` remain; else None. The same
-    batches the metrics score, so no batch is made twice; the peak memory is the sampling stage's."""
+    batches the metrics score, so no batch is made twice; the peak memory is that of the run's sampling and
+    decoding stages so far (`stages`: the run's StageLog)."""
     ks = sorted(k for k, (_, size, _) in timed.items() if k >= warmup and size == batch_size)
     if len(ks) < repeats:
         return None
     nfes = [nfe_per_image(timed[k][2], batch_size) for k in ks]
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return summarize([timed[k][0] for k in ks], [n for n in nfes if n is not None], batch_size, peak,
-                     "cuda allocated" if device.type == "cuda" else "process max RSS", warmup=warmup, repeats=len(ks),
-                     timed=f"the run's sampling shards {ks[0]}-{ks[-1]}")
+    # the stage log resets the peaks at every stage boundary, so the peak is read from its records
+    recs = [stages.records[k] for k in ("sampling", "decoding") if k in stages.records]
+    cuda = device.type == "cuda"
+    peak = max(((r.peak_cuda_bytes or 0) if cuda else r.peak_rss_bytes) for r in recs)
+    kind = ("cuda allocated" if cuda else "resident set") + ", peak of the run's sampling and decoding stages so far"
+    return summarize([timed[k][0] for k in ks], [n for n in nfes if n is not None], batch_size, peak, kind,
+                     warmup=warmup, repeats=len(ks), timed=f"the run's sampling shards {ks[0]}-{ks[-1]}")
 
 
 def _latency(ctx) -> list[dict]:
@@ -88,7 +92,7 @@ def _latency(ctx) -> list[dict]:
     res = None
     if o["from_shards"] and ctx.runner.world == 1:
         res = from_shards(ctx.runner.shard_seconds.get((ctx.entry.name, seed), {}), bs, o["warmup"], o["repeats"],
-                          ctx.device)
+                          ctx.device, ctx.runner.stages)
     if res is None:
         def one_batch(start):
             idx = np.arange(start, start + bs)
