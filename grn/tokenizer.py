@@ -17,7 +17,6 @@ tensor); inside everything is float NCHW in [-1, 1].
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,13 +25,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from grn.data import to_model_input, to_uint8_images
-from grn.hbq import HBQ, hbq_quantize, labels_to_layout, labels_to_values, layout_to_labels
+from grn.hbq import hbq_quantize, labels_to_layout, layout_to_labels
+from grn.quantizers import build_quantizer
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
     latent_channels: int = 16  # d
-    rounds: int | None = 4  # M; None = continuous (ablation)
+    rounds: int | None = 4  # M of HBQ; None = continuous (ablation)
+    quantizer: str = "hbq"  # a key of grn/quantizers.py QUANTIZERS; the others spend `bits` per token
+    bits: int | None = None  # bits per token (latent position) of a quantizer other than HBQ
     enc_dim: int = 160
     dec_dim: int = 256
     dim_mult: tuple[int, ...] = (1, 2, 4, 4)
@@ -53,6 +55,20 @@ class TokenizerConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(value))
+        if self.quantizer != "hbq" and self.rounds is not None:
+            # `rounds` is HBQ's; the other quantizers are configured by `bits` (rounds stays None for them)
+            object.__setattr__(self, "rounds", None)
+
+    @property
+    def continuous(self) -> bool:
+        return self.quantizer == "none" or (self.quantizer == "hbq" and self.rounds is None)
+
+    @property
+    def token_bits(self) -> int | None:
+        """Bits per token as configured (the quantizer's code space says the same; tests check it)."""
+        if self.continuous:
+            return None
+        return self.latent_channels * self.rounds if self.quantizer == "hbq" else self.bits
 
     @property
     def stride(self) -> int:
@@ -260,21 +276,25 @@ class HBQTokenizer(nn.Module):
         self.cfg = cfg = cfg or TokenizerConfig()
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
-        self.quantizer = HBQ(cfg.rounds)
+        self.quantizer = build_quantizer("none" if cfg.continuous else cfg.quantizer, cfg.latent_channels,
+                                         cfg.token_bits)
+        self.hbq = cfg.quantizer == "hbq" and not cfg.continuous  # HBQ's bit layout and truncated rounds
 
     # -- float NCHW in [-1, 1] ------------------------------------------------------------------
     def encode_float(self, x: torch.Tensor) -> torch.Tensor:
-        """Images -> tanh-bounded latent z in (-1, 1), [B, d, H/s, W/s]."""
-        return torch.tanh(self.encoder(x)).contiguous()
+        """Images -> the latent z the quantizer takes, [B, d, H/s, W/s]: tanh-bounded in (-1, 1) for HBQ and
+        the continuous ceiling; the library quantizers bound it their own way (grn/quantizers.py)."""
+        return self.quantizer.bound(self.encoder(x)).contiguous()
 
     def decode_float(self, z_q: torch.Tensor) -> torch.Tensor:
         # contiguous: convolution results depend (in the last bits) on the memory layout
         return self.decoder(z_q.contiguous())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training pass: reconstruction (through the straight-through quantizer) and z."""
-        z = self.encode_float(x)
-        return self.decode_float(self.quantizer(z)), z
+        """Training pass: reconstruction (through the straight-through quantizer) and the quantizer's
+        auxiliary loss (VQ commitment, LFQ entropy; zero for HBQ, FSQ and the continuous latent)."""
+        z_q, aux = self.quantizer(self.encode_float(x))
+        return self.decode_float(z_q), aux
 
     # -- uint8 NHWC boundary ------------------------------------------------------------------
     def _device(self):
@@ -293,17 +313,27 @@ class HBQTokenizer(nn.Module):
 
     @torch.no_grad()
     def tokenize(self, images, layout: str = "ind") -> torch.Tensor:
-        """uint8 NHWC -> generator tokens: labels [B, d, h, w] ('ind') or bits [B, M*d, h, w] ('bit')."""
-        if self.cfg.rounds is None:
+        """uint8 NHWC -> generator tokens: the quantizer's codes [B, D, h, w] ('ind': for HBQ d labels of 2^M
+        levels), or HBQ's bits [B, M*d, h, w] ('bit')."""
+        if self.cfg.continuous:
             raise ValueError("a continuous tokenizer (rounds=None) has no tokens; use encode()")
-        labels = hbq_quantize(self.encode(images), self.cfg.rounds).labels
-        return labels_to_layout(labels, self.cfg.rounds, layout)
+        self._check_layout(layout)
+        codes = self.quantizer.codes(self.encode(images))
+        return labels_to_layout(codes, self.cfg.rounds, layout) if self.hbq else codes
+
+    def _check_layout(self, layout: str) -> None:
+        if layout != "ind" and not self.hbq:
+            raise ValueError(f"layout '{layout}' is HBQ's; a {self.cfg.quantizer} tokenizer's tokens are its codes "
+                             f"('ind')")
 
     @torch.no_grad()
     def decode_tokens(self, tokens: torch.Tensor, layout: str = "ind") -> np.ndarray:
         """Generator tokens -> uint8 NHWC images."""
-        labels = layout_to_labels(tokens.to(self._device()), self.cfg.rounds, layout)
-        return to_uint8_images(self.decode_float(labels_to_values(labels, self.cfg.rounds)))
+        self._check_layout(layout)
+        tokens = tokens.to(self._device())
+        if self.hbq:
+            tokens = layout_to_labels(tokens, self.cfg.rounds, layout)
+        return to_uint8_images(self.decode_float(self.quantizer.values(tokens)))
 
     @torch.no_grad()
     def decode_latent(self, z: torch.Tensor) -> np.ndarray:
@@ -315,19 +345,23 @@ class HBQTokenizer(nn.Module):
         """uint8 NHWC -> uint8 NHWC through encode -> quantize -> decode. `rounds` < the trained M keeps only
         the first rounds: HBQ's bits are most significant first, so that is exactly the M'-round quantization
         of the same latent (error <= 2^-M'), decoded by the decoder trained at M."""
-        if rounds is not None and (self.cfg.rounds is None or not 1 <= rounds <= self.cfg.rounds):
+        if rounds is not None and (not self.hbq or not 1 <= rounds <= self.cfg.rounds):
+            kind = "continuous" if self.cfg.continuous else self.cfg.quantizer
             raise ValueError(f"rounds={rounds}: a tokenizer trained at M = {self.cfg.rounds} decodes at 1 ... M "
-                             f"rounds" if self.cfg.rounds else "a continuous tokenizer has no rounds to keep")
+                             f"rounds" if self.hbq else f"a {kind} tokenizer has no rounds to keep")
         z = self.encode(images)
-        z_q = z if self.cfg.rounds is None else hbq_quantize(z, rounds or self.cfg.rounds).values
+        z_q = hbq_quantize(z, rounds).values if rounds is not None else self.quantizer.quantize(z)
         return to_uint8_images(self.decode_float(z_q))
 
     def token_shape(self, image_size: int) -> tuple[int, int, int]:
         s = image_size // self.cfg.stride
         return (self.cfg.latent_channels, s, s)
 
-    def bits_per_image(self, image_size: int) -> int:
-        return math.prod(self.token_shape(image_size)) * (self.cfg.rounds or 32)
+    def bits_per_image(self, image_size: int) -> float:
+        """Bits of one image's code (float32 per latent element for the continuous latent)."""
+        s = image_size // self.cfg.stride
+        bits = self.quantizer.bits if not self.cfg.continuous else 32 * self.cfg.latent_channels
+        return s * s * bits
 
 
 def build_tokenizer(name_or_cfg: str | TokenizerConfig, **overrides) -> HBQTokenizer:

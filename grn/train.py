@@ -282,9 +282,9 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
         x = _batch(images, step_generator(cfg.seed, step), cfg.batch_size, run.rank, run.world, cfg.flip, device)
         gan_on = cfg.gan_weight > 0 and step >= cfg.gan_start
         with run.autocast:  # the autoencoder; its terms are summed in this order (the floats depend on it)
-            recon, _z = ddp_model(x)
+            recon, aux = ddp_model(x)  # aux: the quantizer's own loss (VQ commitment, LFQ entropy; else 0)
             l1 = (recon - x).abs().mean()
-            loss = cfg.l1_weight * l1
+            loss = cfg.l1_weight * l1 + aux
             lp = perceptual(recon.float(), x).mean() if perceptual is not None else torch.zeros((), device=device)
             loss = loss + cfg.lpips_weight * lp
             adv = -ddp_disc(recon).mean() if gan_on else torch.zeros((), device=device)
@@ -296,17 +296,32 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
             with run.autocast:
                 d_loss = hinge_d_loss(ddp_disc(x), ddp_disc(recon.detach()))
             optimize(d_loss, opt_d, disc.parameters(), cfg.grad_clip)
-        return {"loss": loss.item(), "l1": l1.item(), "lpips": lp.item(), "g_adv": adv.item(),
+        return {"loss": loss.item(), "l1": l1.item(), "lpips": lp.item(), "g_adv": adv.item(), "aux": aux.item(),
                 "d_loss": d_loss.item(), "grad_norm": gnorm.item()}
 
     def export():
-        extra = {"train_config": portable_config(cfg), "steps": cfg.steps}
+        # the logged steps travel with the weights, so a training curve (codebook collapse) can be drawn from
+        # the committed file alone
+        extra = {"train_config": portable_config(cfg), "steps": cfg.steps, "history": read_log(run.out)}
         export_tokenizer(ema, run.out / "tokenizer.pt", extra=extra)
 
     def postfix(r):
         return {"l1": f"{r['l1']:.4f}", "lpips": f"{r['lpips']:.3f}", "d": f"{r['d_loss']:.3f}"}
 
     return run.loop(train_step, export, postfix, "tokenizer", max_steps, progress)
+
+
+def read_log(out: Path) -> list[dict]:
+    """The records of a run folder's log.jsonl (every `log_every` steps, across resumes), oldest first."""
+    path = Path(out) / "log.jsonl"
+    if not path.exists():
+        return []
+    records = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            records[rec["step"]] = rec  # a resumed run may log a step again: the last record stands
+    return [records[k] for k in sorted(records)]
 
 
 def portable_config(cfg) -> dict:
@@ -346,6 +361,7 @@ class GeneratorTrainConfig:
     # min(decay, (1 + k) / (10 + k)), which leaves ImageNet-length runs unchanged.
     ema_warmup: bool = True
     flip: bool = False
+    unconditional: bool = False  # every image gets class 0 (set num_classes: 1), whatever the dataset's labels
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
@@ -385,6 +401,11 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
     # the conditioning per image: its class, or the text ids of its caption (text-to-image GRN)
     labels = model.training_conditions(data) if KINDS[model.kind].conditioning == "text" else \
         torch.as_tensor(data.labels, dtype=torch.long)
+    if cfg.unconditional:
+        if getattr(model.cfg, "num_classes", 1) != 1:
+            raise ValueError(f"unconditional training needs generator_overrides num_classes: 1, "
+                             f"got {model.cfg.num_classes}")
+        labels = torch.zeros_like(labels)
     want = KINDS[model.kind].output_shape(model)
     if tuple(tokens.shape[1:]) != want:
         raise ValueError(f"tokenizer gives {tuple(tokens.shape[1:])} but {cfg.generator} expects {want}; set "

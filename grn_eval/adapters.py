@@ -245,10 +245,10 @@ class TokenizerAdapter(ReconstructionAdapter):
         self.model = _tokenizer(self.files, device)
         trained = self.model.cfg.rounds
         self.rounds = entry.options.get("rounds")  # None: all the rounds it was trained with
-        if self.rounds is not None and (trained is None or self.rounds > trained):
-            raise UserError(f"model '{entry.name}': rounds: {self.rounds} - '{self.ckpt.name}' was trained "
-                            + (f"at M = {trained}; allowed: 1 ... {trained}" if trained else
-                               "without quantization (continuous); remove `rounds`"))
+        if self.rounds is not None and (not self.model.hbq or self.rounds > trained):
+            raise UserError(f"model '{entry.name}': rounds: {self.rounds} - '{self.ckpt.name}' "
+                            + (f"was trained at M = {trained}; allowed: 1 ... {trained}" if self.model.hbq else
+                               f"quantizes with {self.model.cfg.quantizer}, which has no rounds; remove `rounds`"))
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         return self.model.reconstruct(images, self.rounds)
@@ -256,6 +256,9 @@ class TokenizerAdapter(ReconstructionAdapter):
     def provenance(self) -> dict:
         return {"checkpoint": self.ckpt.name, "checkpoint_sha256": self.files.tokenizer_sha256,
                 "checkpoint_integrity": getattr(self.model, "integrity", None),
+                "quantizer": self.model.cfg.quantizer if not self.model.cfg.continuous else "none",
+                "bits_per_token": (self.model.cfg.latent_channels * self.rounds if self.rounds else
+                                   self.model.cfg.token_bits),
                 "rounds": self.rounds or self.model.cfg.rounds, "trained_rounds": self.model.cfg.rounds,
                 "latent_channels": self.model.cfg.latent_channels, "stride": self.model.cfg.stride}
 

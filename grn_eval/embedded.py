@@ -28,6 +28,15 @@ CHECKPOINTS = {
     "digit_classifier": "digit_classifier.yaml",  # the judge of prompt_accuracy (not a generator)
     **{f"tokenizer_photo_M{m}": f"tokenizer_photo_M{m}.yaml" for m in (1, 2, 3, 4, 6, 8, "null")},
 }
+# The quantizer study (suites/quant_study.yaml): the photo autoencoder with each library quantizer at equal
+# bits per token (the 16-bit ones first: the study's generators are trained on their tokens), then GRN-T
+# on each quantizer's 16-bit tokens (HBQ's are tokenizer_photo_M2's).
+QUANT_TOKENIZERS = [f"tokenizer_photo_{q}" for q in ("fsq16", "lfq16", "bsq16", "rvq16", "fsq8", "lfq8",
+                                                      "bsq8", "vq8", "fsq32", "lfq32", "bsq32", "rvq32")]
+QUANT_GENERATORS = [f"grn_photo_{q}" for q in ("hbq16", "fsq16", "lfq16", "bsq16", "rvq16")]
+CHECKPOINTS.update({name: f"{name}.yaml" for name in QUANT_TOKENIZERS + QUANT_GENERATORS})
+# a name on the command line that stands for several checkpoints, in training order
+GROUPS = {"quant_study": QUANT_TOKENIZERS[:5] + QUANT_GENERATORS + QUANT_TOKENIZERS[5:]}
 DEMO = ["tokenizer_mnist", "generator_mnist", "maskgit_mnist", "ar_mnist", "flow_mnist"]
 
 
@@ -67,7 +76,8 @@ def commit_generator(src: Path, dst: Path, tokenizer: str) -> None:
 
 
 def ensure(names=None, retrain: bool = False) -> None:
-    for name in names or list(CHECKPOINTS):
+    names = [n for name in names or list(CHECKPOINTS) for n in GROUPS.get(name, [name])]
+    for name in names:
         if name not in CHECKPOINTS:
             raise UserError(f"unknown embedded checkpoint '{name}'; known: {sorted(CHECKPOINTS)}")
         dst = ROOT / "grn" / "checkpoints" / f"{name}.pt"

@@ -61,11 +61,19 @@ def _generator_geometry(record: dict) -> tuple[str, int, int | None]:
 
 
 def _tokenizer_geometry(record: dict) -> tuple[int, int | None]:
+    """(labels per token D, log2 of their classes K; None for a continuous latent, whose D is its channels): what
+    a generator of the tokenizer's tokens was built for (HBQ: d channels of 2^M levels)."""
+    import math
+
     from grn.convert import is_official_tokenizer
+    from grn.quantizers import build_quantizer
     from grn.tokenizer import TokenizerConfig, tokenizer_config
 
     cfg = tokenizer_config("hbq-f16-d16") if is_official_tokenizer(record) else TokenizerConfig(**record["config"])
-    return cfg.latent_channels, cfg.rounds
+    if cfg.continuous or cfg.quantizer == "hbq":
+        return cfg.latent_channels, cfg.rounds
+    channels, classes = build_quantizer(cfg.quantizer, cfg.latent_channels, cfg.token_bits).code_space
+    return channels, int(math.log2(classes))
 
 
 def _pin(where: str, path: Path, want: str | None) -> str:
@@ -124,7 +132,8 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
     t_channels, t_rounds = _tokenizer_geometry(out.tokenizer_record)
     if t_channels != channels or (rounds is not None and t_rounds != rounds):
         raise ModelError(f"{where}: tokenizer: '{out.tokenizer.name}' has {t_channels} latent channels and "
-                         f"{t_rounds} rounds, the generator '{out.checkpoint.name}' was built for {channels} channels"
+                         f"{t_rounds} rounds (token labels of 2^rounds classes), the generator "
+                         f"'{out.checkpoint.name}' was built for {channels} channels"
                          + (f" and {rounds} rounds" if rounds is not None else "") + "; use the generator's tokenizer")
     trained_with = out.record.get("tokenizer_sha256")
     if trained_with and trained_with != out.tokenizer_sha256:

@@ -1,6 +1,7 @@
 """Plots from results (matplotlib; PNG and PDF): quality vs steps, quality vs latency with the Pareto
 front, entropy per sampling step, entropy-guided step counts, HBQ rounds vs reconstruction quality,
-sample grids. Every figure has a title, axis labels with units and a legend where it has series.
+quality vs bits per token per quantizer (rate-distortion, with the Pareto front), training curves, sample
+grids. Every figure has a title, axis labels with units and a legend where it has series.
 """
 
 from __future__ import annotations
@@ -158,6 +159,65 @@ def _rounds_of(df: pd.DataFrame, model: str):
     """Rounds from the model's provenance (recorded by the tokenizer adapter); None = continuous."""
     value = df.loc[df["model"] == model, "model.rounds"].iloc[0]
     return None if pd.isna(value) else int(value)
+
+
+QUANTIZER_LABELS = {"hbq": "HBQ", "fsq": "FSQ", "lfq": "LFQ", "bsq": "BSQ", "vq": "VQ", "rvq": "residual VQ"}
+
+
+def rate_distortion(df: pd.DataFrame, prefix: Path, metrics=("psnr", "lpips_vgg", "rfid")) -> list[Path]:
+    """Reconstruction quality against bits per token, one line per quantizer (from the models' provenance:
+    `quantizer`, `bits_per_token`), the continuous ceiling as a horizontal line, and the Pareto front over
+    every quantized model (no other reaches better quality with at most as many bits)."""
+    s = summarize(df[df["metric"].isin(metrics)])
+    info = df.drop_duplicates("model").set_index("model")
+    info = info.reindex(columns=["model.quantizer", "model.bits_per_token", "model.rounds", "model.trained_rounds"])
+    truncated = info["model.rounds"].notna() & (info["model.rounds"] != info["model.trained_rounds"])
+    # HBQ decoded at fewer rounds than it was trained with is its own series (one tokenizer, every rate)
+    info["series"] = [QUANTIZER_LABELS.get(q, q) if not t else f"HBQ, M = {int(m)} decoded at fewer rounds"
+                      for q, t, m in zip(info["model.quantizer"], truncated, info["model.trained_rounds"])]
+    info = info[["model.quantizer", "model.bits_per_token", "series"]]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8))
+    for ax, m in zip(np.atleast_1d(axes), metrics):
+        q = s[s["metric"] == m].set_index("model")
+        q = q.join(info, how="left")
+        discrete = q[q["model.quantizer"].fillna("none") != "none"]
+        for name, g in discrete.groupby("series", sort=False):
+            g = g.sort_values("model.bits_per_token")
+            err, _ = _yerr(g, g.index)
+            ax.errorbar(g["model.bits_per_token"], g["mean"], yerr=err, marker="o", ms=4, capsize=2, label=name,
+                        ls="--" if "decoded" in name else "-")
+        for v in q.loc[q["model.quantizer"].fillna("none") == "none", "mean"]:
+            ax.axhline(v, color="k", ls="--", lw=1, label="continuous (ceiling)")
+        if len(discrete):
+            sign = 1 if m in LOWER_IS_BETTER else -1
+            pts = discrete[["model.bits_per_token", "mean"]].to_numpy(float)
+            f = pts[pareto_front(np.stack([pts[:, 0], sign * pts[:, 1]], 1))]
+            ax.plot(f[:, 0], f[:, 1], ":", color="0.3", lw=1.5, label="Pareto front")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("bits per token (log2 scale)")
+        ax.set_ylabel(m + (" (dB)" if m == "psnr" else "") + f" ({'lower' if m in LOWER_IS_BETTER else 'higher'}"
+                      " is better)")
+        ax.set_title(f"{m} vs bits per token")
+        ax.legend(fontsize=7)
+    return _save(fig, prefix)
+
+
+def training_curves(histories: dict[str, list[dict]], prefix: Path, keys=("l1", "aux")) -> list[Path]:
+    """Logged training losses against the step, one line per model (`histories`: label -> log records)."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8))
+    for ax, key in zip(np.atleast_1d(axes), keys):
+        for label, records in histories.items():
+            pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), lw=1, label=label)
+        ax.set_xlabel("training step")
+        ax.set_ylabel({"l1": "L1 reconstruction loss (log scale)", "aux": "quantizer loss (commitment / entropy)"}
+                      .get(key, key))
+        if key == "l1":
+            ax.set_yscale("log")
+        ax.set_title({"l1": "reconstruction loss", "aux": "quantizer's own loss (0 for HBQ, FSQ)"}.get(key, key))
+        ax.legend(fontsize=6, ncol=2)
+    return _save(fig, prefix)
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, per_class: int, prefix: Path, title: str) -> list[Path]:

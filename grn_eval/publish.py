@@ -19,8 +19,9 @@ PLOTS = {
     "entropy_vs_step": lambda df, q, p: plots.entropy_vs_step(df, p),
     "entropy_guided_steps": lambda df, q, p: plots.entropy_guided_steps(df, p),
     "rounds_vs_quality": lambda df, q, p: plots.rounds_vs_quality(df, p),
+    "rate_distortion": lambda df, q, p: plots.rate_distortion(df, p),
 }
-PLOT_NAMES = sorted([*PLOTS, "sample_grids"])
+PLOT_NAMES = sorted([*PLOTS, "sample_grids", "training_curves"])
 
 
 def sample_grids(run_dir: Path, prefix: Path, per_class: int = 8) -> list[Path]:
@@ -60,7 +61,9 @@ def publish(suite, results_root: Path, literature=None) -> list[Path]:
                                    spec.get("title", suite.description), literature)
     quality = spec.get("quality_metric", metrics[0])
     for name in spec.get("plots", []):
-        written += write_plot(name, df, run.parent, quality, results_root / "plots" / f"{suite.name}_{name}")
+        prefix = results_root / "plots" / f"{suite.name}_{name}"
+        written += training_curves(suite, prefix) if name == "training_curves" else \
+            write_plot(name, df, run.parent, quality, prefix)
     return written
 
 
@@ -69,6 +72,29 @@ def write_plot(name: str, df, run_dir: Path, quality: str, prefix: Path) -> list
     if name == "sample_grids":
         return sample_grids(run_dir, prefix)
     return PLOTS[name](df, quality, prefix)
+
+
+def training_curves(suite, prefix: Path) -> list[Path]:
+    """The training logs that the suite's tokenizer checkpoints carry (`history`), one line per model; models
+    whose file has none (trained before the history was kept) are left out and named in the title."""
+    import torch
+
+    from grn_eval.model_check import resolve
+
+    histories, missing = {}, []
+    for entry in suite.models:
+        path = entry.options.get("checkpoint") if entry.adapter == "tokenizer" else None
+        if not path:
+            continue
+        record = torch.load(resolve(path, suite.path.parent), map_location="cpu", weights_only=False)
+        if record.get("history"):
+            histories[entry.name] = record["history"]
+        else:
+            missing.append(entry.name)
+    written = plots.training_curves(histories, prefix)
+    if missing:
+        print(f"training_curves: no training log in the checkpoints of {', '.join(missing)}")
+    return written
 
 
 README_START, README_END = "<!-- main-table:start -->", "<!-- main-table:end -->"

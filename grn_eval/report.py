@@ -22,7 +22,8 @@ HIGHER_IS_BETTER = registry.RowsWhere("higher")
 
 
 # Model provenance fields copied into the table (the rest stays in results.json).
-MODEL_COLUMNS = ("rounds", "latent_channels", "checkpoint", "checkpoint_sha256")
+MODEL_COLUMNS = ("quantizer", "bits_per_token", "rounds", "trained_rounds", "latent_channels", "checkpoint",
+                 "checkpoint_sha256")
 
 
 def better(metric: str) -> str | None:

@@ -292,7 +292,7 @@ def test_reduced_official_tokenizer_matches_a_3d_reference_and_round_trips(tmp_p
     with torch.no_grad():
         z = tok.encode_float(x)
         torch.testing.assert_close(z, _ref_encode(state, x), rtol=1e-4, atol=1e-5)
-        zq = tok.quantizer(z)
+        zq = tok.quantizer.quantize(z)
         torch.testing.assert_close(tok.decode_float(zq), _ref_decode(state, zq), rtol=1e-4, atol=1e-4)
     images = (torch.rand(2, 32, 32, 3, generator=g) * 255).to(torch.uint8)
     out = tok.reconstruct(images)

@@ -1,7 +1,8 @@
 """Reconstruction metrics on uint8 NHWC image pairs: PSNR, SSIM, LPIPS (alex / vgg).
 
 PSNR and SSIM follow the official tokenizer evaluation: scikit-image on uint8 images
-(data range 255, SSIM over RGB with `channel_axis=-1`), computed per image, then averaged.
+(data range 255, SSIM over RGB with `channel_axis=-1`), computed per image, then averaged. Each row's
+interval is the bootstrap percentile interval of that mean over the images (grn_eval/intervals.py).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from grn.data import to_model_input
+from grn_eval import intervals
 from grn_eval import weights as W
-from grn_eval.metrics.registry import Row, register_metric
+from grn_eval.metrics.registry import BOOTSTRAP, Row, register_metric
 from grn_eval.options import Opt
 
 VERSION = "1"
@@ -54,30 +56,35 @@ def _pairs(ctx, **more) -> dict:
     return {"reference": ctx.reference_provenance, "images": "uint8, per image then mean", **more}
 
 
+def _mean_row(ctx, name: str, per_image: np.ndarray, protocol: dict) -> dict:
+    ci = intervals.mean_interval(per_image, ctx.options["bootstrap"], ctx.seed, name)
+    return ctx.row(name, float(per_image.mean()), protocol, ci=ci)
+
+
 def _psnr(ctx) -> list[dict]:
-    value = float(psnr_per_image(ctx.reference_images, ctx.samples).mean())
-    return [ctx.row("psnr", value, _pairs(ctx, data_range=255))]
+    return [_mean_row(ctx, "psnr", psnr_per_image(ctx.reference_images, ctx.samples), _pairs(ctx, data_range=255))]
 
 
 def _ssim(ctx) -> list[dict]:
-    value = float(ssim_per_image(ctx.reference_images, ctx.samples).mean())
-    return [ctx.row("ssim", value, _pairs(ctx, data_range=255, channel_axis=-1))]
+    return [_mean_row(ctx, "ssim", ssim_per_image(ctx.reference_images, ctx.samples),
+                      _pairs(ctx, data_range=255, channel_axis=-1))]
 
 
 def _lpips(ctx) -> list[dict]:
     rows = []
     for net in ctx.options["nets"]:
         model, r = W.load_lpips(net, device=ctx.device)
-        value = float(lpips_per_image(model, ctx.reference_images, ctx.samples, device=ctx.device).mean())
-        rows.append(ctx.row(f"lpips_{net}", value, _pairs(ctx, weights=r.provenance())))
+        per_image = lpips_per_image(model, ctx.reference_images, ctx.samples, device=ctx.device)
+        rows.append(_mean_row(ctx, f"lpips_{net}", per_image, _pairs(ctx, weights=r.provenance())))
     return rows
 
 
 register_metric(key="psnr", task="reconstruction", version=VERSION, compute=_psnr, order=10,
-                rows=(Row("psnr", "higher", "PSNR", 2, floor=0.1),))
+                options={"bootstrap": BOOTSTRAP}, rows=(Row("psnr", "higher", "PSNR", 2, floor=0.1),))
 register_metric(key="ssim", task="reconstruction", version=VERSION, compute=_ssim, order=20,
-                rows=(Row("ssim", "higher", "SSIM", 3, floor=0.005),))
+                options={"bootstrap": BOOTSTRAP}, rows=(Row("ssim", "higher", "SSIM", 3, floor=0.005),))
 register_metric(key="lpips", task="reconstruction", version=VERSION, compute=_lpips, order=30,
-                options={"nets": Opt(list, list(LPIPS_NETS), min=1, unique=True, item=Opt(str, choices=LPIPS_NETS))},
+                options={"nets": Opt(list, list(LPIPS_NETS), min=1, unique=True, item=Opt(str, choices=LPIPS_NETS)),
+                         "bootstrap": BOOTSTRAP},
                 rows=tuple(Row(f"lpips_{net}", "lower", f"LPIPS-{net[0].upper()}", 3, floor=0.005)
                            for net in LPIPS_NETS))
