@@ -111,11 +111,14 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def train_embedded(session: nox.Session) -> None:
     """Re-train the committed checkpoints in grn/checkpoints/ from grn/configs/ (resumable; hours on CPU),
-    then run mnist_recon, hbq_rounds and hbq_truncated. `nox -s train_embedded -- tokenizer_mnist` trains only
-    those."""
+    then run the suites made of them. `nox -s train_embedded -- tokenizer_mnist` trains only those;
+    `nox -s train_embedded -- quant_study` the quantizer study's tokenizers and generators (about 70 min on
+    2 cores), then runs quant_study and quant_study_gen."""
     ensure_venv(session)
     run_py(session, "-m", "grn_eval.embedded", "--retrain", *session.posargs)
-    for suite in ("mnist_recon", "hbq_rounds", "hbq_truncated"):
+    study = ["quant_study", "quant_study_gen"]
+    suites = study if session.posargs == ["quant_study"] else ["mnist_recon", "hbq_rounds", "hbq_truncated", *study]
+    for suite in suites:
         run_py(session, "-m", "grn_eval.cli", "run", f"suites/{suite}.yaml")
 
 

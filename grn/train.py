@@ -300,9 +300,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
                 "d_loss": d_loss.item(), "grad_norm": gnorm.item()}
 
     def export():
-        # the logged steps travel with the weights, so a training curve (codebook collapse) can be drawn from
-        # the committed file alone
-        extra = {"train_config": portable_config(cfg), "steps": cfg.steps, "history": read_log(run.out)}
+        extra = {"train_config": portable_config(cfg), "steps": cfg.steps}
         export_tokenizer(ema, run.out / "tokenizer.pt", extra=extra)
 
     def postfix(r):
@@ -311,9 +309,10 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
     return run.loop(train_step, export, postfix, "tokenizer", max_steps, progress)
 
 
-def read_log(out: Path) -> list[dict]:
-    """The records of a run folder's log.jsonl (every `log_every` steps, across resumes), oldest first."""
-    path = Path(out) / "log.jsonl"
+def read_log(path: Path) -> list[dict]:
+    """The records of a training log (a run folder's log.jsonl: every `log_every` steps, across resumes), oldest
+    first."""
+    path = Path(path)
     if not path.exists():
         return []
     records = {}

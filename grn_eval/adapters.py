@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from grn.errors import UserError, check_finite
+from grn_eval import external
 from grn_eval.model_check import CheckedFiles, check_entry
 from grn_eval.suite import ModelEntry
 
@@ -265,7 +266,8 @@ class TokenizerAdapter(ReconstructionAdapter):
 
 # A model kind's adapter follows from its record's conditioning; the other adapters are not model kinds.
 BY_CONDITIONING = {"class": GeneratorAdapter, "text": T2IAdapter}
-OTHER_ADAPTERS = {"npz": NpzAdapter, "tokenizer": TokenizerAdapter}
+OTHER_ADAPTERS = {"npz": NpzAdapter, "tokenizer": TokenizerAdapter, "python": external.PythonGenerator,
+                  "imagefolder": external.ImageFolderSamples}
 
 
 def register_adapter(name: str, cls: type, options: dict, family: str) -> None:

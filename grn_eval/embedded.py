@@ -31,8 +31,8 @@ CHECKPOINTS = {
 # The quantizer study (suites/quant_study.yaml): the photo autoencoder with each library quantizer at equal
 # bits per token (the 16-bit ones first: the study's generators are trained on their tokens), then GRN-T
 # on each quantizer's 16-bit tokens (HBQ's are tokenizer_photo_M2's).
-QUANT_TOKENIZERS = [f"tokenizer_photo_{q}" for q in ("fsq16", "lfq16", "bsq16", "rvq16", "fsq8", "lfq8",
-                                                      "bsq8", "vq8", "fsq32", "lfq32", "bsq32", "rvq32")]
+QUANT_TOKENIZERS = [f"tokenizer_photo_{q}" for q in ("fsq16", "lfq16", "bsq16", "rvq16", "fsq8", "lfq8", "vq8",
+                                                      "fsq32", "lfq32", "rvq32")]
 QUANT_GENERATORS = [f"grn_photo_{q}" for q in ("hbq16", "fsq16", "lfq16", "bsq16", "rvq16")]
 CHECKPOINTS.update({name: f"{name}.yaml" for name in QUANT_TOKENIZERS + QUANT_GENERATORS})
 # a name on the command line that stands for several checkpoints, in training order
@@ -55,12 +55,31 @@ def train_one(name: str) -> Path:
         raw["lpips_weights"] = str(W.load_lpips(raw.get("lpips_net", "vgg"))[1].path)
         train.train_tokenizer(train.TokenizerTrainConfig.from_dict(raw), out)
         shutil.copy(out / "tokenizer.pt", dst)
+        commit_log(out, dst)
     else:
         relative = raw["tokenizer"]
         raw["tokenizer"] = str(ROOT / relative)
         train.train_generator(train.GeneratorTrainConfig.from_dict(raw), out)
         commit_generator(out / "generator.pt", dst, relative)
+        commit_log(out, dst)
     return dst
+
+
+def log_path(checkpoint: Path) -> Path:
+    """Where a checkpoint's training log lies: logs/<stem>.jsonl beside it (what `training_curves` plots)."""
+    return checkpoint.parent / "logs" / f"{checkpoint.stem}.jsonl"
+
+
+def commit_log(out: Path, dst: Path) -> None:
+    """Copy the run's log (every `log_every` steps; a step logged again after a resume counts once) beside dst."""
+    import json
+
+    from grn.fileio import atomic_write
+    from grn.train import read_log
+
+    path = log_path(dst)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, "".join(json.dumps(r) + "\n" for r in read_log(out / "log.jsonl")))
 
 
 def commit_generator(src: Path, dst: Path, tokenizer: str) -> None:

@@ -75,25 +75,25 @@ def write_plot(name: str, df, run_dir: Path, quality: str, prefix: Path) -> list
 
 
 def training_curves(suite, prefix: Path) -> list[Path]:
-    """The training logs that the suite's tokenizer checkpoints carry (`history`), one line per model; models
-    whose file has none (trained before the history was kept) are left out and named in the title."""
-    import torch
-
+    """The training logs of the suite's tokenizer checkpoints (logs/<stem>.jsonl beside each file, written by
+    `python -m grn_eval.embedded`), one line per model; a model without a log is left out and named."""
+    from grn.train import read_log
+    from grn_eval.embedded import log_path
     from grn_eval.model_check import resolve
 
     histories, missing = {}, []
     for entry in suite.models:
         path = entry.options.get("checkpoint") if entry.adapter == "tokenizer" else None
-        if not path:
+        if not path or entry.options.get("rounds"):  # a truncated decode shares its tokenizer's training
             continue
-        record = torch.load(resolve(path, suite.path.parent), map_location="cpu", weights_only=False)
-        if record.get("history"):
-            histories[entry.name] = record["history"]
+        log = log_path(resolve(path, suite.path.parent))
+        if log.exists():
+            histories[entry.name] = read_log(log)
         else:
             missing.append(entry.name)
     written = plots.training_curves(histories, prefix)
     if missing:
-        print(f"training_curves: no training log in the checkpoints of {', '.join(missing)}")
+        print(f"training_curves: no training log beside the checkpoints of {', '.join(missing)}")
     return written
 
 

@@ -81,8 +81,14 @@ OTHER_ADAPTERS = {
                   # decode with the first `rounds` of an HBQ tokenizer's M (HBQ's bits are most significant first)
                   "rounds": Opt(int, min=1, why="HBQ rounds kept when decoding, 1 ... the trained M")},
     "npz": {"path": _STR, "sha256": SHA256},
+    # any generator: an entry point `package.module:factory` (grn_eval/external.py), its keyword arguments, and
+    # a folder put on sys.path for the import
+    "python": {"entry": Opt(str, required=True, pattern=r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*",
+                            why="package.module:factory"), "kwargs": Opt(dict), "path": _STR},
+    # samples as PNG / JPEG files, flat or one folder per class
+    "imagefolder": {"path": Opt(str, required=True)},
 }
-OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external"}
+OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external", "python": "external", "imagefolder": "external"}
 MODEL_COMMON = {"name": _STR, "adapter": _STR, "family": _STR, "label": _STR}
 
 

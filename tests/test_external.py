@@ -1,0 +1,120 @@
+"""Generators from outside the project (grn_eval/external.py): a Python entry point and a folder of images.
+
+The like-with-like check: the committed MNIST GRN served through the `python` entry point, its samples
+written as PNG files and read back through `imagefolder`, give the same FID to the last bit (PNG is lossless
+and the sampling seeds are the runner's)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from grn.errors import UserError
+from grn_eval.runner import run_suite
+from grn_eval.suite import SuiteError, load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+CKPT = ROOT / "grn" / "checkpoints"
+
+
+def _suite(tmp_path, models: str, n: int = 20) -> Path:
+    text = textwrap.dedent(f"""\
+        name: external_test
+        description: harness test - generators from outside the project
+        datasets:
+          mnist_ref: {{name: mnist, split: reference}}
+        models:
+        {textwrap.indent(models, '  ')}
+        metrics:
+          fid: {{bootstrap: 0}}
+        reference: {{dataset: mnist_ref}}
+        n_samples: {n}
+        batch_size: 10
+        """)
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+GRN_ENTRY = (f"- {{name: GRN entry point, adapter: python, entry: 'grn_eval.external:grn_generator', kwargs: "
+             f"{{checkpoint: '{CKPT / 'generator_mnist.pt'}', tokenizer: '{CKPT / 'tokenizer_mnist.pt'}', steps: 4}}}}")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # FID at N = 20
+def test_entry_point_and_image_folder_give_the_same_fid(tmp_path):
+    res = run_suite(load_suite(_suite(tmp_path, GRN_ENTRY)), run_dir=tmp_path / "a", progress=False)
+    row = next(r for r in res["rows"] if r["metric"] == "fid")
+    model = res["models"]["GRN entry point"]
+    assert model["entry"] == "grn_eval.external:grn_generator" and len(model["module_sha256"]) == 64
+    assert model["generator"]["sampler"]["steps"] == 4
+    images = np.concatenate([np.load(p)["arr_0"] for p in sorted((tmp_path / "a" / "samples").rglob("shard_*.npz"))])
+    labels = np.arange(len(images)) % 10  # the runner's class of sample i
+    for i, (im, c) in enumerate(zip(images, labels)):  # one folder per class, files sorted by sample index
+        (tmp_path / "png" / f"{c}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im).save(tmp_path / "png" / f"{c}" / f"{i:04d}.png")
+    folder = _suite(tmp_path, f"- {{name: folder, adapter: imagefolder, path: '{tmp_path / 'png'}'}}")
+    res2 = run_suite(load_suite(folder), run_dir=tmp_path / "b", progress=False)
+    prov = res2["models"]["folder"]
+    assert prov["n"] == 20 and prov["classes"] == [str(c) for c in range(10)] and len(prov["files"]) == 20
+    assert prov["files"][0][0] == "0/0000.png" and len(prov["files_sha256"]) == 64
+    # the folder's order is class by class, so the same set in another order: the FID is order-free
+    assert next(r for r in res2["rows"] if r["metric"] == "fid")["value"] == pytest.approx(row["value"], rel=1e-9)
+
+
+def _adapter(tmp_path, model_yaml: str):
+    from grn_eval.adapters import build_adapter
+
+    suite = load_suite(_suite(tmp_path, model_yaml), check_assets=False)
+    import torch
+
+    return build_adapter(suite.models[0], tmp_path, torch.device("cpu"))
+
+
+def test_entry_point_errors_name_the_model_and_the_fix(tmp_path):
+    (tmp_path / "mygen.py").write_text(textwrap.dedent("""\
+        import numpy as np
+        def broken(**kw):
+            raise RuntimeError("weights missing")
+        def wrong_shape():
+            class G:
+                num_classes = 2
+                def generate(self, labels, seeds):
+                    return np.zeros((1, 8, 8, 3), np.uint8)
+            return G()
+        def no_generate():
+            return object()
+        """))
+    cases = {"nosuch.module:f": "cannot import 'nosuch.module'", "mygen:absent": "has no 'absent'",
+             "mygen:broken": r"broken\(\*\*kwargs\) raised RuntimeError: weights missing",
+             "mygen:no_generate": "without a generate"}
+    for entry, message in cases.items():
+        with pytest.raises(UserError, match=message):
+            _adapter(tmp_path, f"- {{name: m, adapter: python, entry: '{entry}', path: '{tmp_path}'}}")
+    adapter = _adapter(tmp_path, f"- {{name: m, adapter: python, entry: 'mygen:wrong_shape', path: '{tmp_path}'}}")
+    assert adapter.num_classes == 2
+    with pytest.raises(UserError, match="for 3 labels"):
+        adapter.generate(np.arange(3), [0, 1, 2])
+    with pytest.raises(SuiteError, match="package.module:factory"):
+        load_suite(_suite(tmp_path, "- {name: m, adapter: python, entry: 'no colon'}"), check_assets=False)
+
+
+def test_image_folder_refuses_mixed_sizes_and_short_folders(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * i + 10, np.uint8)).save(folder / f"{i}.png")
+    Image.fromarray(np.full((9, 8, 3), 200, np.uint8)).save(folder / "3.png")
+    adapter = _adapter(tmp_path, f"- {{name: f, adapter: imagefolder, path: '{folder}'}}")
+    assert adapter.num_classes == 1
+    images, _ = adapter.generate_range(0, 3)
+    assert images.shape == (3, 8, 8, 3) and images[2, 0, 0, 0] == 90  # sorted order: 0.png, 1.png, 2.png
+    with pytest.raises(UserError, match=r"3.png' is 8x9 RGB, the folder's first image is 8x8 RGB"):
+        adapter.generate_range(0, 4)
+    with pytest.raises(UserError, match="holds 4 images, the suite asks for 5"):
+        adapter.generate_range(0, 5)
+    assert json.dumps(adapter.provenance())  # serialisable as it goes into results.json
