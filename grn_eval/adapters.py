@@ -19,6 +19,7 @@ import torch
 
 from grn.errors import UserError, check_finite
 from grn_eval import external
+from grn_eval.diffusers_pipeline import DiffusersPipeline
 from grn_eval.model_check import CheckedFiles, check_entry
 from grn_eval.suite import ModelEntry
 
@@ -267,7 +268,7 @@ class TokenizerAdapter(ReconstructionAdapter):
 # A model kind's adapter follows from its record's conditioning; the other adapters are not model kinds.
 BY_CONDITIONING = {"class": GeneratorAdapter, "text": T2IAdapter}
 OTHER_ADAPTERS = {"npz": NpzAdapter, "tokenizer": TokenizerAdapter, "python": external.PythonGenerator,
-                  "imagefolder": external.ImageFolderSamples}
+                  "imagefolder": external.ImageFolderSamples, "diffusers": DiffusersPipeline}
 
 
 def register_adapter(name: str, cls: type, options: dict, family: str) -> None:

@@ -87,8 +87,12 @@ OTHER_ADAPTERS = {
                             why="package.module:factory"), "kwargs": Opt(dict), "path": _STR},
     # samples as PNG / JPEG files, flat or one folder per class
     "imagefolder": {"path": Opt(str, required=True)},
+    # a diffusers DiffusionPipeline saved in a local folder (grn_eval/diffusers_pipeline.py)
+    "diffusers": {"path": Opt(str, required=True), "scheduler": _STR, "steps": Opt(int, 50, min=1),
+                  "guidance": Opt(float, 1.0, min=0), "prompts": Opt(list, min=1, item=Opt(str))},
 }
-OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external", "python": "external", "imagefolder": "external"}
+OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external", "python": "external", "imagefolder": "external",
+                "diffusers": "diffusion"}
 MODEL_COMMON = {"name": _STR, "adapter": _STR, "family": _STR, "label": _STR}
 
 

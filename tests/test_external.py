@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from grn.errors import UserError
@@ -22,22 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CKPT = ROOT / "grn" / "checkpoints"
 
 
-def _suite(tmp_path, models: str, n: int = 20) -> Path:
-    text = textwrap.dedent(f"""\
-        name: external_test
-        description: harness test - generators from outside the project
-        datasets:
-          mnist_ref: {{name: mnist, split: reference}}
-        models:
-        {textwrap.indent(models, '  ')}
-        metrics:
-          fid: {{bootstrap: 0}}
-        reference: {{dataset: mnist_ref}}
-        n_samples: {n}
-        batch_size: 10
-        """)
+def _suite(tmp_path, models: str, n: int = 20, metrics: str = "fid: {bootstrap: 0}") -> Path:
+    lines = ["name: external_test", "description: harness test - generators from outside the project",
+             "datasets:", "  mnist_ref: {name: mnist, split: reference}", "models:",
+             *("  " + m for m in models.splitlines()), "metrics:", *("  " + m for m in metrics.splitlines()),
+             "reference: {dataset: mnist_ref}", f"n_samples: {n}", "batch_size: 10"]
     path = tmp_path / "s.yaml"
-    path.write_text(text)
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -118,3 +110,64 @@ def test_image_folder_refuses_mixed_sizes_and_short_folders(tmp_path):
     with pytest.raises(UserError, match="holds 4 images, the suite asks for 5"):
         adapter.generate_range(0, 5)
     assert json.dumps(adapter.provenance())  # serialisable as it goes into results.json
+
+
+def _tiny_dit(folder: Path) -> Path:
+    """A randomly initialised DiTPipeline built from configs (no download): plumbing only, never a number."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, DiTPipeline, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                        num_layers=1, sample_size=8, patch_size=2, norm_num_groups=1,
+                                        num_embeds_ada_norm=1000)  # DiTPipeline's null class is 1000
+    vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                        block_out_channels=(8, 8, 8), layers_per_block=1, latent_channels=4, norm_num_groups=4)
+    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDPMScheduler()).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # FID at N = 20
+def test_a_suite_of_an_entry_point_a_folder_and_a_diffusers_pipeline(tmp_path):
+    folder = tmp_path / "png"
+    folder.mkdir()
+    from grn.data import load_mnist
+
+    for i, im in enumerate(load_mnist("train").images[:20]):
+        Image.fromarray(im).save(folder / f"{i:03d}.png")
+    dit = _tiny_dit(tmp_path / "dit")
+    models = "\n".join([GRN_ENTRY, f"- {{name: folder, adapter: imagefolder, path: '{folder}'}}",
+                        f"- {{name: DiT tiny, adapter: diffusers, path: '{dit}', scheduler: DDIMScheduler, steps: 3, "
+                        f"guidance: 1.5}}"])
+    path = _suite(tmp_path, models, metrics="fid: {bootstrap: 0}\nlatency: {warmup: 1, repeats: 1}")
+    res = run_suite(load_suite(path), run_dir=tmp_path / "run", progress=False)
+    fids = {r["model"]: r["value"] for r in res["rows"] if r["metric"] == "fid"}
+    assert set(fids) == {"GRN entry point", "folder", "DiT tiny"} and all(v > 0 for v in fids.values())
+    dit_prov = res["models"]["DiT tiny"]
+    assert dit_prov["pipeline"] == "DiTPipeline" and dit_prov["scheduler"] == "DDIMScheduler"
+    assert dit_prov["steps"] == 3 and dit_prov["dtype"] == "float32" and len(dit_prov["files_sha256"]) == 64
+    families = {r["model"]: r["family"] for r in res["rows"]}
+    assert families["DiT tiny"] == "diffusion" and families["folder"] == "external"
+    latency = {r["model"]: r for r in res["rows"] if r["metric"] == "seconds_per_image"}
+    assert "folder" not in latency  # stored samples are not timed
+    assert latency["DiT tiny"]["extra"]["nfe_per_image"] == 6.0  # 3 steps, CFG counted twice
+
+
+def test_diffusers_samples_are_seeded_per_sample_and_count_the_denoiser_calls(tmp_path):
+    dit = _tiny_dit(tmp_path / "dit")
+    adapter = _adapter(tmp_path, f"- {{name: d, adapter: diffusers, path: '{dit}', scheduler: DDIMScheduler, "
+                                 f"steps: 4, guidance: 1.5}}")
+    assert adapter.num_classes == 1000
+    both, trace = adapter.generate(np.array([3, 5]), [11, 12])
+    alone, _ = adapter.generate(np.array([5]), [12])
+    assert both.dtype == np.uint8 and both.shape == (2, 32, 32, 3)
+    assert np.abs(both[1].astype(int) - alone[0]).max() <= 1  # deterministic scheduler: whatever its batch
+    ddpm = _adapter(tmp_path, f"- {{name: d, adapter: diffusers, path: '{dit}', steps: 4}}")  # stochastic steps
+    first, _ = ddpm.generate(np.array([3, 5]), [11, 12])
+    torch.manual_seed(123)  # the process's RNG state does not reach the samples
+    assert np.array_equal(first, ddpm.generate(np.array([3, 5]), [11, 12])[0])
+    assert trace == {"nfe": [2.0] * 4, "active": [2] * 4, "steps": 4}  # CFG: cond + uncond in one call per step
+    with pytest.raises(UserError, match="no model_index.json"):
+        _adapter(tmp_path, f"- {{name: d, adapter: diffusers, path: '{tmp_path}'}}")
+    with pytest.raises(UserError, match="no scheduler 'NoSuchScheduler'"):
+        _adapter(tmp_path, f"- {{name: d, adapter: diffusers, path: '{tmp_path / 'dit'}', scheduler: NoSuchScheduler}}")

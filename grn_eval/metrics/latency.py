@@ -38,8 +38,13 @@ def summarize(times, nfes, batch_size: int, peak: int, peak_kind: str, **how) ->
 
 
 def nfe_per_image(trace: dict, batch_size: int) -> float | None:
-    """Network evaluations per image of one batch's trace (CFG counted twice); None when it has none."""
-    return sum(n * a for n, a in zip(trace["nfe"], trace["active"])) / batch_size if trace.get("nfe") else None
+    """Network evaluations per image of one batch's trace: per network call, `nfe` (evaluations per active image:
+    2 when CFG batches the conditional and unconditional inputs) times `active` (images); None when the trace
+    does not say (an external generator's trace need not)."""
+    nfe, active = trace.get("nfe"), trace.get("active")
+    if not isinstance(nfe, list) or not isinstance(active, list) or len(nfe) != len(active) or not nfe:
+        return None
+    return sum(n * a for n, a in zip(nfe, active)) / batch_size
 
 
 def measure(generate, batch_size: int, device: torch.device, warmup: int = 1, repeats: int = 3) -> dict:
