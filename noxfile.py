@@ -139,6 +139,21 @@ for _path in sorted((ROOT / "suites").glob("*.yaml")):
 
 
 @nox.session
+def report_check(session: nox.Session) -> None:
+    """Open every committed results/html page in headless Chromium (installing Debian's `chromium` when it is
+    missing): every image and link resolves, no script errors; saves a screenshot of the mnist_gen page."""
+    import shutil
+
+    ensure_venv(session)
+    if not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
+        session.run("apt-get", "install", "-y", "-q", "chromium", external=True,
+                    env={"DEBIAN_FRONTEND": "noninteractive"})
+    pages = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "results" / "html").glob("*.html"))
+    run_py(session, "-m", "grn_eval.html_check", *pages,
+           "--screenshot", "mnist_gen.html=results/html/screenshots/mnist_gen.png")
+
+
+@nox.session
 def gpu_check(session: nox.Session) -> None:
     """Exercise every CUDA path (minutes) and write results/bench/gpu_check.json."""
     ensure_venv(session)

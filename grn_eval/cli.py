@@ -260,11 +260,24 @@ def _cmd_publish(args) -> int:
 
     root = Path(args.results)
     lit_files = sorted((root / "literature").glob("*.csv"))
+    suites = {}
     for name in args.suites:
-        suite = load_suite(Path(args.suites_dir) / f"{name}.yaml")
+        suite = suites[name] = load_suite(Path(args.suites_dir) / f"{name}.yaml", check_assets=not args.html_only)
         lit = pd.concat([pd.read_csv(p) for p in lit_files]) if args.with_literature and lit_files else None
-        for path in publish(suite, root, lit):
+        written = [] if args.html_only else publish(suite, root, lit)
+        if args.html or args.html_only:
+            from grn_eval.html_report import suite_page
+
+            try:
+                written.append(suite_page(suite, root, lit))
+            except FileNotFoundError as e:
+                raise UserError(str(e)) from None
+        for path in written:
             print(f"wrote {path}")
+    if args.html or args.html_only:
+        from grn_eval.html_report import index_page
+
+        print(f"wrote {index_page(root, Path(args.suites_dir))}")
     if args.readme:
         from grn_eval.publish import update_readme
 
@@ -327,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--with-literature", action="store_true")
     pb.add_argument("--readme", help="also copy this suite's table into the README's main-table section")
     pb.add_argument("--readme-file", default="README.md")
+    pb.add_argument("--html", action="store_true", help="also write results/html/<suite>.html and the index")
+    pb.add_argument("--html-only", action="store_true", help="only the HTML pages, from the published reports "
+                                                              "(results/reports/<suite>.csv; no run needed)")
     pb.set_defaults(func=_cmd_publish)
 
     w = sub.add_parser("weights", help="offline-first weights: list, verify, prepare")
