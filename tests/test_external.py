@@ -171,3 +171,43 @@ def test_diffusers_samples_are_seeded_per_sample_and_count_the_denoiser_calls(tm
         _adapter(tmp_path, f"- {{name: d, adapter: diffusers, path: '{tmp_path}'}}")
     with pytest.raises(UserError, match="no scheduler 'NoSuchScheduler'"):
         _adapter(tmp_path, f"- {{name: d, adapter: diffusers, path: '{tmp_path / 'dit'}', scheduler: NoSuchScheduler}}")
+
+
+def _tiny_text_pipeline(folder: Path) -> Path:
+    """A randomly initialised StableDiffusionPipeline from configs, with a word-level CLIP vocabulary written here."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    words = ["a", "digit", "seven", "three"]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{f"{w}</w>": i + 2 for i, w in enumerate(words)}}
+    (folder / "tok").mkdir(parents=True)
+    (folder / "tok" / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "tok" / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "tok" / "vocab.json"), str(folder / "tok" / "merges.txt"),
+                              model_max_length=77)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2, projection_dim=16,
+                                        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(8, 16), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16,
+                                norm_num_groups=4, attention_head_dim=2)
+    vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        block_out_channels=(8, 8), layers_per_block=1, latent_channels=4, norm_num_groups=4)
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=DDIMScheduler(),
+                            safety_checker=None, feature_extractor=None, requires_safety_checker=False
+                            ).save_pretrained(folder / "pipe")
+    return folder / "pipe"
+
+
+def test_a_text_to_image_pipeline_samples_its_prompts(tmp_path):
+    pipe = _tiny_text_pipeline(tmp_path)
+    adapter = _adapter(tmp_path, f"- {{name: t, adapter: diffusers, path: '{pipe}', steps: 2, guidance: 3.0, "
+                                 f"prompts: ['a digit seven', 'a digit three']}}")
+    assert adapter.conditioning == "text" and adapter.num_classes == 2
+    images, trace = adapter.generate(np.array([0, 1, 0]), [5, 6, 7])
+    assert images.dtype == np.uint8 and images.shape == (3, 16, 16, 3)
+    assert trace["nfe"] == [2.0, 2.0] and adapter.provenance()["prompts"] == ["a digit seven", "a digit three"]
+    with pytest.raises(UserError, match="needs the prompts"):
+        _adapter(tmp_path, f"- {{name: t, adapter: diffusers, path: '{pipe}'}}")
