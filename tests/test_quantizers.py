@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +143,28 @@ def test_slot_statistics_by_hand():
     assert s["entropy"].tolist() == [1.0, 0.0]
     assert s["usage"].tolist() == [0.5, 0.25]
     assert s["perplexity"].tolist() == [2.0, 1.0]
+
+
+def test_code_statistics_through_a_suite(tmp_path):
+    from grn_eval.runner import run_suite
+    from grn_eval.suite import load_suite
+
+    ckpt = Path(__file__).resolve().parents[1] / "grn" / "checkpoints" / "tokenizer_mnist.pt"
+    (tmp_path / "s.yaml").write_text(
+        "name: codes_test\ndescription: harness test\ndatasets:\n  ref: {name: mnist, split: reference}\n"
+        f"defaults: {{adapter: tokenizer, checkpoint: '{ckpt}'}}\n"
+        "models:\n  - {name: M4}\n  - {name: M4 at 2, rounds: 2}\n"
+        "metrics:\n  psnr: {bootstrap: 50}\n  codes: {}\nreference: {dataset: ref}\nn_samples: 20\nbatch_size: 10\n")
+    res = run_suite(load_suite(tmp_path / "s.yaml"), run_dir=tmp_path / "run", progress=False)
+    v = {(r["model"], r["metric"]): r for r in res["rows"]}
+    # the MNIST tokenizer: 4 channels x 4 rounds on 8 x 8 tokens of 4 x 4 pixels
+    assert v["M4", "bits_per_token"]["value"] == 16 and v["M4", "bpp"]["value"] == 1.0
+    assert v["M4 at 2", "bits_per_token"]["value"] == 8 and v["M4 at 2", "bpp"]["value"] == 0.5
+    assert 0 < v["M4", "code_entropy"]["value"] <= 16 and 0 < v["M4", "code_usage"]["value"] <= 1
+    assert v["M4", "code_perplexity"]["value"] <= 16 and v["M4 at 2", "code_perplexity"]["value"] <= 4
+    per_round = v["M4", "round_error"]["extra"]["per_round"]
+    assert [r["bound"] for r in per_round] == [0.5, 0.25, 0.125, 0.0625]
+    assert all(r["max"] <= r["bound"] for r in per_round) and per_round[-1]["mean"] == v["M4", "round_error"]["value"]
+    assert v["M4 at 2", "round_error"]["value"] == per_round[1]["mean"]  # two rounds kept: the 2-round error
+    psnr = v["M4", "psnr"]
+    assert psnr["ci_low"] < psnr["value"] < psnr["ci_high"] and res["models"]["M4 at 2"]["bits_per_token"] == 8
