@@ -32,7 +32,7 @@ CHECKPOINTS = {
 # bits per token (the 16-bit ones first: the study's generators are trained on their tokens), then GRN-T
 # on each quantizer's 16-bit tokens (HBQ's are tokenizer_photo_M2's).
 QUANT_TOKENIZERS = [f"tokenizer_photo_{q}" for q in ("fsq16", "lfq16", "bsq16", "rvq16", "fsq8", "lfq8", "vq8",
-                                                      "fsq32", "lfq32", "rvq32")]
+                                                      "fsq32", "lfq32", "rvq32", "bsq8", "bsq32")]
 QUANT_GENERATORS = [f"grn_photo_{q}" for q in ("hbq16", "fsq16", "lfq16", "bsq16", "rvq16")]
 CHECKPOINTS.update({name: f"{name}.yaml" for name in QUANT_TOKENIZERS + QUANT_GENERATORS})
 # a name on the command line that stands for several checkpoints, in training order
@@ -65,9 +65,12 @@ def train_one(name: str) -> Path:
     return dst
 
 
-def log_path(checkpoint: Path) -> Path:
-    """Where a checkpoint's training log lies: logs/<stem>.jsonl beside it (what `training_curves` plots)."""
-    return checkpoint.parent / "logs" / f"{checkpoint.stem}.jsonl"
+def log_path(checkpoint: Path, rerun: bool = False) -> Path:
+    """Where a checkpoint's training log lies: logs/<stem>.jsonl beside it (what `training_curves` plots).
+    `rerun`: logs/<stem>.rerun.jsonl, the log of its config trained again where the weights came out different
+    (training is not bit-reproducible across machines and thread counts) and the committed weights were kept,
+    because other files pin their sha256; its curve stands for the config, not for the committed weights."""
+    return checkpoint.parent / "logs" / f"{checkpoint.stem}{'.rerun' if rerun else ''}.jsonl"
 
 
 def commit_log(out: Path, dst: Path) -> None:

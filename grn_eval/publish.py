@@ -76,7 +76,8 @@ def write_plot(name: str, df, run_dir: Path, quality: str, prefix: Path) -> list
 
 def training_curves(suite, prefix: Path) -> list[Path]:
     """The training logs of the suite's tokenizer checkpoints (logs/<stem>.jsonl beside each file, written by
-    `python -m grn_eval.embedded`), one line per model; a model without a log is left out and named."""
+    `python -m grn_eval.embedded`), one line per model, else the log of its config re-run (labelled so); a model
+    without either is left out and named."""
     from grn.train import read_log
     from grn_eval.embedded import log_path
     from grn_eval.model_check import resolve
@@ -86,9 +87,11 @@ def training_curves(suite, prefix: Path) -> list[Path]:
         path = entry.options.get("checkpoint") if entry.adapter == "tokenizer" else None
         if not path or entry.options.get("rounds"):  # a truncated decode shares its tokenizer's training
             continue
-        log = log_path(resolve(path, suite.path.parent))
-        if log.exists():
-            histories[entry.name] = read_log(log)
+        checkpoint = resolve(path, suite.path.parent)
+        if log_path(checkpoint).exists():
+            histories[entry.name] = read_log(log_path(checkpoint))
+        elif log_path(checkpoint, rerun=True).exists():
+            histories[f"{entry.name} (re-run of its config)"] = read_log(log_path(checkpoint, rerun=True))
         else:
             missing.append(entry.name)
     written = plots.training_curves(histories, prefix)

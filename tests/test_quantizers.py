@@ -168,3 +168,30 @@ def test_code_statistics_through_a_suite(tmp_path):
     assert v["M4 at 2", "round_error"]["value"] == per_round[1]["mean"]  # two rounds kept: the 2-round error
     psnr = v["M4", "psnr"]
     assert psnr["ci_low"] < psnr["value"] < psnr["ci_high"] and res["models"]["M4 at 2"]["bits_per_token"] == 8
+
+
+def test_training_curves_read_the_log_beside_each_checkpoint(tmp_path, monkeypatch, capsys):
+    import json
+    import shutil
+
+    from grn_eval import plots, publish
+    from grn_eval.suite import load_suite
+
+    src = Path(__file__).resolve().parents[1] / "grn" / "checkpoints" / "tokenizer_mnist.pt"
+    for stem in ("a", "b", "c"):
+        shutil.copy(src, tmp_path / f"{stem}.pt")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.jsonl").write_text("".join(json.dumps({"step": s, "l1": 1 / s}) + "\n" for s in (10, 20)))
+    (tmp_path / "logs" / "b.rerun.jsonl").write_text(json.dumps({"step": 10, "l1": 0.5}) + "\n")
+    (tmp_path / "s.yaml").write_text(
+        "name: curves_test\ndescription: harness test\ndatasets:\n  ref: {name: mnist, split: reference}\n"
+        "defaults: {adapter: tokenizer}\nmodels:\n  - {name: A, checkpoint: a.pt}\n  - {name: B, checkpoint: b.pt}\n"
+        "  - {name: C, checkpoint: c.pt}\n  - {name: A at 2, checkpoint: a.pt, rounds: 2}\n"
+        "metrics:\n  psnr: {}\nreference: {dataset: ref}\nn_samples: 20\nbatch_size: 10\n")
+    seen = {}
+    monkeypatch.setattr(plots, "training_curves", lambda histories, prefix: seen.update(histories) or [prefix])
+    publish.training_curves(load_suite(tmp_path / "s.yaml"), tmp_path / "curves")
+    # A's own log; B's config re-run, labelled so; C has none (named); the truncated decode shares A's training
+    assert seen == {"A": [{"step": 10, "l1": 0.1}, {"step": 20, "l1": 0.05}],
+                    "B (re-run of its config)": [{"step": 10, "l1": 0.5}]}
+    assert "no training log beside the checkpoints of C" in capsys.readouterr().out
