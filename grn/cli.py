@@ -61,17 +61,41 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _convert_grn_bit(src: str, out, which: str) -> dict:
+    """Write an official GRN_bit file as this project's sealed record (grn.convert checks it strictly)."""
+    import torch
+
+    from grn.checkpoint import seal
+    from grn.convert import official_grn_bit_record
+    from grn.fileio import atomic_path
+
+    record = seal(official_grn_bit_record(src, which))
+    # torch.save straight into the (atomic) file: a 2B model is not buffered in memory first, as save_torch
+    # does; a file object gives the archive the same fixed name as its buffer, so the bytes are the same.
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        torch.save(record, f)
+    return record
+
+
 def _cmd_convert_official(args) -> int:
     from pathlib import Path
 
     from grn.checkpoint import convert_official_generator, convert_official_tokenizer
+    from grn.convert import EMA_KEYS, GRN_BIT_ENTRIES
     from grn.errors import CheckpointError
 
-    if not (args.generator or args.tokenizer):
-        print("error: give --generator and/or --tokenizer", file=sys.stderr)
+    given = [x for x in (args.generator, args.t2iv, args.tokenizer) if x]
+    if not given:
+        print("error: give --generator, --t2iv and/or --tokenizer", file=sys.stderr)
         return 2
-    # --out: a .pt file for a single generator (as before), else a folder for generator.pt / tokenizer.pt
-    single = args.out.endswith(".pt") and not (args.generator and args.tokenizer)
+    # --weights: C2I files ema1 (default) / ema2 / raw; T2I/T2V training checkpoints ema (default) / raw
+    c2i_weights, t2iv_weights = args.weights or "ema1", args.weights or "ema"
+    for flag, weights, allowed in (("--generator", c2i_weights, EMA_KEYS), ("--t2iv", t2iv_weights, GRN_BIT_ENTRIES)):
+        if getattr(args, flag[2:]) and weights not in allowed:
+            print(f"error: --weights {weights} does not apply to {flag}; allowed: {sorted(allowed)}", file=sys.stderr)
+            return 2
+    # --out: a .pt file for a single generator (as before), else a folder for generator.pt / grn_bit.pt / tokenizer.pt
+    single = args.out.endswith(".pt") and len(given) == 1
     if args.tokenizer and single:
         print("error: with --tokenizer, --out is a folder (the tokenizer is written as tokenizer.pt)", file=sys.stderr)
         return 2
@@ -79,8 +103,12 @@ def _cmd_convert_official(args) -> int:
     try:
         if args.generator:
             path = convert_official_generator(args.generator, args.name, out if single else out / "generator.pt",
-                                              args.weights)
-            print(f"wrote {path} ({args.name}, {args.weights} weights)")
+                                              c2i_weights)
+            print(f"wrote {path} ({args.name}, {c2i_weights} weights)")
+        if args.t2iv:
+            path = out if single else out / "grn_bit.pt"
+            record = _convert_grn_bit(args.t2iv, path, t2iv_weights)
+            print(f"wrote {path} ({record['name']} GRN_bit text/video model, {record['source']}, in the file's dtype)")
         if args.tokenizer:
             path = convert_official_tokenizer(args.tokenizer, out / "tokenizer.pt")
             print(f"wrote {path} (HBQ tokenizer hbq-f16-d16, float32)")
@@ -121,13 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("convert", help="convert released checkpoints into this project's format")
     csub = c.add_subparsers(dest="what", required=True)
-    co = csub.add_parser("official", help="official GRN C2I generator and/or HBQ tokenizer checkpoints")
+    co = csub.add_parser("official", help="official GRN C2I generator, GRN_bit T2I/T2V model and/or HBQ tokenizer "
+                                          "checkpoints")
     co.add_argument("--generator", help="the official generator .pth (keys under net. in model_ema1 ...)")
     co.add_argument("--name", default="GRN-B", choices=["GRN-B", "GRN-L", "GRN-H", "GRN-G"])
-    co.add_argument("--weights", default="ema1", choices=["ema1", "ema2", "raw"])
+    co.add_argument("--t2iv", help="the official GRN_bit text-to-image / text-to-video model: GRN_T2I_2B.pth or "
+                                   "GRN_T2V_2B.pth (a flat state dict), or a training checkpoint global_step_*.pth "
+                                   "(trainer.gpt_ema_fsdp / gpt_fsdp); the size is read off the weights")
+    co.add_argument("--weights", choices=["ema1", "ema2", "raw", "ema"],
+                    help="--generator: ema1 (default), ema2, raw; --t2iv training checkpoints: ema (default, "
+                         "trainer.gpt_ema_fsdp), raw (trainer.gpt_fsdp)")
     co.add_argument("--tokenizer", help="the official HBQ image tokenizer .ckpt (weights in ema or vae)")
-    co.add_argument("--out", required=True, help="output folder (generator.pt, tokenizer.pt); a .pt file for a "
-                                                 "generator alone")
+    co.add_argument("--out", required=True, help="output folder (generator.pt, grn_bit.pt, tokenizer.pt); a .pt file "
+                                                 "for one generator or GRN_bit model alone")
     co.set_defaults(func=_cmd_convert_official)
     return p
 

@@ -15,6 +15,12 @@ weights in `ema` (preferred) or `vae`. Images are single frames, and on a single
     dup_up), and the official patchify orders the 2x2 patch as (column, row) where pixel_unshuffle
     uses (row, column): the input conv's input channels and the head's output channels are permuted.
 Every official key is either consumed or listed in OFFICIAL_TOKENIZER_UNUSED with the reason.
+
+GRN_bit (the text-to-image / text-to-video GRN_T2I_2B / GRN_T2V_2B, grn/grn_bit.py): this project's
+module tree has the official key names, so the mapping is the identity. The released files are a flat
+state dict (infer.py:177, 235); training checkpoints hold it in `['trainer']['gpt_ema_fsdp']` (EMA) and
+`['trainer']['gpt_fsdp']` (save_and_load.py:53-61, sft_trainer.py:297-304); every other entry of a
+training checkpoint is listed in OFFICIAL_GRN_BIT_UNUSED with the reason, anything else is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from grn.errors import (
     )
 from grn.fileio import read
 from grn.generator import GRN, build_generator
+from grn.grn_bit import GRN_BIT_SIZES, GRNBit, build_grn_bit
 from grn.tokenizer import HBQTokenizer, build_tokenizer
 
 EMA_KEYS = {"ema1": "model_ema1", "ema2": "model_ema2", "raw": "model"}
@@ -219,3 +226,134 @@ def load_official_tokenizer(path_or_state_dict, name: str = "hbq-f16-d16", **ove
     return model.eval()
 
 
+# ---------------------------------------------------------------------------------------
+# GRN_bit (text-to-image / text-to-video)
+# ---------------------------------------------------------------------------------------
+
+GRN_BIT_ENTRIES = {"ema": "gpt_ema_fsdp", "raw": "gpt_fsdp"}  # --weights -> the training checkpoint's entry
+# Entries of an official training checkpoint (global_step_*.pth, save_and_load.py:53-61) that hold no
+# model weights to load (name -> why); the weights entry not chosen by `which` is unused as well.
+OFFICIAL_GRN_BIT_UNUSED = {
+    "args": "the training arguments",
+    "gpt_training": "the training recipe's name",
+    "arch": "the constructor's name (GRN2b); the size is read off the weights",
+    "epoch": "training progress",
+    "iter": "training progress",
+    "g_it": "training progress",
+    "trainer.config": "the trainer's config (empty)",
+    "trainer.gpt_fsdp_opt": "optimizer state (None for FSDP full state dicts)",
+}
+
+
+def _is_flat_state(ckpt) -> bool:
+    return isinstance(ckpt, dict) and bool(ckpt) and all(isinstance(k, str) for k in ckpt) and \
+        all(isinstance(v, torch.Tensor) for v in ckpt.values())
+
+
+def is_official_grn_bit(ckpt) -> bool:
+    """A released GRN_bit file (flat, with the text/pt embeddings only GRN_bit has) or a training checkpoint."""
+    if not isinstance(ckpt, dict) or "kind" in ckpt:
+        return False
+    if isinstance(ckpt.get("trainer"), dict) and any(e in ckpt["trainer"] for e in GRN_BIT_ENTRIES.values()):
+        return True
+    return _is_flat_state(ckpt) and "pt_embedder.mlp.0.weight" in ckpt and "text_proj.weight" in ckpt
+
+
+def official_grn_bit_state(ckpt, which: str = "ema") -> tuple[dict, str]:
+    """(state dict, where it came from) out of an official GRN_bit file: a training checkpoint's
+    `trainer.gpt_ema_fsdp` (which='ema') or `trainer.gpt_fsdp` (which='raw'); a flat file as it is."""
+    if which not in GRN_BIT_ENTRIES:
+        raise CheckpointError(f"unknown GRN_bit weights '{which}'; allowed: {sorted(GRN_BIT_ENTRIES)}")
+    if not isinstance(ckpt, dict) or "kind" in ckpt:
+        raise CheckpointError("not an official GRN_bit checkpoint (a flat state dict, or a training checkpoint "
+                              "with trainer.gpt_fsdp)")
+    if "trainer" not in ckpt:
+        if not _is_flat_state(ckpt):
+            bad = next((k for k, v in ckpt.items() if not isinstance(v, torch.Tensor)), None)
+            raise CheckpointError(f"not a GRN_bit state dict: entry '{bad}' is not a tensor (a flat state dict, or "
+                                  f"a training checkpoint with trainer.gpt_fsdp)")
+        return ckpt, "flat state dict"
+    trainer = ckpt["trainer"]
+    if not isinstance(trainer, dict):
+        raise CheckpointError(f"entry 'trainer' is a {type(trainer).__name__}, not the trainer's state dict")
+    entry = GRN_BIT_ENTRIES[which]
+    names = [k for k in ckpt if k != "trainer"] + [f"trainer.{k}" for k in trainer]
+    known = set(OFFICIAL_GRN_BIT_UNUSED) | {f"trainer.{e}" for e in GRN_BIT_ENTRIES.values()}
+    unknown = [k for k in names if k not in known]
+    if unknown:
+        raise CheckpointError(f"training checkpoint entry '{unknown[0]}' is neither weights nor a known unused "
+                              f"entry ({sorted(known)}): not an official GRN_bit training checkpoint")
+    if not isinstance(trainer.get(entry), dict):
+        have = [f"trainer.{e}" for e in GRN_BIT_ENTRIES.values() if isinstance(trainer.get(e), dict)]
+        alt = [w for w, e in GRN_BIT_ENTRIES.items() if isinstance(trainer.get(e), dict)]
+        raise CheckpointError(f"no 'trainer.{entry}' ({which} weights) in the training checkpoint (it holds "
+                              f"{have}); choose --weights {alt[0] if alt else 'raw'}")
+    return trainer[entry], f"trainer.{entry}"
+
+
+_GRN_BIT_LAYOUTS: dict[str, dict[str, tuple]] = {}
+
+
+def grn_bit_layout(name: str) -> dict[str, tuple]:
+    """key -> shape of a registered GRN_bit size (built once on the meta device)."""
+    if name not in _GRN_BIT_LAYOUTS:
+        with torch.device("meta"):
+            _GRN_BIT_LAYOUTS[name] = {k: tuple(v.shape) for k, v in build_grn_bit(name).state_dict().items()}
+    return _GRN_BIT_LAYOUTS[name]
+
+
+def official_grn_bit_name(state: dict) -> str:
+    """The GRN_bit size whose layout a state dict has; if none matches exactly, the one sharing the most
+    keys with their shapes (so that the strict check then names the missing, extra or mis-shaped key)."""
+    have = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    score = {}
+    for name in GRN_BIT_SIZES:
+        want = grn_bit_layout(name)
+        if want == have:
+            return name
+        score[name] = sum(have.get(k) == s for k, s in want.items())
+    best = max(score, key=score.get)
+    if score[best] == 0:
+        raise CheckpointError(f"the GRN_bit weights match none of the sizes {list(GRN_BIT_SIZES)}")
+    return best
+
+
+def check_grn_bit_layout(what: str, state: dict, model: GRNBit) -> None:
+    """Strict: every key of the model present with its shape, nothing else, every value a floating tensor."""
+    _check_layout(what, state, {k: v.shape for k, v in model.state_dict().items()})
+    for k, v in state.items():
+        if not v.is_floating_point():
+            raise CheckpointError(f"{what}: key '{k}' holds {v.dtype}, expected floating-point weights")
+
+
+def load_official_grn_bit(path_or_state_dict, name: str | None = None, which: str = "ema",
+                          dtype: torch.dtype = torch.float32, **overrides) -> GRNBit:
+    """An official GRN_bit model (strict: every key, every shape). name=None: the size is read off the
+    weights. The model is built on the meta device and takes the file's tensors (cast to `dtype`; the
+    official model holds float32 parameters, infer.py:224-226), so no second copy is made."""
+    state, source = official_grn_bit_state(_load(path_or_state_dict), which)
+    name = name or official_grn_bit_name(state)
+    with torch.device("meta"):
+        model = build_grn_bit(name, **overrides)
+    check_grn_bit_layout(f"GRN_bit {name} ({source})", state, model)
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+    model.source = source
+    return model.eval()
+
+
+def official_grn_bit_record(src, which: str = "ema") -> dict:
+    """An official GRN_bit file as this project's generator record (kind 'grn-bit', name, config, state_dict,
+    source), the tensors as they are in the file (their own dtype), after the strict layout and finite
+    checks. Not sealed here (grn.checkpoint imports this module): the writer adds the content hash."""
+    from dataclasses import asdict
+
+    from grn.errors import check_finite
+
+    state, source = official_grn_bit_state(_load(src), which)
+    name = official_grn_bit_name(state)
+    with torch.device("meta"):
+        model = build_grn_bit(name)
+    check_grn_bit_layout(f"GRN_bit {name} ({source})", state, model)
+    check_finite(state.items(), f"GRN_bit {name} ({source})")
+    return {"kind": GRNBit.kind, "name": name, "config": asdict(model.cfg), "state_dict": dict(state),
+            "source": f"official {source}", "source_file": Path(src).name if isinstance(src, (str, Path)) else None}
