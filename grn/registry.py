@@ -18,7 +18,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 
 from grn.baselines import ar, flow, maskgit
+from grn.errors import UserError
 from grn.generator import GENERATORS, GRN, config_from_dict
+from grn.grn_bit import GRN_BIT_SIZES, GRNBit, grn_bit_config_from_dict
+from grn.grn_bit_sampling import GRN_BIT_SAMPLER_OPTIONS, GRNBitSamplerConfig, grn_bit_output_shape, sample_grn_bit
+from grn.grn_bit_sampling import PRESETS as GRN_BIT_PRESETS
 from grn.sampling import PRESETS, SAMPLER_OPTIONS, SamplerConfig, refine
 from grn.t2i import T2I_GENERATORS, T2IGRN, t2i_config_from_dict
 
@@ -30,7 +34,13 @@ class Output:
 
     encode: Callable  # (tokenizer, model, images) -> the training targets [N, *shape(model)]
     decode: Callable  # (tokenizer, model, out) -> uint8 NHWC images
-    shape: Callable  # model -> the shape of one sample's output
+    shape: Callable  # (model, sampler settings or None) -> the shape of one sample's output
+
+
+def _no_t2iv_tokenizer(what: str):
+    raise UserError(f"cannot {what} GRN_bit's bits: that needs the official joint image/video tokenizer "
+                    f"HBQ_tokenizer_64dim_M4 (docs/reference/grn_t2iv_architecture.md section 12), which this "
+                    f"project does not implement yet")
 
 
 def _layout(model) -> str:
@@ -40,10 +50,14 @@ def _layout(model) -> str:
 OUTPUTS = {
     "tokens": Output(lambda tokenizer, model, images: tokenizer.tokenize(images, _layout(model)),
                      lambda tokenizer, model, out: tokenizer.decode_tokens(out, _layout(model)),
-                     lambda model: tuple(model.token_shape)),
+                     lambda model, sampler=None: tuple(model.token_shape)),
     "latent": Output(lambda tokenizer, model, images: tokenizer.encode(images),
                      lambda tokenizer, model, out: tokenizer.decode_latent(out),
-                     lambda model: tuple(model.latent_shape)),
+                     lambda model, sampler=None: tuple(model.latent_shape)),
+    # GRN_bit: M*d bits per position of a token grid that is a sampler setting (grn/grn_bit_sampling.py)
+    "t2iv-bits": Output(lambda *_: _no_t2iv_tokenizer("encode images into"),
+                        lambda *_: _no_t2iv_tokenizer("decode"),
+                        lambda model, sampler=None: grn_bit_output_shape(model, sampler)),
 }
 CONDITIONINGS = ("class", "text")  # class labels, or prompts (grn_eval picks the adapter by this)
 # The one sampler signature: (model, cond, sampler, generators, *, entropy=None, uncond=None, callback=None)
@@ -70,6 +84,8 @@ class ModelKind:
     presets: Mapping[str, object] = field(default_factory=dict)  # named sampler settings (`sampler.preset`)
     adapter_options: Mapping[str, Mapping] = field(default_factory=dict)  # suite keys beyond the common ones
     sizes: Mapping[str, Callable] = field(default_factory=dict)  # name -> builder(**overrides)
+    # why suites cannot run this kind yet (grn_eval's model check stops on it, naming it); "" when they can
+    not_in_suites: str = ""
 
     @property
     def sampler_keys(self) -> set[str]:
@@ -84,8 +100,9 @@ class ModelKind:
         """Images -> what the sampler outputs (the training targets)."""
         return OUTPUTS[self.output].encode(tokenizer, model, images)
 
-    def output_shape(self, model) -> tuple[int, ...]:
-        return OUTPUTS[self.output].shape(model)
+    def output_shape(self, model, sampler=None) -> tuple[int, ...]:
+        """One sample's output shape (for GRN_bit it depends on the sampler's token grid; None: the default)."""
+        return OUTPUTS[self.output].shape(model, sampler)
 
 
 def problems(kind: ModelKind) -> list[str]:
@@ -156,6 +173,15 @@ register(ModelKind("grn", GRN, config_from_dict, SamplerConfig, SamplerConfig(),
 register(ModelKind("grn-t2i", T2IGRN, t2i_config_from_dict, SamplerConfig, SamplerConfig(), refine, "GRN",
                    SAMPLER_OPTIONS, conditioning="text", entropy=True, presets=PRESETS, adapter_options=_TEXT_PROMPTS,
                    sizes=T2I_GENERATORS))
+# The official text-to-image / text-to-video GRN (GRN_T2I_2B / GRN_T2V_2B, `grn convert official --t2iv`):
+# conditioned on UMT5 states (grn/text.py UMT5TextEncoder) through a text cache, sampled by `refine`
+register(ModelKind("grn-bit", GRNBit, grn_bit_config_from_dict, GRNBitSamplerConfig, GRN_BIT_PRESETS["GRN-2B-t2i"],
+                   sample_grn_bit, "GRN", GRN_BIT_SAMPLER_OPTIONS, output="t2iv-bits", conditioning="text",
+                   entropy=True, presets=GRN_BIT_PRESETS, adapter_options=_TEXT_PROMPTS, sizes=GRN_BIT_SIZES,
+                   not_in_suites="a grn-bit model is not yet runnable in a suite: it needs the joint image/video "
+                                 "tokenizer HBQ_tokenizer_64dim_M4 (not implemented) and a harness adapter that "
+                                 "encodes the prompts with UMT5 (grn/text.py UMT5TextEncoder); sample it with "
+                                 "grn.grn_bit_sampling.sample_grn_bit"))
 register(ModelKind("ar", ar.ARModel, lambda d: ar.ARConfig(**d), ar.ARSamplerConfig, ar.ARSamplerConfig(),
                    ar.sample_ar, "AR", ar.SAMPLER_OPTIONS, sizes={"AR-T": ar.build_ar}))
 register(ModelKind("maskgit", maskgit.MaskGITModel, lambda d: maskgit.MaskGITConfig(**d), maskgit.MaskGITSamplerConfig,

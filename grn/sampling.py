@@ -17,9 +17,10 @@ or kept with a different value (rewritten): global refinement. The last step (t_
 keeps everything. `monotone=True` is the ablation: once kept, always kept with its value
 (MaskGIT-style), everything else equal.
 
-Conditioning `y` is whatever the model takes: class indices [B] (grn/generator.py) or text ids
-[B, L] (grn/t2i.py). The unconditional CFG stream uses the null class, the model's empty prompt
-(`model.null_condition`) or an explicit `uncond` batch (a negative prompt).
+Conditioning `y` is whatever the model takes: class indices [B] (grn/generator.py), text ids
+[B, L] (grn/t2i.py), or indices into a cache of encoded prompts (GRN_bit, grn/grn_bit_sampling.py).
+The unconditional CFG stream uses the null class, the model's empty prompt (`model.null_condition`)
+or an explicit `uncond` batch (a negative prompt).
 
 The official T2I/T2V sampler differs in three settings, all available here (preset
 "GRN-2B-t2i"): the `t2i-cosine` keep schedule, guidance at every step, and `realised_t`
@@ -222,10 +223,10 @@ def probs_entropy(p: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def per_bit_plane(x: torch.Tensor, rounds: int) -> torch.Tensor:
-    """[B, M]: the mean of a [B, M*d, h, w] per-element quantity per sample and bit plane (round-major `bit`
-    layout)."""
-    b, md, h, w = x.shape
-    return x.float().reshape(b, rounds, md // rounds, h, w).mean(dim=(2, 3, 4))
+    """[B, M]: the mean of a [B, M*d, h, w] (or [B, M*d, T, h, w]) per-element quantity per sample and bit plane
+    (round-major `bit` layout)."""
+    b, md, *rest = x.shape
+    return x.float().reshape(b, rounds, md // rounds, *rest).mean(dim=tuple(range(2, x.dim() + 1)))
 
 
 def null_condition(model, y: torch.Tensor) -> torch.Tensor:
@@ -367,10 +368,11 @@ def next_t(i: torch.Tensor, state: RefineState, active, base, total: int,
 def keep_step(pred, u_keep, t_next, t, kept, z, noise, monotone: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(keep mask, new code) of the active samples: a fresh mask keeping ~t_next of the predictions, the
     rest back to Z; monotone: what was kept stays with its value, new elements fill up to t_next. A
-    sample reaching t_next = 1 keeps everything."""
-    t_b = t_next.view(-1, 1, 1, 1)
+    sample reaching t_next = 1 keeps everything. Codes [B, D, h, w] or [B, D, T, h, w]."""
+    per = (-1, *[1] * (pred.dim() - 1))
+    t_b = t_next.view(per)
     if monotone:
-        add = u_keep < ((t_b - t.view(-1, 1, 1, 1)) / (1 - t.view(-1, 1, 1, 1))).clamp(0, 1)
+        add = u_keep < ((t_b - t.view(per)) / (1 - t.view(per))).clamp(0, 1)
         keep = kept | add
         new_z = torch.where(kept, z, torch.where(keep, pred, noise))
     else:

@@ -1,14 +1,18 @@
-"""Text encoders for the text-conditioned GRN (grn/t2i.py): one interface, two kinds.
+"""Text encoders for the text-conditioned GRNs (grn/t2i.py, grn/grn_bit.py): one interface, three kinds.
 
 An encoder turns prompts into token ids once (`tokenize`, [B, L] int64) and ids into per-token
-states with a validity mask (`forward` -> ([B, L, width], [B, L] bool)). The GRN projects the
-states into its own attention sequence, as GRN-2B does with UMT5 states.
+states with a validity mask (`forward` -> ([B, L, width], [B, L] bool), the valid tokens first);
+it has `width`, `max_len` and `unknown_words(prompt)`. The GRN projects the states into its own
+attention sequence, as GRN-2B does with UMT5 states. `encode_prompts` gives any of them in the form
+GRN_bit's `encode_text` takes: states cut to the longest prompt, and each prompt's valid length.
 
   * `words`: a word-level tokenizer over a fixed vocabulary (the MNIST caption words,
     grn/captions.py) and a small bidirectional transformer trained from scratch with the generator.
   * `open_clip`: a frozen open_clip text tower with real weights from a local file or the Hugging
     Face hub cache -- never downloaded. Third-party weights stay out of the GRN's state dict (its
     checkpoint records model and tag); without them the error names the file to provide.
+  * `umt5`: GRN_bit's official encoder, UMT5-XXL's encoder stack (transformers' UMT5EncoderModel;
+    vocabulary 256,384, width 4096, 24 layers), frozen, from a local folder only (see UMT5TextEncoder).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from torch import nn
 
 from grn.backbone import PlainBlock, RMSNorm
 from grn.captions import words
+from grn.errors import UserError
 
 CLIP_ENV = "GRN_CLIP_WEIGHTS"  # the same variable the harness reads (grn_eval/weights.py)
 
@@ -194,3 +199,120 @@ def build_text_encoder(cfg: TextConfig, clip_weights=None) -> nn.Module:
     if cfg.encoder == "open_clip":
         return OpenCLIPTextEncoder(cfg, clip_weights)
     raise ValueError(f"unknown text encoder '{cfg.encoder}'; allowed: 'words', 'open_clip'")
+
+
+# ---------------------------------------------------------------------------------------
+# UMT5-XXL encoder (GRN_bit's official text encoder; frozen, local folder only)
+# ---------------------------------------------------------------------------------------
+
+UMT5_ENV = "GRN_UMT5"  # the folder a suite names as ${GRN_UMT5}
+UMT5_MAX_LEN = 512  # the official tokenizer pads and truncates to 512 tokens (umt5_tokenizers.py:53-58)
+UMT5_WEIGHTS = ("*.safetensors", "pytorch_model*.bin")  # the weight files of a Hugging Face model folder
+
+
+def _umt5_missing(folder, what: str) -> UserError:
+    return UserError(
+        f"UMT5-XXL text encoder: {what} '{folder}'. Give a local folder with the Hugging Face model google/umt5-xxl "
+        f"(config.json, its weight files and the tokenizer files), e.g. fetched on a machine with internet by "
+        f"`huggingface-cli download google/umt5-xxl --local-dir FOLDER`, and set {UMT5_ENV}=FOLDER (or pass the "
+        f"folder); nothing is downloaded at run time")
+
+
+def umt5_weight_files(folder) -> list[Path]:
+    """The weight files of a local UMT5 folder (safetensors preferred), sorted; UserError naming the folder."""
+    if folder is None or not str(folder):
+        raise _umt5_missing(f"${UMT5_ENV}", "no folder given:")
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise _umt5_missing(root, "no such folder")
+    if not (root / "config.json").is_file():
+        raise _umt5_missing(root, "no config.json in")
+    for pattern in UMT5_WEIGHTS:
+        files = sorted(root.glob(pattern))
+        if files:
+            return files
+    raise _umt5_missing(root, f"no weight files ({' / '.join(UMT5_WEIGHTS)}) in")
+
+
+def _check_sha256(files: list[Path], want) -> dict[str, str]:
+    """{file name: sha256} of the weight files, checked against `want` (one hex digest for a single file, or
+    {name: digest}); a mismatch is a UserError naming the file."""
+    from grn.fileio import sha256_file
+
+    got = {f.name: sha256_file(f) for f in files}
+    if want is None:
+        return got
+    pins = {files[0].name: want} if isinstance(want, str) else dict(want)
+    for name, digest in pins.items():
+        if got.get(name) != str(digest).lower():
+            raise UserError(f"UMT5-XXL text encoder: '{name}' has sha256 {got.get(name, 'absent')}, expected {digest}: "
+                            f"another file than the one pinned; use that file or update the pin")
+    return got
+
+
+class UMT5TextEncoder(nn.Module):
+    """Per-token states of the frozen UMT5-XXL encoder: the official T2I/T2V text features.
+
+    Official rule (docs/reference/grn_t2iv_architecture.md section 9): prompts tokenized with their special
+    tokens (`</s>` at the end), truncated and padded to 512 (umt5_tokenizers.py:53-58); the states after the
+    final layer norm (t5.py:303-312), only the valid tokens used (t5.py:512-514), in float32 (infer.py:36).
+    The released file `models_t5_umt5-xxl-enc-bf16.pth` is in Wan's own key layout; this class loads the same
+    encoder as a Hugging Face folder (google/umt5-xxl) through transformers' UMT5EncoderModel instead.
+
+    Weights come ONLY from a local folder (`local_files_only`, never the hub); the sha256 of every weight
+    file is computed, checked against `sha256` when given, and kept in `provenance`. bf16 on CUDA (the
+    official precision), float32 on the CPU. `model` / `tokenizer` are for tests with a tiny random model."""
+
+    def __init__(self, folder=None, device=None, sha256=None, max_len: int = UMT5_MAX_LEN, model=None, tokenizer=None):
+        super().__init__()
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        self.provenance: dict = {"encoder": "umt5", "max_len": max_len, "dtype": str(dtype).removeprefix("torch.")}
+        if model is None:
+            folder = folder or os.environ.get(UMT5_ENV)
+            files = umt5_weight_files(folder)
+            self.provenance.update(folder=Path(folder).name, weights_sha256=_check_sha256(files, sha256))
+            model, tokenizer = _load_umt5(Path(folder).expanduser(), dtype)
+        self.encoder = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self._tokenizer = tokenizer
+        self.width, self.max_len = int(model.config.d_model), max_len
+        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id)
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        out = self._tokenizer(list(prompts), padding="max_length", max_length=self.max_len, truncation=True,
+                              add_special_tokens=True, return_tensors="pt")
+        return out["input_ids"].long()
+
+    def unknown_words(self, prompt: str) -> list[str]:
+        return []  # sentencepiece covers any text
+
+    @torch.no_grad()
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = ids.to(next(self.encoder.parameters()).device)
+        valid = ids != self.pad_id
+        states = self.encoder(input_ids=ids, attention_mask=valid.long()).last_hidden_state.float()
+        return states * valid[..., None], valid  # padding states zeroed (never attended)
+
+
+def _load_umt5(folder: Path, dtype: torch.dtype):
+    """(UMT5EncoderModel, tokenizer) from a local folder, nothing downloaded."""
+    import transformers
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    try:
+        model = UMT5EncoderModel.from_pretrained(str(folder), local_files_only=True, **{key: dtype})
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise _umt5_missing(folder, f"cannot load it ({str(e).splitlines()[0][:160]}):") from e
+    return model, tokenizer
+
+
+def encode_prompts(encoder: nn.Module, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(states [B, L, width] float32 cut to the longest prompt, valid lengths [B]) of any encoder of this module:
+    what GRN_bit's `encode_text(states, lens)` takes (its padding is never attended)."""
+    states, valid = encoder(encoder.tokenize(list(prompts)))
+    lens = valid.sum(1)
+    if not bool((valid == (torch.arange(valid.shape[1], device=valid.device) < lens[:, None])).all()):
+        raise ValueError("the text encoder's valid tokens are not a prefix of each prompt")
+    return states[:, : int(lens.max())].float(), lens.cpu()

@@ -57,7 +57,8 @@ def _generator_geometry(record: dict) -> tuple[str, int, int | None]:
         return "grn", cfg.latent_channels, cfg.rounds
     kind = KINDS[record["kind"]]
     cfg = kind.config_from_dict(record["config"])
-    return kind.name, cfg.latent_channels, getattr(cfg, "rounds", None) if kind.output == "tokens" else None
+    # every output but a continuous latent is HBQ codes (tokens, or GRN_bit's bits) of `rounds` rounds
+    return kind.name, cfg.latent_channels, getattr(cfg, "rounds", None) if kind.output != "latent" else None
 
 
 def _tokenizer_geometry(record: dict) -> tuple[int, int | None]:
@@ -104,6 +105,8 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
 
     if entry.adapter not in KINDS:  # a registered adapter (grn_eval.adapters.register_adapter) checks its own
         return out
+    if KINDS[entry.adapter].not_in_suites:
+        raise ModelError(f"{where}: adapter: {KINDS[entry.adapter].not_in_suites}")
     for key in ("checkpoint", "tokenizer"):
         if not o.get(key):
             raise ModelError(f"{where}: the {entry.adapter} adapter needs '{key}'")

@@ -41,22 +41,37 @@ from tests.identity_adapter import IdentityAdapter
 CKPT = Path(__file__).resolve().parents[1] / "grn" / "checkpoints"
 TOK = CKPT / "tokenizer_mnist.pt"
 TINY = {"hidden": 32, "depth": 2, "heads": 2}
-TINY_SIZE = {"grn": "GRN-T", "grn-t2i": "GRN-T2I-T", "ar": "AR-T", "maskgit": "MaskGIT-T", "flow": "Flow-T"}
+TINY_SIZE = {"grn": "GRN-T", "grn-t2i": "GRN-T2I-T", "grn-bit": "GRN-bit-T", "ar": "AR-T", "maskgit": "MaskGIT-T",
+             "flow": "Flow-T"}
 
 
 def _tiny(name: str):
     torch.manual_seed(0)
-    return registry.build_model(TINY_SIZE[name], **({} if name == "grn-t2i" else TINY)).eval()
+    return registry.build_model(TINY_SIZE[name], **({} if name in ("grn-t2i", "grn-bit") else TINY)).eval()
 
 
-def _cond(kind: ModelKind, model, n: int) -> torch.Tensor:
+def _cond(kind: ModelKind, model, n: int):
+    if kind.name == "grn-bit":  # text states as its text encoder gives them (random: plumbing only)
+        g = torch.Generator().manual_seed(n)
+        return torch.randn(n, 3, model.cfg.text_channels, generator=g), torch.full((n,), 3)
     return model.tokenize(["a 3"] * n) if kind.conditioning == "text" else torch.arange(n)
+
+
+def _uncond(kind: ModelKind, model):
+    """GRN_bit has no null prompt of its own: the encoded empty prompt (one token) is given."""
+    return (torch.zeros(1, 1, model.cfg.text_channels), torch.ones(1, dtype=torch.long)) if kind.name == "grn-bit" \
+        else None
+
+
+def _small(kind: ModelKind) -> dict:
+    """GRN_bit's token grid is a sampler setting (official 64 x 64); a 4 x 4 one keeps the tests fast."""
+    return {"height": 4, "width": 4} if "height" in kind.sampler_keys else {}
 
 
 def test_the_embedded_kinds_are_the_registered_ones():
     assert sorted(KINDS) == sorted(TINY_SIZE)
-    assert {k: v.family for k, v in KINDS.items()} == {"grn": "GRN", "grn-t2i": "GRN", "ar": "AR", "maskgit": "masked",
-                                                        "flow": "diffusion"}
+    assert {k: v.family for k, v in KINDS.items()} == {"grn": "GRN", "grn-t2i": "GRN", "grn-bit": "GRN", "ar": "AR",
+                                                        "maskgit": "masked", "flow": "diffusion"}
 
 
 @pytest.mark.parametrize("name", sorted(TINY_SIZE))
@@ -107,15 +122,16 @@ def test_every_sampler_has_the_same_signature():
 def test_every_sampler_returns_the_one_trace_and_calls_back_each_step(name):
     kind = KINDS[name]
     model = _tiny(name)
-    cfg = dataclasses.replace(kind.default_sampler, **({"steps": 3} if "steps" in kind.sampler_keys else {}))
-    cond = _cond(kind, model, 2)
+    cfg = dataclasses.replace(kind.default_sampler, **({"steps": 3} if "steps" in kind.sampler_keys else {}),
+                              **_small(kind))
+    cond, uncond = _cond(kind, model, 2), _uncond(kind, model)
     seen = []
-    out, trace = kind.sample(model, cond, cfg, sample_generators([1, 2]), callback=seen.append)
-    again, _ = kind.sample(model, cond, cfg, sample_generators([1, 2]))
+    out, trace = kind.sample(model, cond, cfg, sample_generators([1, 2]), uncond=uncond, callback=seen.append)
+    again, _ = kind.sample(model, cond, cfg, sample_generators([1, 2]), uncond=uncond)
     assert isinstance(trace, Trace) and torch.equal(out, again)  # observing changes nothing
     assert [s["i"] for s in seen] == list(range(len(trace.nfe))) and trace.active == [2] * len(seen)
     assert all({"i", "x", "active", "nfe"} <= set(s) for s in seen) and trace.steps_used == [len(seen)] * 2
-    assert tuple(out.shape[1:]) == kind.output_shape(model)
+    assert tuple(out.shape[1:]) == kind.output_shape(model, cfg)
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(TINY_SIZE) if not KINDS[n].entropy])
