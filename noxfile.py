@@ -112,7 +112,7 @@ def demo(session: nox.Session) -> None:
 def train_embedded(session: nox.Session) -> None:
     """Re-train the committed checkpoints in grn/checkpoints/ from grn/configs/ (resumable; hours on CPU),
     then run the suites made of them. `nox -s train_embedded -- tokenizer_mnist` trains only those;
-    `nox -s train_embedded -- quant_study` the quantizer study's tokenizers and generators (about 70 min on
+    `nox -s train_embedded -- quant_study` the quantizer study's tokenizers and generators (about 60 min on
     2 cores), then runs quant_study and quant_study_gen."""
     ensure_venv(session)
     run_py(session, "-m", "grn_eval.embedded", "--retrain", *session.posargs)

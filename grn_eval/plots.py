@@ -19,9 +19,10 @@ import pandas as pd  # noqa: E402
 from grn_eval.report import LOWER_IS_BETTER, summarize  # noqa: E402
 
 
-def _save(fig, prefix: Path) -> list[Path]:
+def _save(fig, prefix: Path, rect=(0, 0, 1, 1)) -> list[Path]:
+    """Write prefix.png / .pdf; `rect`: the part of the figure the panels may fill (room for a figure legend)."""
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     paths = [prefix.with_name(prefix.name + ext) for ext in (".png", ".pdf")]  # appended: names may hold dots
     for p in paths:
         fig.savefig(p, dpi=130)
@@ -176,7 +177,7 @@ def rate_distortion(df: pd.DataFrame, prefix: Path, metrics=("psnr", "lpips_vgg"
     info["series"] = [QUANTIZER_LABELS.get(q, q) if not t else f"HBQ, M = {int(m)} decoded at fewer rounds"
                       for q, t, m in zip(info["model.quantizer"], truncated, info["model.trained_rounds"])]
     info = info[["model.quantizer", "model.bits_per_token", "series"]]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.8))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.4))
     for ax, m in zip(np.atleast_1d(axes), metrics):
         q = s[s["metric"] == m].set_index("model")
         q = q.join(info, how="left")
@@ -198,19 +199,35 @@ def rate_distortion(df: pd.DataFrame, prefix: Path, metrics=("psnr", "lpips_vgg"
         ax.set_ylabel(m + (" (dB)" if m == "psnr" else "") + f" ({'lower' if m in LOWER_IS_BETTER else 'higher'}"
                       " is better)")
         ax.set_title(f"{m} vs bits per token")
-        ax.legend(fontsize=7)
-    return _save(fig, prefix)
+    # one legend under the panels: inside, it covers the curves of one panel or another
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 8), fontsize=8,
+               frameon=False)
+    return _save(fig, prefix, rect=(0, 0.07, 1, 1))
 
 
-def training_curves(histories: dict[str, list[dict]], prefix: Path, keys=("l1", "aux")) -> list[Path]:
-    """Logged training losses against the step, one line per model (`histories`: label -> log records)."""
+def training_curves(histories: dict[str, list[dict]], prefix: Path, keys=("l1", "aux"), smooth: int = 50) -> list[Path]:
+    """Logged training losses against the step, one line per model (`histories`: label -> log records), each a
+    running mean over the points logged within `smooth` steps (one batch's loss is noisy; runs log at different
+    intervals). Lines whose labels share a first word
+    (the quantizer, in the study's names) share a colour and differ in line style, so a dozen stay apart."""
+    families = list(dict.fromkeys(label.split()[0] for label in histories))
+    colours = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
+    styles, seen = {}, {}
+    for label in histories:
+        f = label.split()[0]
+        styles[label] = ("-", "--", ":", "-.")[seen.get(f, 0) % 4]
+        seen[f] = seen.get(f, 0) + 1
     fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 3.8))
     for ax, key in zip(np.atleast_1d(axes), keys):
         for label, records in histories.items():
-            pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
-            if pts:
-                ax.plot(*zip(*pts), lw=1, label=label)
-        ax.set_xlabel("training step")
+            pts = np.array([(r["step"], r[key]) for r in records if r.get(key) is not None], float)
+            if len(pts):
+                every = float(np.median(np.diff(pts[:, 0]))) if len(pts) > 1 else 1.0
+                w = int(min(max(1, round(smooth / every)), len(pts)))
+                y = np.convolve(pts[:, 1], np.ones(w) / w, mode="valid")
+                ax.plot(pts[w - 1 :, 0], y, lw=1.2, color=colours[label.split()[0]], ls=styles[label], label=label)
+        ax.set_xlabel(f"training step (running mean over {smooth} steps)")
         ax.set_ylabel({"l1": "L1 reconstruction loss (log scale)", "aux": "quantizer loss (commitment / entropy)"}
                       .get(key, key))
         if key == "l1":
