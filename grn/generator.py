@@ -69,6 +69,20 @@ def onehot_input(tokens: torch.Tensor, k: int, dtype) -> torch.Tensor:
     return x.reshape(b, k * d, *rest).to(dtype)
 
 
+def corrupt_labels(tokens: torch.Tensor, t: torch.Tensor, classes: int, generator: torch.Generator | None = None):
+    """The GRN corruption: each element replaced by a uniform random label of `classes` with probability 1 - t
+    (t [B]: each sample's clean fraction); any number of trailing dimensions. Shared by every GRN (class- and
+    text-conditioned, GRN_bit)."""
+    rand = torch.randint(0, classes, tokens.shape, generator=generator, device=tokens.device)
+    keep = torch.rand(tokens.shape, generator=generator, device=tokens.device) < t.view(-1, *[1] * (tokens.dim() - 1))
+    return torch.where(keep, tokens, rand)
+
+
+def sample_clean_fraction(n: int, p_mean: float, p_std: float, generator=None, device=None) -> torch.Tensor:
+    """t ~ sigmoid(N(p_mean, p_std)) for n samples: the GRN training distribution of the clean fraction."""
+    return torch.sigmoid(torch.randn(n, generator=generator, device=device) * p_std + p_mean)
+
+
 class TokenGeometry:
     """What a token model shows its sampler, read from `self.cfg` (a TokenLayout)."""
 
@@ -92,12 +106,10 @@ class RefinementTokens(TokenGeometry):
 
     def corrupt(self, tokens: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
         """Replace each element by a uniform random label with probability 1 - t (per sample t)."""
-        rand = torch.randint(0, self.cfg.token_classes, tokens.shape, generator=generator, device=tokens.device)
-        keep = torch.rand(tokens.shape, generator=generator, device=tokens.device) < t.view(-1, 1, 1, 1)
-        return torch.where(keep, tokens, rand)
+        return corrupt_labels(tokens, t, self.cfg.token_classes, generator)
 
     def sample_t(self, n: int, generator=None, device=None) -> torch.Tensor:
-        return torch.sigmoid(torch.randn(n, generator=generator, device=device) * self.cfg.p_std + self.cfg.p_mean)
+        return sample_clean_fraction(n, self.cfg.p_mean, self.cfg.p_std, generator, device)
 
 
 class GRN(RefinementTokens, nn.Module):

@@ -32,6 +32,14 @@ them once per prompt (`TextCache`) and every sampling step reuses them, as the o
 frequencies base^(-j/n) (base^(-j/n_w) for w). Positions (t, h, w): text token k -> (k, 0, 0); the pt
 token -> (512, 0, 0); visual token (f, i, j) -> (600 + f, round(i*uph/ph), round(j*upw/pw)) where
 (uph, upw) is the RoPE extent of the aspect template nearest to h/w (`rope_extent`).
+
+The embedded text-to-image model (size `GRN-bit-T2I-T`, grn/configs/t2i_mnist_bit.yaml) is this network with
+two additions, both off for the released models (their state dicts and outputs are unchanged): `cfg.text`, a
+text encoder of its own (grn/text.py `words`, trained jointly) whose states feed `text_proj` (the conditioning
+is then text ids, as grn/t2i.py's), and `cfg.grid`, the token grid of the embedded tokenizer it is trained on
+(the sampler's default grid and the training targets' shape). `loss` is the GRN objective of grn/generator.py on
+bits: each bit replaced by a uniform random bit with probability 1 - t, t ~ sigmoid(N(p_mean, p_std)), pt = t,
+cross-entropy over all bits, the prompt dropped to the empty prompt with probability `text_dropout`.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from grn.backbone import RMSNorm, TimestepEmbedder, rotate_pairs
+from grn.generator import corrupt_labels, sample_clean_fraction
+from grn.sampling import drop_condition
+from grn.text import OwnTextEncoder, TextConfig, build_text_encoder, text_config_from_dict
 
 # The 15 aspect (h / w) templates of the official `GRN_vae_stride16` schedule, truncated to 3 decimals
 # as the official code keys them (dynamic_resolution.py:27, 33): 9/16 is 0.562, 16/9 is 1.777.
@@ -70,18 +81,38 @@ class GRNBitConfig:
     rope_base: float = 10000.0
     freq_dim: int = 256  # width of the pt sinusoid
     norm_eps: float = 1e-6
+    # the embedded model only (None for the released ones): its own text encoder, trained with it, whose
+    # states (width text_channels) feed text_proj; and the token grid of the tokenizer it is trained on
+    text: TextConfig | None = None
+    grid: int | None = None
+    # the GRN training objective (`loss`): t ~ sigmoid(N(p_mean, p_std)) (the official T2I recipe's
+    # --log_norm_mean -1.3 --log_norm_sigma 1.3 by default), prompt dropout for classifier-free guidance
+    p_mean: float = -1.3
+    p_std: float = 1.3
+    text_dropout: float = 0.1
 
     def __post_init__(self):
         if self.hidden % self.heads or (self.hidden // self.heads) % 2:
             raise ValueError(f"hidden {self.hidden} must split into {self.heads} heads of an even head_dim")
         if self.head_dim // 2 < 3:
             raise ValueError(f"head_dim {self.head_dim} is too small for the t/h/w RoPE split (at least 6)")
+        if self.mlp_hidden < 1:
+            raise ValueError(f"hidden {self.hidden} x mlp_ratio {self.mlp_ratio} rounds to an empty MLP (its width "
+                             f"is a multiple of 256); use a larger hidden or mlp_ratio")
         if self.block_chunks < 1 or self.depth % self.block_chunks:
             raise ValueError(f"depth {self.depth} must be a multiple of block_chunks {self.block_chunks}")
         # text (0..text_maxlen-1), pt and frames must have distinct t positions
         if not self.text_maxlen <= self.pt_position < self.visual_t0:
             raise ValueError(f"need text_maxlen ({self.text_maxlen}) <= pt_position ({self.pt_position}) < "
                              f"visual_t0 ({self.visual_t0})")
+        if self.text is not None:
+            if self.text.encoder != "words":
+                raise ValueError(f"GRN_bit's own text encoder is a 'words' one (trained with it), got "
+                                 f"'{self.text.encoder}'; frozen encoders give their states from outside")
+            if self.text.width != self.text_channels or self.text.max_len > self.text_maxlen:
+                raise ValueError(f"the text encoder's width {self.text.width} must be text_channels "
+                                 f"({self.text_channels}) and its max_len {self.text.max_len} at most text_maxlen "
+                                 f"({self.text_maxlen})")
 
     @property
     def head_dim(self) -> int:
@@ -103,7 +134,10 @@ class GRNBitConfig:
 
 
 def grn_bit_config_from_dict(d: dict) -> GRNBitConfig:
-    return replace(GRNBitConfig(hidden=6, depth=1, heads=1, block_chunks=1), **d)
+    d = dict(d)
+    if isinstance(d.get("text"), dict):
+        d["text"] = text_config_from_dict(d["text"])
+    return replace(GRNBitConfig(hidden=256, depth=1, heads=1, block_chunks=1), **d)  # (a valid placeholder)
 
 
 # ---------------------------------------------------------------------------------------
@@ -323,8 +357,9 @@ class TextCache:
         return TextCache(keys, values, valid, padded)
 
 
-class GRNBit(nn.Module):
+class GRNBit(OwnTextEncoder, nn.Module):
     kind = "grn-bit"
+    token_classes = 2  # every element is a bit
 
     def __init__(self, cfg: GRNBitConfig):
         super().__init__()
@@ -338,6 +373,10 @@ class GRNBit(nn.Module):
         self.block_chunks = nn.ModuleList([BlockChunk(blocks[i * per : (i + 1) * per])
                                            for i in range(cfg.block_chunks)])
         self._init_weights()
+        # the embedded model's text encoder: built after the official init (which it keeps out of), so the
+        # GRN_bit weights of a seed are those of the model without it
+        self.text = build_text_encoder(cfg.text) if cfg.text is not None else None
+        self._null_ids = self.text.tokenize([""]) if self.text is not None else None
 
     @property
     def blocks(self) -> list[GRNBitBlock]:
@@ -418,16 +457,25 @@ class GRNBit(nn.Module):
             values.append(v)
         return TextCache(tuple(keys), tuple(values), valid, padded)
 
+    def encode_ids(self, ids: torch.Tensor) -> TextCache:
+        """Text ids [B, L] of the model's own text encoder (`cfg.text`) -> `encode_text` of its states."""
+        states, valid = self._own_text()(ids)  # [B, L, width], [B, L] (the valid tokens first)
+        return self.encode_text(states, valid.sum(1))
+
     # -- network --------------------------------------------------------------------------
     def forward(self, bits: torch.Tensor, pt: torch.Tensor, text_states: torch.Tensor | None = None,
-                text_lens=None, *, cache: TextCache | None = None, aspect: float | None = None) -> torch.Tensor:
+                text_lens=None, *, cache: TextCache | None = None, aspect: float | None = None,
+                ids: torch.Tensor | None = None) -> torch.Tensor:
         """bits [B, M*d, T, h, w] (or [B, M*d, h, w]), pt [B] signal ratio, and the text (states [B, L, C] with
-        `text_lens`, or an `encode_text` cache) -> logits [B, 2, M*d, T, h, w] (or [B, 2, M*d, h, w]).
+        `text_lens`, an `encode_text` cache, or `ids` [B, L] of the model's own text encoder) -> logits
+        [B, 2, M*d, T, h, w] (or [B, 2, M*d, h, w]).
 
         The visual + pt tokens attend to [cached text keys/values | their own]: the official sampler's
         pass (grn.py:604-622). `aspect`: the RoPE template (default: the one nearest to h / w)."""
         image = bits.dim() == 4
         bits = self._check_bits(bits)
+        if cache is None and ids is not None:
+            cache = self.encode_ids(ids)
         if cache is None:
             if text_states is None:
                 raise ValueError("give text_states (and text_lens) or a cache from encode_text")
@@ -445,6 +493,21 @@ class GRNBit(nn.Module):
             x, _ = block(x, rope, mask, prefix=(k, v))
         logits = self._logits(x[:, : n - 1], bits.shape)
         return logits[:, :, :, 0] if image else logits
+
+    # -- training -------------------------------------------------------------------------
+    def loss(self, tokens: torch.Tensor, ids: torch.Tensor, generator: torch.Generator | None = None,
+             forward=None) -> torch.Tensor:
+        """The GRN objective on bits [B, M*d, h, w] (or [B, M*d, T, h, w]) for text ids [B, L] of the model's own
+        encoder: each bit replaced by a uniform random bit with probability 1 - t, pt = t, cross-entropy over
+        every bit; prompts dropped to the empty prompt with probability `text_dropout` (the draws in
+        grn/t2i.py's order). `forward` replaces `self` for the call (a DDP wrapper, so that the text encoder's
+        gradients are all-reduced too)."""
+        cfg = self.cfg
+        t = sample_clean_fraction(tokens.shape[0], cfg.p_mean, cfg.p_std, generator, tokens.device)
+        z = corrupt_labels(tokens, t, self.token_classes, generator)
+        ids = drop_condition(self, ids, cfg.text_dropout, generator)
+        logits = (forward or self)(z, t, ids=ids)
+        return F.cross_entropy(logits.float(), tokens.long())
 
     def forward_sequence(self, bits: torch.Tensor, pt: torch.Tensor, text_states: torch.Tensor, text_lens=None, *,
                          aspect: float | None = None) -> torch.Tensor:
@@ -494,3 +557,34 @@ def build_grn_bit(name: str, **overrides) -> GRNBit:
     if name not in GRN_BIT_SIZES:
         raise ValueError(f"unknown GRN_bit size '{name}'; allowed: {sorted(GRN_BIT_SIZES)}")
     return GRN_BIT_SIZES[name](**overrides)
+
+
+def _mnist_words_text() -> TextConfig:
+    """The embedded word-level text encoder over the MNIST caption words (as grn/t2i.py's GRN-T2I-T)."""
+    from grn.captions import vocabulary
+
+    return TextConfig(encoder="words", vocab=vocabulary(), max_len=12, width=128, depth=2, heads=4)
+
+
+def _embedded_size(hidden, depth, heads, block_chunks, text, **defaults):
+    """A size with its own text encoder: `text` overrides (a partial dict, from a YAML config) merge into the
+    size's encoder, and text_channels follows the encoder's width."""
+    def factory(**overrides) -> GRNBit:
+        over = dict(overrides)
+        base_text = text()
+        if isinstance(over.get("text"), dict):
+            over["text"] = text_config_from_dict({**base_text.__dict__, **over["text"]})
+        shape = dict(hidden=hidden, depth=depth, heads=heads, block_chunks=block_chunks, text=base_text)
+        cfg = {**shape, **defaults, **over}
+        return GRNBit(GRNBitConfig(**{"text_channels": cfg["text"].width, **cfg}))
+    return factory
+
+
+# Not official sizes (no released weights; `grn convert` matches files against GRN_BIT_SIZES only): the embedded
+# text-to-image GRN_bit, trained here (grn/configs/t2i_mnist_bit.yaml) -- GRN-T2I-T's width / depth / heads, its
+# word-level text encoder and t ~ sigmoid(N(-0.8, 0.8)), on the 8 x 8 tokens (4 channels x 4 rounds) of
+# grn/checkpoints/tokenizer_mnist.pt; one chunk of blocks.
+EMBEDDED_SIZES = {
+    "GRN-bit-T2I-T": _embedded_size(128, 4, 4, 1, _mnist_words_text, latent_channels=4, rounds=4, grid=8,
+                                    p_mean=-0.8, p_std=0.8),
+}

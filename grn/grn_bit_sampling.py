@@ -31,12 +31,17 @@ of 30 x 53). The negative prompt is '' for T2I (grn_pipeline.py:156) and, for T2
 quality / style / motion list of t2v_infer.py:3-22 (which also appends a short quality phrase to the prompt,
 t2v_infer.py:34); neither text is copied here: the sampler takes the negative prompt encoded, as `uncond`, and
 a suite gives its text.
+
+The embedded model (a GRN_bit with a text encoder of its own, `cfg.text`) is conditioned on text ids, as
+grn/t2i.py: `cond` / `uncond` may be ids [B, L], encoded once by its encoder, and without `uncond` the
+unconditional stream is its empty prompt (its `null_condition`); its default grid is the one it was trained on
+(`cfg.grid`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -96,8 +101,24 @@ GRN_BIT_SAMPLER_OPTIONS = {**SAMPLER_OPTIONS, "frames": {"min": 1, "why": "laten
 def grn_bit_output_shape(model: GRNBit, sampler=None) -> tuple[int, ...]:
     """One sample's bits: (M*d, h, w) for one frame, (M*d, T', h, w) for more (default grid without a
     GRNBitSamplerConfig)."""
-    frames, h, w = sampler.grid if isinstance(sampler, GRNBitSamplerConfig) else GRNBitSamplerConfig().grid
+    frames, h, w = sampler_grid(model, sampler)
     return (model.cfg.bits, h, w) if frames == 1 else (model.cfg.bits, frames, h, w)
+
+
+def sampler_grid(model: GRNBit, sampler=None) -> tuple[int, int, int]:
+    """(frames, rows, cols) a sampler samples: a GRNBitSamplerConfig's own; otherwise the grid the model was
+    trained on (`cfg.grid`, an embedded model), else the default (64 x 64, one frame)."""
+    if isinstance(sampler, GRNBitSamplerConfig):
+        return sampler.grid
+    return (1, model.cfg.grid, model.cfg.grid) if model.cfg.grid else GRNBitSamplerConfig().grid
+
+
+def trained_grid(model: GRNBit, sampler: GRNBitSamplerConfig, given=frozenset()) -> GRNBitSamplerConfig:
+    """The sampler on the grid an embedded model was trained on (`cfg.grid`, one frame) where the suite set none of
+    frames / height / width (a preset's grid is the released models' 64 x 64); otherwise unchanged."""
+    if not model.cfg.grid or {"frames", "height", "width"} & set(given):
+        return sampler
+    return replace(sampler, frames=1, height=model.cfg.grid, width=model.cfg.grid)
 
 
 class CachedTextGRNBit:
@@ -124,22 +145,28 @@ class CachedTextGRNBit:
 
 
 def _text(model: GRNBit, text, what: str) -> TextCache:
-    """A TextCache as it is, or (states [B, L, C], lens [B]) encoded once."""
+    """A TextCache as it is, (states [B, L, C], lens [B]), or ids [B, L] of the model's own text encoder, encoded
+    once."""
     if isinstance(text, TextCache):
         return text
     if isinstance(text, (tuple, list)) and len(text) == 2:
         return model.encode_text(*text)
-    raise ValueError(f"{what}: give a TextCache (model.encode_text) or (states [B, L, C], lens [B]), "
-                     f"got {type(text).__name__}")
+    if isinstance(text, torch.Tensor) and text.dim() == 2 and not text.is_floating_point():
+        return model.encode_ids(text)
+    raise ValueError(f"{what}: give a TextCache (model.encode_text), (states [B, L, C], lens [B]) or the ids [B, L] "
+                     f"of the model's own text encoder, got {type(text).__name__}")
 
 
 @torch.no_grad()
 def sample_grn_bit(model: GRNBit, cond, sampler: SamplerConfig, generators: list[torch.Generator], *,
                    entropy: EntropyConfig | None = None, uncond=None, callback=None) -> tuple[torch.Tensor, Trace]:
     """Bits [B, M*d, h, w] (or [B, M*d, T', h, w]) for the prompts `cond` through `refine`. `cond`, `uncond`: a
-    TextCache or (UMT5 states, lens); uncond holds one prompt for every sample or one per sample. A plain
-    SamplerConfig samples the default grid (64 x 64, one frame). The callback and the Trace are refine's."""
-    grid = sampler.grid if isinstance(sampler, GRNBitSamplerConfig) else GRNBitSamplerConfig().grid
+    TextCache, (UMT5 states, lens) or, for a model with its own text encoder, its ids [B, L]; uncond holds one
+    prompt for every sample or one per sample (default for such a model: its empty prompt). A plain
+    SamplerConfig samples the model's default grid (`sampler_grid`). The callback and the Trace are refine's."""
+    grid = sampler_grid(model, sampler)
+    if uncond is None and model.text is not None:
+        uncond = model.null_condition(torch.zeros(1, 1, dtype=torch.long, device=model.text_proj.weight.device))
     caches = [_text(model, cond, "cond")]
     b = caches[0].batch
     if uncond is not None:

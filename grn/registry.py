@@ -20,8 +20,14 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from grn.baselines import ar, flow, maskgit
 from grn.errors import UserError
 from grn.generator import GENERATORS, GRN, config_from_dict
-from grn.grn_bit import GRN_BIT_SIZES, GRNBit, grn_bit_config_from_dict
-from grn.grn_bit_sampling import GRN_BIT_SAMPLER_OPTIONS, GRNBitSamplerConfig, grn_bit_output_shape, sample_grn_bit
+from grn.grn_bit import EMBEDDED_SIZES, GRN_BIT_SIZES, GRNBit, grn_bit_config_from_dict
+from grn.grn_bit_sampling import (
+    GRN_BIT_SAMPLER_OPTIONS,
+    GRNBitSamplerConfig,
+    grn_bit_output_shape,
+    sample_grn_bit,
+    trained_grid,
+)
 from grn.grn_bit_sampling import PRESETS as GRN_BIT_PRESETS
 from grn.sampling import PRESETS, SAMPLER_OPTIONS, SamplerConfig, refine
 from grn.t2i import T2I_GENERATORS, T2IGRN, t2i_config_from_dict
@@ -43,6 +49,23 @@ def _no_t2iv_tokenizer(what: str):
                     f"project does not implement yet")
 
 
+def _bits_tokenizer(tokenizer, model, what: str):
+    """The HBQ tokenizer of this project whose d channels x M rounds are GRN_bit's bits (round-major, as HBQ's
+    `bit` layout): an embedded one, e.g. grn/checkpoints/tokenizer_mnist.pt for GRN-bit-T2I-T. Any other (the
+    released models' joint image/video tokenizer) is not implemented."""
+    cfg = getattr(tokenizer, "cfg", None)
+    if cfg is None or not getattr(tokenizer, "hbq", False) or \
+            (cfg.latent_channels, cfg.rounds) != (model.cfg.latent_channels, model.cfg.rounds):
+        _no_t2iv_tokenizer(what)
+    return tokenizer
+
+
+def _decode_bits(tokenizer, model, out):
+    if out.dim() != 4:  # [B, M*d, T', h, w]: a video
+        _no_t2iv_tokenizer("decode video")
+    return _bits_tokenizer(tokenizer, model, "decode").decode_tokens(out, "bit")
+
+
 def _layout(model) -> str:
     return getattr(model.cfg, "layout", "ind")
 
@@ -55,8 +78,10 @@ OUTPUTS = {
                      lambda tokenizer, model, out: tokenizer.decode_latent(out),
                      lambda model, sampler=None: tuple(model.latent_shape)),
     # GRN_bit: M*d bits per position of a token grid that is a sampler setting (grn/grn_bit_sampling.py)
-    "t2iv-bits": Output(lambda *_: _no_t2iv_tokenizer("encode images into"),
-                        lambda *_: _no_t2iv_tokenizer("decode"),
+    # (an embedded HBQ tokenizer of the model's d x M encodes and decodes them, single frames: `_bits_tokenizer`)
+    "t2iv-bits": Output(lambda tokenizer, model, images: _bits_tokenizer(tokenizer, model, "encode images into")
+                        .tokenize(images, "bit"),
+                        _decode_bits,
                         lambda model, sampler=None: grn_bit_output_shape(model, sampler)),
 }
 CONDITIONINGS = ("class", "text")  # class labels, or prompts (grn_eval picks the adapter by this)
@@ -84,13 +109,25 @@ class ModelKind:
     presets: Mapping[str, object] = field(default_factory=dict)  # named sampler settings (`sampler.preset`)
     adapter_options: Mapping[str, Mapping] = field(default_factory=dict)  # suite keys beyond the common ones
     sizes: Mapping[str, Callable] = field(default_factory=dict)  # name -> builder(**overrides)
-    # why suites cannot run this kind yet (grn_eval's model check stops on it, naming it); "" when they can
-    not_in_suites: str = ""
+    # why suites cannot run this kind yet (grn_eval's model check stops on it, naming it); "" when they can;
+    # or a function of the checkpoint record (None: no record) giving that reason, "" for a record they can run
+    not_in_suites: str | Callable[[dict | None], str] = ""
+    # the sampler settings a checkpoint fixes where a suite sets none of them: (model, sampler, the keys the suite
+    # set) -> sampler (GRN_bit: the token grid an embedded model was trained on); None: the suite's as they are
+    checkpoint_sampler: Callable | None = None
 
     @property
     def sampler_keys(self) -> set[str]:
         """The sampler settings a suite may give this kind: its config's fields, and `preset` if it has presets."""
         return {f.name for f in fields(self.sampler_config)} | ({"preset"} if self.presets else set())
+
+    def suite_refusal(self, record: dict | None = None) -> str:
+        """Why a suite cannot run this kind's checkpoint `record` ("" when it can)."""
+        return self.not_in_suites(record) if callable(self.not_in_suites) else self.not_in_suites
+
+    def sampler_for(self, model, sampler, given=()) -> object:
+        """The settings `model` samples with: the suite's `sampler` (its keys `given`), completed by the checkpoint."""
+        return sampler if self.checkpoint_sampler is None else self.checkpoint_sampler(model, sampler, set(given))
 
     def decode(self, tokenizer, model, out) -> object:
         """uint8 NHWC images from the sampler's output."""
@@ -173,15 +210,27 @@ register(ModelKind("grn", GRN, config_from_dict, SamplerConfig, SamplerConfig(),
 register(ModelKind("grn-t2i", T2IGRN, t2i_config_from_dict, SamplerConfig, SamplerConfig(), refine, "GRN",
                    SAMPLER_OPTIONS, conditioning="text", entropy=True, presets=PRESETS, adapter_options=_TEXT_PROMPTS,
                    sizes=T2I_GENERATORS))
+def _grn_bit_suite_refusal(record: dict | None) -> str:
+    """Suites run a grn-bit checkpoint trained here: with its own text encoder (`config.text`) on an embedded
+    tokenizer (the record's `tokenizer_sha256`, written by grn/train.py). The released models are refused."""
+    config = record.get("config") if isinstance(record, dict) else None
+    if isinstance(config, dict) and config.get("text") and record.get("tokenizer_sha256"):
+        return ""
+    return ("a grn-bit model is not yet runnable in a suite: it needs the joint image/video tokenizer "
+            "HBQ_tokenizer_64dim_M4 (not implemented) and a harness adapter that encodes the prompts with UMT5 "
+            "(grn/text.py UMT5TextEncoder); sample it with grn.grn_bit_sampling.sample_grn_bit (suites run a grn-bit "
+            "model trained here with its own text encoder on an embedded tokenizer, e.g. grn/configs/"
+            "t2i_mnist_bit.yaml)")
+
+
 # The official text-to-image / text-to-video GRN (GRN_T2I_2B / GRN_T2V_2B, `grn convert official --t2iv`):
-# conditioned on UMT5 states (grn/text.py UMT5TextEncoder) through a text cache, sampled by `refine`
+# conditioned on UMT5 states (grn/text.py UMT5TextEncoder) through a text cache, sampled by `refine`; and the
+# embedded GRN-bit-T2I-T, with a word-level text encoder of its own, on the MNIST tokenizer's bits
 register(ModelKind("grn-bit", GRNBit, grn_bit_config_from_dict, GRNBitSamplerConfig, GRN_BIT_PRESETS["GRN-2B-t2i"],
                    sample_grn_bit, "GRN", GRN_BIT_SAMPLER_OPTIONS, output="t2iv-bits", conditioning="text",
-                   entropy=True, presets=GRN_BIT_PRESETS, adapter_options=_TEXT_PROMPTS, sizes=GRN_BIT_SIZES,
-                   not_in_suites="a grn-bit model is not yet runnable in a suite: it needs the joint image/video "
-                                 "tokenizer HBQ_tokenizer_64dim_M4 (not implemented) and a harness adapter that "
-                                 "encodes the prompts with UMT5 (grn/text.py UMT5TextEncoder); sample it with "
-                                 "grn.grn_bit_sampling.sample_grn_bit"))
+                   entropy=True, presets=GRN_BIT_PRESETS, adapter_options=_TEXT_PROMPTS,
+                   sizes={**GRN_BIT_SIZES, **EMBEDDED_SIZES}, not_in_suites=_grn_bit_suite_refusal,
+                   checkpoint_sampler=trained_grid))
 register(ModelKind("ar", ar.ARModel, lambda d: ar.ARConfig(**d), ar.ARSamplerConfig, ar.ARSamplerConfig(),
                    ar.sample_ar, "AR", ar.SAMPLER_OPTIONS, sizes={"AR-T": ar.build_ar}))
 register(ModelKind("maskgit", maskgit.MaskGITModel, lambda d: maskgit.MaskGITConfig(**d), maskgit.MaskGITSamplerConfig,

@@ -519,9 +519,11 @@ def calibrate_entropy_schedule(entropies, t_min: int = 20, t_max: int = 50, warm
     return EntropyConfig(warmup=warmup, k=k, b=b, t_min=t_min, t_max=t_max)
 
 
-def decision_entropies(model, y, sampler: SamplerConfig, generators, warmup: int = 5, t_max: int = 50) -> torch.Tensor:
+def decision_entropies(model, y, sampler: SamplerConfig, generators, warmup: int = 5, t_max: int = 50,
+                       sample=None) -> torch.Tensor:
     """The per-sample entropies the entropy-guided sampler decides on (step `warmup` of a `t_max`
-    schedule), for calibration. Runs the warm-up plus one closing step only."""
+    schedule), for calibration. Runs the warm-up plus one closing step only. `sample`: the model kind's
+    sampler (default `refine`; GRN_bit's wraps it)."""
     probe = EntropyConfig(warmup=warmup, k=0.0, b=1.0, t_min=warmup + 1, t_max=t_max)  # N = 1 remaining step
-    _, trace = refine(model, y, sampler, generators, entropy=probe)
+    _, trace = (sample or refine)(model, y, sampler, generators, entropy=probe)
     return torch.tensor(trace.decision_entropy, dtype=torch.float64)

@@ -34,7 +34,7 @@ from torch import nn
 from grn.backbone import BottleneckEmbed, PlainBlock, RMSNorm, TimestepEmbedder, rope_2d_tables, sincos_2d
 from grn.generator import RefinementTokens, TokenLayout, onehot_input
 from grn.sampling import drop_condition
-from grn.text import TextConfig, build_text_encoder, text_config_from_dict
+from grn.text import OwnTextEncoder, TextConfig, build_text_encoder, text_config_from_dict
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def attention_mask(text_valid: torch.Tensor, n_rest: int) -> torch.Tensor:
     return (allowed | torch.eye(n, dtype=torch.bool, device=text_valid.device))[:, None]
 
 
-class T2IGRN(RefinementTokens, nn.Module):
+class T2IGRN(RefinementTokens, OwnTextEncoder, nn.Module):
     kind = "grn-t2i"
 
     def __init__(self, cfg: T2IConfig, clip_weights=None, text_encoder: nn.Module | None = None):
@@ -112,20 +112,7 @@ class T2IGRN(RefinementTokens, nn.Module):
         nn.init.zeros_(self.head.weight)  # uniform logits at the start
         nn.init.zeros_(self.head.bias)
 
-    # -- prompts --------------------------------------------------------------------------
-    def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        """Prompts -> text ids [B, L] (the conditioning the sampler and the loss take)."""
-        return self.text.tokenize(list(prompts))
-
-    def null_condition(self, ids: torch.Tensor) -> torch.Tensor:
-        """The empty prompt for every sample of a batch of ids (the unconditional CFG stream)."""
-        return self._null_ids.to(ids.device).expand(ids.shape[0], -1)
-
-    def training_conditions(self, data) -> torch.Tensor:
-        """Text ids of every image of a training dataset (its captions, grn/captions.py)."""
-        from grn.captions import dataset_captions
-
-        return self.tokenize(dataset_captions(data))
+    # prompts: tokenize, null_condition, training_conditions (grn.text.OwnTextEncoder)
 
     # -- network --------------------------------------------------------------------------
     def sequence(self, tokens: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

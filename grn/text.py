@@ -126,6 +126,34 @@ class WordTextEncoder(nn.Module):
         return self.norm(h), valid
 
 
+class OwnTextEncoder:
+    """What a GRN with a text encoder of its own (`self.text`, this module's interface) shows the training loop
+    and the samplers: prompts -> ids, the empty (null) prompt, the ids of a dataset's captions. grn/t2i.py and
+    the embedded GRN_bit (grn/grn_bit.py with `cfg.text`) share it."""
+
+    def _own_text(self) -> nn.Module:
+        if getattr(self, "text", None) is None:
+            raise ValueError(f"this {type(self).__name__} has no text encoder of its own: it takes text states "
+                             f"from outside (e.g. UMT5, grn/text.py UMT5TextEncoder)")
+        return self.text
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        """Prompts -> text ids [B, L] (the conditioning the sampler and the loss take)."""
+        return self._own_text().tokenize(list(prompts))
+
+    def null_condition(self, ids: torch.Tensor) -> torch.Tensor:
+        """The empty prompt for every sample of a batch of ids (the unconditional CFG stream)."""
+        if getattr(self, "_null_ids", None) is None:
+            self._null_ids = self._own_text().tokenize([""])  # [1, L]
+        return self._null_ids.to(ids.device).expand(ids.shape[0], -1)
+
+    def training_conditions(self, data) -> torch.Tensor:
+        """Text ids of every image of a training dataset (its captions, grn/captions.py)."""
+        from grn.captions import dataset_captions
+
+        return self.tokenize(dataset_captions(data))
+
+
 # ---------------------------------------------------------------------------------------
 # open_clip text tower (frozen, real weights only)
 # ---------------------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class GeneratorAdapter(SeedSampler):
         base = self.model_kind.presets[s.pop("preset")] if "preset" in s else self.model_kind.default_sampler
         if "guidance_interval" in s:
             s["guidance_interval"] = tuple(s["guidance_interval"])
-        self.sampler = replace(base, **s)
+        self.sampler = self.model_kind.sampler_for(self.model, replace(base, **s), s)
         e = dict(o["entropy"]) if o.get("entropy") is not None else None
         self.calibrate = bool(e and e.pop("calibrate", False))
         self.entropy = EntropyConfig(**e) if e is not None else None
@@ -126,7 +126,7 @@ class GeneratorAdapter(SeedSampler):
 
         y = self.conditions(np.arange(n_calibration) % self.num_classes)
         e = decision_entropies(self.model, y, self.sampler, sample_generators(range(10**9, 10**9 + n_calibration)),
-                               warmup=self.entropy.warmup, t_max=self.entropy.t_max)
+                               warmup=self.entropy.warmup, t_max=self.entropy.t_max, sample=self.model_kind.sample)
         self.entropy = calibrate_entropy_schedule(e, self.entropy.t_min, self.entropy.t_max, self.entropy.warmup)
         self.calibrate = False
 

@@ -25,6 +25,7 @@ CHECKPOINTS = {
     "ar_mnist": "ar_mnist.yaml",
     "flow_mnist": "flow_mnist.yaml",
     "t2i_mnist": "t2i_mnist.yaml",  # the text-conditioned GRN on the MNIST captions
+    "t2i_mnist_bit": "t2i_mnist_bit.yaml",  # the same on the official GRN_bit architecture (grn/grn_bit.py)
     "digit_classifier": "digit_classifier.yaml",  # the judge of prompt_accuracy (not a generator)
     **{f"tokenizer_photo_M{m}": f"tokenizer_photo_M{m}.yaml" for m in (1, 2, 3, 4, 6, 8, "null")},
 }

@@ -105,14 +105,14 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
 
     if entry.adapter not in KINDS:  # a registered adapter (grn_eval.adapters.register_adapter) checks its own
         return out
-    if KINDS[entry.adapter].not_in_suites:
-        raise ModelError(f"{where}: adapter: {KINDS[entry.adapter].not_in_suites}")
+    refuse = KINDS[entry.adapter].not_in_suites
+    if refuse and not callable(refuse):  # the whole kind (a rule of the record is checked once it is read)
+        raise ModelError(f"{where}: adapter: {refuse}")
     for key in ("checkpoint", "tokenizer"):
         if not o.get(key):
             raise ModelError(f"{where}: the {entry.adapter} adapter needs '{key}'")
     out.checkpoint, out.tokenizer = resolve(o["checkpoint"], base), resolve(o["tokenizer"], base)
     out.checkpoint_sha256 = _pin(f"{where}: checkpoint_sha256", out.checkpoint, o.get("checkpoint_sha256"))
-    out.tokenizer_sha256 = _pin(f"{where}: tokenizer_sha256", out.tokenizer, o.get("tokenizer_sha256"))
     try:
         out.record = read_generator_record(out.checkpoint)
         kind, channels, rounds = _generator_geometry(out.record)
@@ -124,6 +124,10 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
     if kind != entry.adapter:
         raise ModelError(f"{where}: adapter: checkpoint '{out.checkpoint.name}' holds a '{kind}' model, the suite says "
                          f"adapter '{entry.adapter}'; use `adapter: {kind}`")
+    why = KINDS[kind].suite_refusal(out.record)
+    if why:
+        raise ModelError(f"{where}: adapter: {why}")
+    out.tokenizer_sha256 = _pin(f"{where}: tokenizer_sha256", out.tokenizer, o.get("tokenizer_sha256"))
     allowed = KINDS[kind].sampler_keys
     unknown = sorted(set(o.get("sampler") or {}) - allowed)
     if unknown:

@@ -212,12 +212,17 @@ def test_guidance_without_uncond_and_too_many_frames_are_refused(model):
     assert isinstance(PRESETS["GRN-2B-t2i"], GRNBitSamplerConfig)
 
 
-def test_a_suite_naming_grn_bit_stops_with_one_message_before_reading_files(tmp_path):
+def test_a_suite_naming_a_released_grn_bit_stops_with_one_message_before_reading_the_tokenizer(model, tmp_path):
+    """A released model's record (no text encoder of its own, no tokenizer it was trained with) is refused; the
+    embedded one trained here runs (tests/test_grn_bit_embedded.py)."""
     from types import SimpleNamespace
 
+    from grn.checkpoint import checkpoint_record
+    from grn.fileio import save_torch
     from grn_eval.model_check import ModelError, check_entry
 
-    entry = SimpleNamespace(name="GRN-2B", adapter="grn-bit", options={"checkpoint": "absent.pt", "tokenizer": "x"})
+    save_torch(checkpoint_record(model, "GRN-bit-T", model.state_dict()), tmp_path / "grn_bit.pt")
+    entry = SimpleNamespace(name="GRN-2B", adapter="grn-bit", options={"checkpoint": "grn_bit.pt", "tokenizer": "x"})
     with pytest.raises(ModelError, match="model 'GRN-2B': adapter: a grn-bit model is not yet runnable in a suite: "
                                          "it needs the joint image/video tokenizer HBQ_tokenizer_64dim_M4"):
         check_entry(entry, tmp_path)

@@ -13,7 +13,10 @@ from grn.fileio import sha256_file
 from grn.tokenizer import build_tokenizer
 from grn.train import GeneratorTrainConfig, TokenizerTrainConfig, train_generator, train_tokenizer
 
-KINDS = ["tokenizer", "GRN-T", "AR-T", "MaskGIT-T", "Flow-T", "GRN-T2I-T"]
+KINDS = ["tokenizer", "GRN-T", "AR-T", "MaskGIT-T", "Flow-T", "GRN-T2I-T", "GRN-bit-T2I-T"]
+# tiny sizes; GRN_bit's MLP width is a multiple of 256, which hidden 32 rounds to 0
+TINY = {"hidden": 32, "depth": 2, "heads": 2}
+OVERRIDES = {"GRN-bit-T2I-T": {"hidden": 64, "depth": 2, "heads": 4}}
 CKPT_KEYS = {"tokenizer": ["step", "train_config", "model", "ema", "disc", "opt_g", "opt_d"],
              "generator": ["step", "train_config", "model", "emas", "opt", "sched"]}
 EXPORT_KEYS = {"tokenizer": ["kind", "config", "state_dict", "train_config", "steps", "content_sha256"],
@@ -38,7 +41,7 @@ def _setup(kind, tok_path):
                                    batch_size=4, lpips_net="alex", lpips_weights=str(lp.path), gan_start=2, disc_ndf=8,
                                    checkpoint_every=2, log_every=1)
         return cfg, train_tokenizer, "tokenizer"
-    cfg = GeneratorTrainConfig(generator=kind, generator_overrides={"hidden": 32, "depth": 2, "heads": 2},
+    cfg = GeneratorTrainConfig(generator=kind, generator_overrides=OVERRIDES.get(kind, TINY),
                                tokenizer=str(tok_path), dataset_kwargs={"split": "reference"}, steps=6, batch_size=8,
                                warmup_steps=2, ema_decays=(0.9, 0.5), checkpoint_every=2, log_every=1)
     return cfg, train_generator, "generator"
