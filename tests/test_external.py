@@ -54,8 +54,9 @@ def test_entry_point_and_image_folder_give_the_same_fid(tmp_path):
     prov = res2["models"]["folder"]
     assert prov["n"] == 20 and prov["classes"] == [str(c) for c in range(10)] and len(prov["files"]) == 20
     assert prov["files"][0][0] == "0/0000.png" and len(prov["files_sha256"]) == 64
-    # the folder's order is class by class, so the same set in another order: the FID is order-free
-    assert next(r for r in res2["rows"] if r["metric"] == "fid")["value"] == pytest.approx(row["value"], rel=1e-9)
+    # the folder's order is class by class, so the same set in another order: the FID is order-free up to float
+    # rounding (Inception sees other batches, float32 features, sums in another order: ~1e-7 relative seen)
+    assert next(r for r in res2["rows"] if r["metric"] == "fid")["value"] == pytest.approx(row["value"], rel=1e-6)
 
 
 def _adapter(tmp_path, model_yaml: str):
