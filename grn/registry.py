@@ -203,7 +203,15 @@ def model_sizes() -> dict[str, Callable]:
     return {name: build for kind in KINDS.values() for name, build in kind.sizes.items()}
 
 
-_TEXT_PROMPTS = {"prompts": {"type": list, "min": 1, "item": {"type": str}}, "negative_prompt": {"type": str}}
+# The suite keys of the text kinds: the prompts inline, or from a text file of one prompt per line (grn_eval/suite.py
+# reads it into `prompts`), and the negative prompt of the CFG stream
+_TEXT_PROMPTS = {"prompts": {"type": list, "min": 1, "item": {"type": str}},
+                 "prompts_file": {"type": str, "why": "a UTF-8 text file, one prompt per line (blank lines and lines "
+                                                      "starting with # skipped), relative to the suite"},
+                 "negative_prompt": {"type": str}}
+# The released GRN_bit models read UMT5-XXL states: the local Hugging Face folder of its encoder (grn/text.py
+# UMT5TextEncoder, e.g. ${GRN_UMT5}); a checkpoint trained here has its own text encoder and takes none
+_UMT5_FOLDER = {"text_encoder": {"type": str, "why": "a local folder with google/umt5-xxl (UMT5TextEncoder)"}}
 
 register(ModelKind("grn", GRN, config_from_dict, SamplerConfig, SamplerConfig(), refine, "GRN", SAMPLER_OPTIONS,
                    entropy=True, presets=PRESETS, sizes=GENERATORS))
@@ -228,7 +236,7 @@ def _grn_bit_suite_refusal(record: dict | None) -> str:
 # embedded GRN-bit-T2I-T, with a word-level text encoder of its own, on the MNIST tokenizer's bits
 register(ModelKind("grn-bit", GRNBit, grn_bit_config_from_dict, GRNBitSamplerConfig, GRN_BIT_PRESETS["GRN-2B-t2i"],
                    sample_grn_bit, "GRN", GRN_BIT_SAMPLER_OPTIONS, output="t2iv-bits", conditioning="text",
-                   entropy=True, presets=GRN_BIT_PRESETS, adapter_options=_TEXT_PROMPTS,
+                   entropy=True, presets=GRN_BIT_PRESETS, adapter_options={**_TEXT_PROMPTS, **_UMT5_FOLDER},
                    sizes={**GRN_BIT_SIZES, **EMBEDDED_SIZES}, not_in_suites=_grn_bit_suite_refusal,
                    checkpoint_sampler=trained_grid))
 register(ModelKind("ar", ar.ARModel, lambda d: ar.ARConfig(**d), ar.ARSamplerConfig, ar.ARSamplerConfig(),

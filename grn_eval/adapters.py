@@ -163,7 +163,8 @@ class T2IAdapter(GeneratorAdapter, Prompted):
         self.clip_weights = None
         super().__init__(entry, base, device, checked)
         o = entry.options
-        self.prompts = list(o.get("prompts") or digit_prompts())
+        self.prompts = list(o.get("prompts") or digit_prompts())  # a `prompts_file` is read into them by the suite
+        self.prompts_file = Path(o["prompts_file"]).name if o.get("prompts_file") else None
         self.negative = o.get("negative_prompt")
         for p in self.prompts + ([self.negative] if self.negative else []):
             unknown = self.model.text.unknown_words(p)
@@ -204,6 +205,7 @@ class T2IAdapter(GeneratorAdapter, Prompted):
     def provenance(self) -> dict:
         text = self.model.cfg.text
         return {**super().provenance(), "prompts": self.prompts, "negative_prompt": self.negative,
+                **({"prompts_file": self.prompts_file} if self.prompts_file else {}),
                 "text_encoder": {"encoder": text.encoder, **({"model": text.clip_model, "tag": text.clip_tag,
                                                          "weights": Path(self.clip_weights).name}
                                                         if text.encoder == "open_clip" else

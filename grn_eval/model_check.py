@@ -127,6 +127,9 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
     why = KINDS[kind].suite_refusal(out.record)
     if why:
         raise ModelError(f"{where}: adapter: {why}")
+    if o.get("text_encoder") and (out.record.get("config") or {}).get("text"):
+        raise ModelError(f"{where}: text_encoder: '{out.checkpoint.name}' was trained with its own text encoder "
+                         f"(stored in it); remove `text_encoder:` (the UMT5 folder is for the released models)")
     out.tokenizer_sha256 = _pin(f"{where}: tokenizer_sha256", out.tokenizer, o.get("tokenizer_sha256"))
     allowed = KINDS[kind].sampler_keys
     unknown = sorted(set(o.get("sampler") or {}) - allowed)

@@ -415,7 +415,7 @@ class Runner:
         h = hashlib.sha256(self.suite.hash.encode())
         h.update(model_code_sha256().encode())
         for entry in self.suite.models:
-            for key in ("checkpoint", "tokenizer", "path"):
+            for key in ("checkpoint", "tokenizer", "path", "prompts_file"):
                 value = entry.options.get(key)
                 if value:
                     p = Path(value) if Path(value).exists() else self.suite.path.parent / value

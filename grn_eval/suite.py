@@ -89,7 +89,8 @@ OTHER_ADAPTERS = {
     "imagefolder": {"path": Opt(str, required=True)},
     # a diffusers DiffusionPipeline saved in a local folder (grn_eval/diffusers_pipeline.py)
     "diffusers": {"path": Opt(str, required=True), "scheduler": _STR, "steps": Opt(int, 50, min=1),
-                  "guidance": Opt(float, 1.0, min=0), "prompts": Opt(list, min=1, item=Opt(str))},
+                  "guidance": Opt(float, 1.0, min=0), "prompts": Opt(list, min=1, item=Opt(str)),
+                  "prompts_file": Opt(str, why="a UTF-8 text file, one prompt per line, relative to the suite")},
 }
 OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external", "python": "external", "imagefolder": "external",
                 "diffusers": "diffusion"}
@@ -351,6 +352,34 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return _merge(merged, data)
 
 
+def read_prompts_file(file: Path) -> list[str]:
+    """The prompts of a text file: one per line, surrounding whitespace stripped; blank lines and lines starting
+    with '#' (comments) skipped. Raises OSError / UnicodeDecodeError as reading does."""
+    lines = (line.strip() for line in file.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _prompts_from_file(path: Path, key: str, value: str, inline) -> list[str] | None:
+    """A model's `prompts_file` read (relative to the working directory when it exists there, else to the suite's
+    folder, as checkpoints); None while it is an unset ${VAR} (validate without assets)."""
+    if inline is not None:
+        raise _err(path, key, "the prompts are given twice; allowed: `prompts:` (a list) or `prompts_file:` (a text "
+                              "file, one prompt per line), not both")
+    if _PLACEHOLDER.search(value):
+        return None
+    file = Path(value) if Path(value).exists() else path.parent / value
+    fix = "give a UTF-8 text file with one prompt per line (relative to the suite or the working directory)"
+    if not file.is_file():
+        raise _err(path, key, f"file '{value}' not found{' (it is a folder)' if file.exists() else ''}; {fix}")
+    try:
+        prompts = read_prompts_file(file)
+    except (OSError, UnicodeDecodeError) as e:
+        raise _err(path, key, f"'{value}' cannot be read as text ({type(e).__name__}: {e}); {fix}") from e
+    if not prompts:
+        raise _err(path, key, f"'{value}' holds no prompts (only blank lines or # comments); {fix}")
+    return prompts
+
+
 def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
     where = f"models[{i}]"
     if not isinstance(raw, dict):
@@ -365,6 +394,13 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
     for k, v in raw.items():  # sampler / entropy: below, per grid point; checkpoint: a path or a grid of paths
         if k not in ("sampler", "entropy", "checkpoint"):
             _check(path, f"{where}.{k}", v, opts[k], {})
+    from_file = _prompts_from_file(path, f"{where}.prompts_file", raw["prompts_file"], raw.get("prompts")) \
+        if raw.get("prompts_file") is not None else None
+    folder = raw.get("text_encoder")  # UMT5's folder: checked like a checkpoint file
+    if folder is not None and not _PLACEHOLDER.search(folder) and not (path.parent / folder).is_dir() \
+            and not Path(folder).is_dir():
+        raise _err(path, f"{where}.text_encoder", f"folder '{folder}' not found (relative to the suite or the "
+                                                  f"working directory); give the local google/umt5-xxl folder")
     name = raw.get("name") or adapter
     grids: list[list[tuple[dict, dict]]] = []
     for key, table in (("sampler", sampler_options(adapter)), ("entropy", ENTROPY)):
@@ -396,6 +432,8 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
         label = name + ("[" + ",".join(f"{k}={v}" for k, v in varying.items()) + "]" if varying else "")
         options = {k: v for k, v in raw.items() if k not in ("name", "family", "label")}
         options.update(checkpoint=ck, sampler=sampler, entropy=entropy)
+        if from_file is not None:  # the adapters read `prompts`; `prompts_file` stays for provenance
+            options["prompts"] = list(from_file)
         family = raw.get("family", default_family(adapter))
         entries.append(ModelEntry(label, name, adapter, family, options, varying))
     return entries
