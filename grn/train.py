@@ -401,6 +401,9 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
     labels = model.training_conditions(data) if KINDS[model.kind].conditioning == "text" else \
         torch.as_tensor(data.labels, dtype=torch.long)
     if cfg.unconditional:
+        if KINDS[model.kind].conditioning != "class":
+            raise ValueError(f"unconditional: true is for class-conditioned generators; {cfg.generator} is "
+                             f"conditioned on text (drop `unconditional`)")
         if getattr(model.cfg, "num_classes", 1) != 1:
             raise ValueError(f"unconditional training needs generator_overrides num_classes: 1, "
                              f"got {model.cfg.num_classes}")

@@ -261,8 +261,9 @@ class TokenizerAdapter(ReconstructionAdapter):
         return {"checkpoint": self.ckpt.name, "checkpoint_sha256": self.files.tokenizer_sha256,
                 "checkpoint_integrity": getattr(self.model, "integrity", None),
                 "quantizer": self.model.cfg.quantizer if not self.model.cfg.continuous else "none",
+                # from the code space the quantizer writes (HBQ decoded at fewer rounds: d x those rounds)
                 "bits_per_token": (self.model.cfg.latent_channels * self.rounds if self.rounds else
-                                   self.model.cfg.token_bits),
+                                   None if self.model.cfg.continuous else round(self.model.quantizer.bits)),
                 "rounds": self.rounds or self.model.cfg.rounds, "trained_rounds": self.model.cfg.rounds,
                 "latent_channels": self.model.cfg.latent_channels, "stride": self.model.cfg.stride}
 

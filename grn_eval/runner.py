@@ -33,7 +33,7 @@ from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
 from grn_eval.features import INCEPTION_NUMERICS, LAYERS, STATS_KEYS, InceptionFeatures, use_file_statistics
 from grn_eval.metrics import fid, registry
-from grn_eval.model_check import check_suite
+from grn_eval.model_check import check_suite, resolve
 from grn_eval.stages import StageLog, memory_kind, stage
 from grn_eval.suite import Suite
 
@@ -418,7 +418,7 @@ class Runner:
             for key in ("checkpoint", "tokenizer", "path", "prompts_file"):
                 value = entry.options.get(key)
                 if value:
-                    p = Path(value) if Path(value).exists() else self.suite.path.parent / value
+                    p = resolve(value, self.suite.path.parent)
                     h.update(W.sha256_file(p).encode() if p.is_file() else value.encode())
         return h.hexdigest()
 

@@ -34,6 +34,7 @@ from grn.sampling import PRESETS
 from grn_eval import evaluators
 from grn_eval.evaluators import EVALUATORS
 from grn_eval.metrics import registry as metric_registry
+from grn_eval.model_check import resolve
 from grn_eval.options import SHA256, Opt
 
 
@@ -367,7 +368,7 @@ def _prompts_from_file(path: Path, key: str, value: str, inline) -> list[str] | 
                               "file, one prompt per line), not both")
     if _PLACEHOLDER.search(value):
         return None
-    file = Path(value) if Path(value).exists() else path.parent / value
+    file = resolve(value, path.parent)
     fix = "give a UTF-8 text file with one prompt per line (relative to the suite or the working directory)"
     if not file.is_file():
         raise _err(path, key, f"file '{value}' not found{' (it is a folder)' if file.exists() else ''}; {fix}")
@@ -397,8 +398,7 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
     from_file = _prompts_from_file(path, f"{where}.prompts_file", raw["prompts_file"], raw.get("prompts")) \
         if raw.get("prompts_file") is not None else None
     folder = raw.get("text_encoder")  # UMT5's folder: checked like a checkpoint file
-    if folder is not None and not _PLACEHOLDER.search(folder) and not (path.parent / folder).is_dir() \
-            and not Path(folder).is_dir():
+    if folder is not None and not _PLACEHOLDER.search(folder) and not resolve(folder, path.parent).is_dir():
         raise _err(path, f"{where}.text_encoder", f"folder '{folder}' not found (relative to the suite or the "
                                                   f"working directory); give the local google/umt5-xxl folder")
     name = raw.get("name") or adapter
