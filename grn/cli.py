@@ -111,7 +111,7 @@ def _cmd_convert_official(args) -> int:
             print(f"wrote {path} ({record['name']} GRN_bit text/video model, {record['source']}, in the file's dtype)")
         if args.tokenizer:
             path = convert_official_tokenizer(args.tokenizer, out / "tokenizer.pt")
-            print(f"wrote {path} (HBQ tokenizer hbq-f16-d16, float32)")
+            print(f"wrote {path} (official HBQ tokenizer, float32)")
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--weights", choices=["ema1", "ema2", "raw", "ema"],
                     help="--generator: ema1 (default), ema2, raw; --t2iv training checkpoints: ema (default, "
                          "trainer.gpt_ema_fsdp), raw (trainer.gpt_fsdp)")
-    co.add_argument("--tokenizer", help="the official HBQ image tokenizer .ckpt (weights in ema or vae)")
+    co.add_argument("--tokenizer", help="an official HBQ tokenizer .ckpt (weights in ema or vae): the C2I image "
+                    "tokenizer HBQ_image_tokenizer_16dim_M4 or the joint image/video HBQ_tokenizer_64dim_M4 "
+                    "(told apart by width)")
     co.add_argument("--out", required=True, help="output folder (generator.pt, grn_bit.pt, tokenizer.pt); a .pt file "
                                                  "for one generator or GRN_bit model alone")
     co.set_defaults(func=_cmd_convert_official)

@@ -5,16 +5,13 @@ Generators: official C2I checkpoints hold the network under the prefix `net.` in
 keeps the same module tree under `net.`, so the mapping is the identity on keys; what is checked is
 that every key is present with its shape and nothing is left over.
 
-Tokenizer: the official HBQ tokenizer is a causal-3D (Wan2.2-style) VAE; its checkpoint holds the
-weights in `ema` (preferred) or `vae`. Images are single frames, and on a single frame:
-  * a causal conv3d pads time with 2 * pad zero frames on the left, so only the LAST temporal kernel
-    slice meets the frame: it is a conv2d with weight[:, :, -1];
-  * the temporal re-sampling convolutions (`time_conv`) are skipped on the first frame (encoder: the
-    frame only goes into the cache; decoder: the cache is marked and the frame passes unchanged);
-  * the parameter-free shortcuts still fold/unfold a time factor of 2 (see grn/tokenizer.py avg_down /
-    dup_up), and the official patchify orders the 2x2 patch as (column, row) where pixel_unshuffle
-    uses (row, column): the input conv's input channels and the head's output channels are permuted.
-Every official key is either consumed or listed in OFFICIAL_TOKENIZER_UNUSED with the reason.
+Tokenizer: the official HBQ tokenizers (the C2I image one and the joint image/video one) are
+causal-3D (Wan2.2-style) VAEs; their checkpoints hold the weights in `ema` (preferred) or `vae`. This
+project's tokenizer is the same causal-3D network (grn/tokenizer.py, `temporal_kernel=3`): every
+official key is consumed, the temporal re-sampling convs (`time_conv`) included, and an image is its
+T = 1 case. Two renamings: the module tree (see `_official_key`), and the official patchify orders
+the 2x2 patch as (column, row) where pixel_unshuffle uses (row, column): the input conv's input
+channels and the head's output channels are permuted. RMS-norm gains are stored (C, 1, 1) here.
 
 GRN_bit (the text-to-image / text-to-video GRN_T2I_2B / GRN_T2V_2B, grn/grn_bit.py): this project's
 module tree has the official key names, so the mapping is the identity. The released files are a flat
@@ -42,13 +39,8 @@ EMA_KEYS = {"ema1": "model_ema1", "ema2": "model_ema2", "raw": "model"}
 OFFICIAL_SIZES = ("GRN-B", "GRN-L", "GRN-H", "GRN-G")
 TOKENIZER_ENTRIES = ("ema", "vae")  # where official tokenizer checkpoints keep the weights, preferred first
 
-# Official tokenizer keys that have no counterpart in the single-frame model (regex on the key -> why).
-OFFICIAL_TOKENIZER_UNUSED = {
-    r"encoder\.downsamples\.\d+\.downsamples\.\d+\.time_conv\.(weight|bias)":
-        "temporal down-sampling conv (kernel 3x1x1, stride 2 in time): the first frame skips it (it is only cached)",
-    r"decoder\.upsamples\.\d+\.upsamples\.\d+\.time_conv\.(weight|bias)":
-        "temporal up-sampling conv (doubles the frames): the first frame skips it",
-}
+# Official tokenizer keys that have no counterpart here (regex on the key -> why): none since the video path.
+OFFICIAL_TOKENIZER_UNUSED: dict[str, str] = {}
 
 
 def _load(path_or_state):
@@ -143,6 +135,7 @@ def _official_key(key: str, num_res_blocks: int) -> str:
         (r"^encoder\.conv_in\.", "encoder.conv1."),
         (r"^encoder\.down\.(\d+)\.res\.(\d+)\.", r"encoder.downsamples.\1.downsamples.\2."),
         (r"^encoder\.down\.(\d+)\.down\.", rf"encoder.downsamples.\1.downsamples.{n}.resample.1."),
+        (r"^encoder\.down\.(\d+)\.time_conv\.", rf"encoder.downsamples.\1.downsamples.{n}.time_conv."),
         (r"^encoder\.mid\.", "encoder.middle."),
         (r"^encoder\.conv1\.", "conv1."),  # the (mu, logvar) 1x1 conv sits at the top level
         (r"^decoder\.conv2\.", "conv2."),
@@ -150,6 +143,7 @@ def _official_key(key: str, num_res_blocks: int) -> str:
         (r"^decoder\.mid\.", "decoder.middle."),
         (r"^decoder\.up\.(\d+)\.res\.(\d+)\.", r"decoder.upsamples.\1.upsamples.\2."),
         (r"^decoder\.up\.(\d+)\.up\.", rf"decoder.upsamples.\1.upsamples.{n + 1}.resample.1."),
+        (r"^decoder\.up\.(\d+)\.time_conv\.", rf"decoder.upsamples.\1.upsamples.{n + 1}.time_conv."),
     )
     for pattern, replacement in rules:
         new, hits = re.subn(pattern, replacement, key)
@@ -159,37 +153,27 @@ def _official_key(key: str, num_res_blocks: int) -> str:
 
 
 def _official_shape(official_key: str, shape: tuple) -> tuple:
-    """The official shape of a tensor: causal-3D convs have a temporal kernel equal to the spatial one
-    and their RMS norms one more trailing axis; the spatial re-sampling convs and the attention are 2D."""
+    """The official shape of a tensor: the RMS norms of the causal-3D blocks have one more trailing axis and
+    the 1x1 convs (k_t = 1, stored 2D here) a temporal kernel of 1; the spatial re-sampling convs and the
+    per-frame attention are 2D in both."""
     if ".resample." in official_key or ".middle.1." in official_key:
         return shape
     if official_key.endswith(".gamma"):
         return (*shape, 1)
     if len(shape) == 4:
-        return (*shape[:2], shape[2], *shape[2:])
+        return (*shape[:2], 1, *shape[2:])
     return shape
 
 
 def official_tokenizer_layout(model: HBQTokenizer) -> dict[str, tuple[str | None, tuple]]:
     """official key -> (this project's key, or None for an unused official key; official shape)."""
     cfg = model.cfg
-    if not (cfg.mid_attention and cfg.patch == 2):
-        raise ValueError("the official layout has the middle attention and a 2x2 patchify")
+    if not (cfg.mid_attention and cfg.patch == 2 and cfg.temporal_kernel == 3):
+        raise ValueError("the official layout has the middle attention, a 2x2 patchify and causal 3x3x3 convs")
     layout = {}
     for key, v in model.state_dict().items():
         official = _official_key(key, cfg.num_res_blocks)
         layout[official] = (key, _official_shape(official, tuple(v.shape)))
-    n = cfg.num_res_blocks
-    for i, block in enumerate(model.encoder.down):
-        if block.temporal and block.down is not None:
-            c = block.out_dim
-            layout[f"encoder.downsamples.{i}.downsamples.{n}.time_conv.weight"] = (None, (c, c, 3, 1, 1))
-            layout[f"encoder.downsamples.{i}.downsamples.{n}.time_conv.bias"] = (None, (c,))
-    for i, block in enumerate(model.decoder.up):
-        if block.temporal and block.up is not None:
-            c = block.out_dim  # the official time_conv makes 2 frames' channels
-            layout[f"decoder.upsamples.{i}.upsamples.{n + 1}.time_conv.weight"] = (None, (2 * c, c, 3, 1, 1))
-            layout[f"decoder.upsamples.{i}.upsamples.{n + 1}.time_conv.bias"] = (None, (2 * c,))
     for key, (ours, _) in layout.items():
         if ours is None and not any(re.fullmatch(p, key) for p in OFFICIAL_TOKENIZER_UNUSED):
             raise AssertionError(f"official key '{key}' is neither used nor listed as unused")
@@ -202,10 +186,28 @@ def _patch_order(patch: int) -> torch.Tensor:
     return torch.arange(3 * patch * patch).view(3, patch, patch).transpose(1, 2).reshape(-1)
 
 
-def load_official_tokenizer(path_or_state_dict, name: str = "hbq-f16-d16", **overrides) -> HBQTokenizer:
-    """The official HBQ image tokenizer as this project's HBQTokenizer, for single images
-    (strict: every official key consumed or listed in OFFICIAL_TOKENIZER_UNUSED, every shape checked)."""
+# latent channels of a released tokenizer -> this project's config name
+OFFICIAL_TOKENIZERS = {16: "hbq-f16-d16", 64: "hbq-f16-d64"}
+
+
+def official_tokenizer_name(state: dict) -> str:
+    """Which released tokenizer a state dict is, read off its latent width (`conv2`, the decoder's first
+    1x1x1 conv): HBQ_image_tokenizer_16dim_M4 (C2I) or HBQ_tokenizer_64dim_M4 (the text/video models)."""
+    w = state.get("conv2.weight")
+    d = int(w.shape[0]) if w is not None else None
+    if d not in OFFICIAL_TOKENIZERS:
+        raise CheckpointError(f"tokenizer: 'conv2.weight' gives {d} latent channels; the released tokenizers have "
+                              f"{sorted(OFFICIAL_TOKENIZERS)} (HBQ_image_tokenizer_16dim_M4, HBQ_tokenizer_64dim_M4)")
+    return OFFICIAL_TOKENIZERS[d]
+
+
+def load_official_tokenizer(path_or_state_dict, name: str | None = None, **overrides) -> HBQTokenizer:
+    """An official HBQ tokenizer as this project's HBQTokenizer, for images and videos (strict: every
+    official key consumed, every shape checked). `name`: hbq-f16-d16 (HBQ_image_tokenizer_16dim_M4, C2I),
+    hbq-f16-d64 (HBQ_tokenizer_64dim_M4, the joint image/video tokenizer of the text models), or None to
+    read it off the weights."""
     state = official_tokenizer_state(_load(path_or_state_dict))
+    name = name or official_tokenizer_name(state)
     model = build_tokenizer(name, **overrides)
     layout = official_tokenizer_layout(model)
     _check_layout(f"tokenizer {name}", state, {k: shape for k, (_, shape) in layout.items()})
@@ -214,10 +216,7 @@ def load_official_tokenizer(path_or_state_dict, name: str = "hbq-f16-d16", **ove
     for key, (ours, _) in layout.items():
         if ours is None:
             continue
-        v = state[key].float()
-        if v.dim() == 5:
-            v = v[:, :, -1]  # causal in time: a single frame meets only the last temporal kernel slice
-        converted[ours] = v.reshape(want[ours].shape)  # RMS norm gammas: (C, 1, 1, 1) -> (C, 1, 1)
+        converted[ours] = state[key].float().reshape(want[ours].shape)  # RMS norm gammas: (C, 1, 1, 1) -> (C, 1, 1)
     order = _patch_order(model.cfg.patch).to(converted["encoder.conv_in.weight"].device)
     converted["encoder.conv_in.weight"] = converted["encoder.conv_in.weight"][:, order]
     converted["decoder.head.2.weight"] = converted["decoder.head.2.weight"][order]

@@ -323,14 +323,14 @@ def load_dataset(name: str, **kwargs):
 
 
 def to_model_input(images_uint8, device=None) -> torch.Tensor:
-    """uint8 NHWC (numpy or tensor) -> float NCHW in [-1, 1]."""
+    """uint8 NHWC (numpy or tensor) -> float NCHW in [-1, 1]; videos: uint8 NTHWC -> float NCTHW."""
     x = torch.as_tensor(np.asarray(images_uint8), device=device)
-    return x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return x.movedim(-1, 1).float().div(127.5).sub(1.0)
 
 
 def to_uint8_images(x: torch.Tensor) -> np.ndarray:
-    """float NCHW in [-1, 1] -> uint8 NHWC numpy (rounded, clipped). NaN/Inf stop here: cast to uint8
-    they would become plausible-looking pixels."""
+    """float NCHW in [-1, 1] -> uint8 NHWC numpy (rounded, clipped); videos: NCTHW -> NTHWC. NaN/Inf stop
+    here: cast to uint8 they would become plausible-looking pixels."""
     check_finite([("decoded images", x)], "decoder output")
     x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    return x.movedim(1, -1).cpu().numpy()

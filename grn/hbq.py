@@ -74,15 +74,16 @@ def bits_to_labels(bits: torch.Tensor) -> torch.Tensor:
 
 
 def bits_to_bit_layout(bits: torch.Tensor) -> torch.Tensor:
-    """[B, d, h, w, M] -> [B, M*d, h, w], round-major (all channels' first bits, then second, ...)."""
-    b, d, h, w, m = bits.shape
-    return bits.permute(0, 4, 1, 2, 3).reshape(b, m * d, h, w)
+    """[B, d, *grid, M] -> [B, M*d, *grid], round-major (all channels' first bits, then second, ...); the grid is
+    (h, w) for images, (T', h, w) for videos."""
+    b, d, *grid, m = bits.shape
+    return bits.movedim(-1, 1).reshape(b, m * d, *grid)
 
 
 def bit_layout_to_bits(x: torch.Tensor, rounds: int) -> torch.Tensor:
-    """[B, M*d, h, w] -> [B, d, h, w, M]."""
-    b, md, h, w = x.shape
-    return x.reshape(b, rounds, md // rounds, h, w).permute(0, 2, 3, 4, 1)
+    """[B, M*d, *grid] -> [B, d, *grid, M]."""
+    b, md, *grid = x.shape
+    return x.reshape(b, rounds, md // rounds, *grid).movedim(1, -1)
 
 
 def labels_to_layout(labels: torch.Tensor, rounds: int, layout: str) -> torch.Tensor:

@@ -66,11 +66,12 @@ def _tokenizer_geometry(record: dict) -> tuple[int, int | None]:
     a generator of the tokenizer's tokens was built for (HBQ: d channels of 2^M levels)."""
     import math
 
-    from grn.convert import is_official_tokenizer
+    from grn.convert import is_official_tokenizer, official_tokenizer_name, official_tokenizer_state
     from grn.quantizers import build_quantizer
     from grn.tokenizer import TokenizerConfig, tokenizer_config
 
-    cfg = tokenizer_config("hbq-f16-d16") if is_official_tokenizer(record) else TokenizerConfig(**record["config"])
+    cfg = tokenizer_config(official_tokenizer_name(official_tokenizer_state(record))) \
+        if is_official_tokenizer(record) else TokenizerConfig(**record["config"])
     if cfg.continuous or cfg.quantizer == "hbq":
         return cfg.latent_channels, cfg.rounds
     channels, classes = build_quantizer(cfg.quantizer, cfg.latent_channels, cfg.token_bits).code_space

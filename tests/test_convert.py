@@ -75,15 +75,15 @@ def test_large_official_layouts_match_on_meta(name):
 
 
 # ---------------------------------------------------------------------------------------
-# The official HBQ image tokenizer (causal-3D VAE) -> this project's 2D HBQTokenizer
+# The official HBQ tokenizers (causal-3D VAEs) -> this project's HBQTokenizer (the same network)
 # ---------------------------------------------------------------------------------------
 
 TOKENIZER_TAG = "HBQ_image_tokenizer_16dim_M4"
 SMALL = {"enc_dim": 8, "dec_dim": 8}  # the official structure at 1/20 (encoder) and 1/32 (decoder) width
 
 
-def _tsv_shapes(tag: str) -> dict:
-    rows = [line.rstrip("\n").split("\t") for line in LAYOUT.open() if line.startswith(tag + "\t")]
+def _tsv_shapes(tag: str, layout: Path = LAYOUT) -> dict:
+    rows = [line.rstrip("\n").split("\t") for line in layout.open() if line.startswith(tag + "\t")]
     return {r[1]: _shape(r[2]) for r in rows}
 
 
@@ -119,10 +119,11 @@ def test_official_tokenizer_layout_matches_the_released_file_and_loads_on_meta()
         state = {k: torch.empty(s) for k, s in shapes.items()}
         tok = load_official_tokenizer({"vae": state, "ema": state})  # strict load_state_dict inside
     assert {k: s for k, (_, s) in layout.items()} == shapes
-    unused = sorted(k for k, (ours, _) in layout.items() if ours is None)
-    assert unused and all("time_conv" in k for k in unused) and len(OFFICIAL_TOKENIZER_UNUSED) == 2
-    assert len(unused) == 8  # encoder levels 1, 2 and decoder levels 0, 1: weight + bias each
-    assert tok.cfg.stride == 16 and tok.cfg.latent_channels == 16
+    # every official key is consumed, the temporal re-sampling convs too (encoder levels 1, 2 and decoder
+    # levels 0, 1: weight + bias each)
+    assert all(ours is not None for ours, _ in layout.values()) and not OFFICIAL_TOKENIZER_UNUSED
+    assert sum("time_conv" in k for k in layout) == 8
+    assert tok.cfg.stride == 16 and tok.cfg.latent_channels == 16 and tok.cfg.temporal_stride == 4
     # the reduced-width variant used below has exactly the same keys
     assert set(_official_tokenizer_shapes(**SMALL)) == set(shapes)
 
@@ -219,16 +220,16 @@ def _unfold_dup(x, out, ft, fs):
 @pytest.mark.parametrize("in_dim,out_dim,temporal,spatial", [(8, 16, True, True), (8, 8, True, True),
                                                           (8, 8, False, True), (12, 6, True, False),
                                                           (6, 6, False, False)])
-def test_parameter_free_shortcuts_match_the_3d_reference_on_one_frame(in_dim, out_dim, temporal, spatial):
+@pytest.mark.parametrize("frames", [1, 5])
+def test_parameter_free_shortcuts_match_the_3d_reference(in_dim, out_dim, temporal, spatial, frames):
     from grn.tokenizer import avg_down, dup_up
 
-    x = torch.randn(2, in_dim, 4, 6, generator=torch.Generator().manual_seed(in_dim))
+    x = torch.randn(2, in_dim, frames, 4, 6, generator=torch.Generator().manual_seed(in_dim))
     ft, fs = 2 if temporal else 1, 2 if spatial else 1
-    want = _fold_mean(x.unsqueeze(2), out_dim, ft, fs)[:, :, 0]
-    torch.testing.assert_close(avg_down(x, out_dim, temporal, spatial), want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(avg_down(x, out_dim, temporal, spatial), _fold_mean(x, out_dim, ft, fs),
+                               rtol=0, atol=1e-6)
     if spatial:
-        want = _unfold_dup(x.unsqueeze(2), out_dim, ft, fs)[:, :, 0]
-        torch.testing.assert_close(dup_up(x, out_dim, temporal), want, rtol=0, atol=0)
+        torch.testing.assert_close(dup_up(x, out_dim, temporal), _unfold_dup(x, out_dim, ft, fs), rtol=0, atol=0)
 
 
 def _patchify(x):
