@@ -250,13 +250,20 @@ def load_lpips_loss(net: str, path: str | None) -> nn.Module:
 
 
 def _batch(images, gen: torch.Generator, batch_size: int, rank: int, world: int, flip: bool, device):
+    """A batch of uint8 NHWC images or NTHWC videos -> float NCHW / NCTHW (videos flipped as a whole)."""
     idx = torch.randint(len(images), (batch_size,), generator=gen)
     flips = torch.rand(batch_size, generator=gen) < 0.5
     idx, flips = idx[rank::world], flips[rank::world]
     x = to_model_input(images[idx.numpy()], device)
     if flip:
-        x = torch.where(flips.to(device)[:, None, None, None], x.flip(-1), x)
+        x = torch.where(flips.to(device).view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
     return x
+
+
+def as_frames(x: torch.Tensor) -> torch.Tensor:
+    """Videos [B, C, T, H, W] -> their frames [B*T, C, H, W] (images pass): the image losses (LPIPS, the
+    patch discriminator) judge every frame, as in the official video tokenizer recipe."""
+    return x.transpose(1, 2).flatten(0, 1) if x.dim() == 5 else x
 
 
 def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: int | None = None,
@@ -276,7 +283,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
     perceptual = load_lpips_loss(cfg.lpips_net, cfg.lpips_weights).to(device) if cfg.lpips_weight > 0 else None
     run.resume(model=model, ema=ema, disc=disc, opt_g=opt_g, opt_d=opt_d)
     ddp_model, ddp_disc = run.ddp(model), run.ddp(disc)
-    images = load_dataset(cfg.dataset, **cfg.dataset_kwargs).images
+    data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
+    images = data.videos if hasattr(data, "videos") else data.images  # uint8 NTHWC videos or NHWC images
 
     def train_step(step: int) -> dict:
         x = _batch(images, step_generator(cfg.seed, step), cfg.batch_size, run.rank, run.world, cfg.flip, device)
@@ -285,16 +293,17 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
             recon, aux = ddp_model(x)  # aux: the quantizer's own loss (VQ commitment, LFQ entropy; else 0)
             l1 = (recon - x).abs().mean()
             loss = cfg.l1_weight * l1 + aux
-            lp = perceptual(recon.float(), x).mean() if perceptual is not None else torch.zeros((), device=device)
+            lp = perceptual(as_frames(recon).float(), as_frames(x)).mean() if perceptual is not None \
+                else torch.zeros((), device=device)
             loss = loss + cfg.lpips_weight * lp
-            adv = -ddp_disc(recon).mean() if gan_on else torch.zeros((), device=device)
+            adv = -ddp_disc(as_frames(recon)).mean() if gan_on else torch.zeros((), device=device)
             loss = loss + (cfg.gan_weight * adv if gan_on else 0.0)
         gnorm = optimize(loss, opt_g, model.parameters(), cfg.grad_clip)
         ema_update(ema, model, cfg.ema_decay)
         d_loss = torch.zeros((), device=device)
         if gan_on:  # the discriminator (hinge) on the same reconstructions, detached from the autoencoder
             with run.autocast:
-                d_loss = hinge_d_loss(ddp_disc(x), ddp_disc(recon.detach()))
+                d_loss = hinge_d_loss(ddp_disc(as_frames(x)), ddp_disc(as_frames(recon.detach())))
             optimize(d_loss, opt_d, disc.parameters(), cfg.grad_clip)
         return {"loss": loss.item(), "l1": l1.item(), "lpips": lp.item(), "g_adv": adv.item(), "aux": aux.item(),
                 "d_loss": d_loss.item(), "grad_norm": gnorm.item()}
