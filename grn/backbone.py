@@ -41,6 +41,7 @@ class BackboneConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.0  # attention / projection dropout in the middle half of the blocks
     freq_dim: int = 256
+    rows: int | None = None  # token rows (None: grid); a video baseline stacks its T' latent frames: T' * grid rows
 
 
 # ---------------------------------------------------------------------------------------
@@ -54,9 +55,10 @@ def sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 
 
-def sincos_2d(dim: int, grid: int) -> torch.Tensor:
-    """[grid*grid, dim]: first half encodes the column (w), second half the row (h), as in MAE/DiT."""
-    gw, gh = np.meshgrid(np.arange(grid, dtype=np.float32), np.arange(grid, dtype=np.float32))
+def sincos_2d(dim: int, grid: int, rows: int | None = None) -> torch.Tensor:
+    """[rows*grid, dim] (rows defaults to grid): first half encodes the column (w), second half the row (h), as in
+    MAE/DiT."""
+    gw, gh = np.meshgrid(np.arange(grid, dtype=np.float32), np.arange(rows or grid, dtype=np.float32))
     emb = np.concatenate([sincos_1d(dim // 2, gw), sincos_1d(dim // 2, gh)], axis=1)
     return torch.from_numpy(emb).float()
 
@@ -111,16 +113,17 @@ class RMSNorm(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
-def rope_2d_tables(head_dim: int, grid: int, num_prefix: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables [num_prefix + grid*grid, head_dim]. The first half of each head rotates with
-    the row index, the second half with the column index; rotations act on interleaved pairs.
+def rope_2d_tables(head_dim: int, grid: int, num_prefix: int = 0, rows: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [num_prefix + rows*grid, head_dim] (rows defaults to grid). The first half of each head
+    rotates with the row index, the second half with the column index; rotations act on interleaved pairs.
     Prefix (in-context) tokens get the identity rotation."""
     dim = head_dim // 2
+    rows = rows or grid
     freqs = 1.0 / (10000 ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim))
-    pos = torch.arange(grid).float()
-    f = torch.einsum("i,f->if", pos, freqs).repeat_interleave(2, dim=-1)  # [grid, dim]
-    f2d = torch.cat([f[:, None, :].expand(grid, grid, dim), f[None, :, :].expand(grid, grid, dim)], dim=-1)
-    f2d = f2d.reshape(grid * grid, head_dim)
+    f = torch.einsum("i,f->if", torch.arange(max(rows, grid)).float(), freqs).repeat_interleave(2, dim=-1)
+    f2d = torch.cat([f[:rows, None, :].expand(rows, grid, dim), f[None, :grid, :].expand(rows, grid, dim)], dim=-1)
+    f2d = f2d.reshape(rows * grid, head_dim)
     cos, sin = f2d.cos(), f2d.sin()
     if num_prefix:
         cos = torch.cat([torch.ones(num_prefix, head_dim), cos])
@@ -263,12 +266,12 @@ class Backbone(nn.Module):
         self.t_embedder = TimestepEmbedder(cfg.hidden, cfg.freq_dim)
         self.y_embedder = LabelEmbedder(cfg.num_classes, cfg.hidden)
         self.x_embedder = BottleneckEmbed(cfg.in_channels, cfg.bottleneck, cfg.hidden)
-        self.register_buffer("pos_embed", sincos_2d(cfg.hidden, cfg.grid)[None], persistent=True)
+        self.register_buffer("pos_embed", sincos_2d(cfg.hidden, cfg.grid, cfg.rows)[None], persistent=True)
         if cfg.in_context_len > 0:
             self.in_context_posemb = nn.Parameter(torch.zeros(1, cfg.in_context_len, cfg.hidden))
         head_dim = cfg.hidden // cfg.heads
         for name, prefix in (("rope", 0), ("rope_in_context", cfg.in_context_len)):
-            cos, sin = rope_2d_tables(head_dim, cfg.grid, prefix)
+            cos, sin = rope_2d_tables(head_dim, cfg.grid, prefix, cfg.rows)
             self.register_buffer(f"{name}_cos", cos, persistent=False)
             self.register_buffer(f"{name}_sin", sin, persistent=False)
         lo, hi = cfg.depth // 4, cfg.depth // 4 * 3

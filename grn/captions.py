@@ -128,7 +128,10 @@ def mnist_captions(images: np.ndarray, labels: np.ndarray, seed: int = CAPTION_S
 
 
 def dataset_captions(data) -> list[str]:
-    """Captions of a training dataset (grn.data.ImageArray); only digit datasets have them so far."""
+    """Captions of a training dataset: its own (a VideoArray of Moving-MNIST carries them), or measured from the
+    digits of an MNIST ImageArray."""
+    if getattr(data, "captions", None) is not None:
+        return list(data.captions)
     if not data.name.startswith("mnist") or data.labels is None:
         raise ValueError(f"no captions for dataset '{data.name}'; text-to-image training supports mnist")
     return mnist_captions(data.images, data.labels)

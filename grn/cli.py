@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from grn import data
+from grn import data, datasets
 from grn.errors import run_command
 
 
 def _cmd_data_list(args) -> int:
     for name in ("mnist", "photos"):
         for split in ("train", "reference") if name == "mnist" else ("train", "val"):
-            ds = data.load_dataset(name, split=split)
+            ds = datasets.load_dataset(name, split=split)
             print(f"{ds.name:20s} {len(ds):6d} images {ds.images.shape[1:]} classes={ds.num_classes}")
     print("imagefolder          ImageNet-style class folders (path=...), ADM center crop")
     print("npz                  ADM sample batches (path=...), memory-mapped")
@@ -23,7 +23,7 @@ def _cmd_data_export(args) -> int:
     kwargs = {"split": args.split}
     if args.name == "photos":
         kwargs["crop_size"] = args.crop_size
-    ds = data.load_dataset(args.name, **kwargs)
+    ds = datasets.load_dataset(args.name, **kwargs)
     images, labels = ds.batch(0, len(ds) if args.limit is None else min(args.limit, len(ds)))
     data.save_npz(args.out, images, labels)
     print(f"wrote {len(images)} images of {ds.name} to {args.out}")

@@ -315,17 +315,9 @@ DATASETS = {
 SPLITS = {"mnist": MNIST_SPLITS, "photos": tuple(PHOTO_SPLITS)}
 
 
-def load_dataset(name: str, **kwargs):
-    """Build a dataset by registry name, e.g. `load_dataset("mnist", split="reference")`: the image datasets
-    here (an ImageArray) or the video datasets of grn/video_data.py (a VideoArray, uint8 NTHWC)."""
-    from grn.video_data import VIDEO_DATASETS  # imports this module
-
-    if name in VIDEO_DATASETS:
-        return VIDEO_DATASETS[name](**kwargs)
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset '{name}'; allowed: {sorted(DATASETS)} (images), "
-                           f"{sorted(VIDEO_DATASETS)} (videos)")
-    return DATASETS[name](**kwargs)
+def pixels(data) -> np.ndarray:
+    """A dataset's uint8 pixels: an ImageArray's NHWC images or a VideoArray's NTHWC videos."""
+    return data.videos if hasattr(data, "videos") else data.images
 
 
 def to_model_input(images_uint8, device=None) -> torch.Tensor:

@@ -37,8 +37,11 @@ class TokenLayout:
         return self.latent_channels * (self.rounds if self.layout == "bit" else 1)
 
     @property
-    def token_shape(self) -> tuple[int, int, int]:
-        return (self.token_channels, self.grid, self.grid)
+    def token_shape(self) -> tuple[int, ...]:
+        """(D, h, w); (D, T', h, w) for a config with `frames` > 1 (a video baseline)."""
+        frames = getattr(self, "frames", 1)
+        return (self.token_channels, self.grid, self.grid) if frames == 1 else \
+            (self.token_channels, frames, self.grid, self.grid)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ class GRNBitConfig:
     # states (width text_channels) feed text_proj; and the token grid of the tokenizer it is trained on
     text: TextConfig | None = None
     grid: int | None = None
+    frames: int | None = None  # latent frames of the embedded video model's clips (None: images, one frame)
     # the GRN training objective (`loss`): t ~ sigmoid(N(p_mean, p_std)) (the official T2I recipe's
     # --log_norm_mean -1.3 --log_norm_sigma 1.3 by default), prompt dropout for classifier-free guidance
     p_mean: float = -1.3
@@ -566,6 +567,13 @@ def _mnist_words_text() -> TextConfig:
     return TextConfig(encoder="words", vocab=vocabulary(), max_len=12, width=128, depth=2, heads=4)
 
 
+def _video_words_text() -> TextConfig:
+    """The embedded word-level text encoder over the Moving-MNIST caption words (grn/video_captions.py)."""
+    from grn.video_captions import video_vocabulary
+
+    return TextConfig(encoder="words", vocab=video_vocabulary(), max_len=16, width=128, depth=2, heads=4)
+
+
 def _embedded_size(hidden, depth, heads, block_chunks, text, **defaults):
     """A size with its own text encoder: `text` overrides (a partial dict, from a YAML config) merge into the
     size's encoder, and text_channels follows the encoder's width."""
@@ -586,5 +594,10 @@ def _embedded_size(hidden, depth, heads, block_chunks, text, **defaults):
 # grn/checkpoints/tokenizer_mnist.pt; one chunk of blocks.
 EMBEDDED_SIZES = {
     "GRN-bit-T2I-T": _embedded_size(128, 4, 4, 1, _mnist_words_text, latent_channels=4, rounds=4, grid=8,
+                                    p_mean=-0.8, p_std=0.8),
+    # the embedded text-to-video GRN_bit (grn/configs/t2v_mnist.yaml): the same width / depth / heads on the
+    # 5 x 4 x 4 space-time tokens (8 channels x 4 rounds = 32 bits) of grn/checkpoints/tokenizer_mmnist_video.pt,
+    # 3D RoPE over (t, h, w) as the released model, a word-level encoder over the Moving-MNIST caption words
+    "GRN-bit-T2V-T": _embedded_size(128, 4, 4, 1, _video_words_text, latent_channels=8, rounds=4, grid=4, frames=5,
                                     p_mean=-0.8, p_std=0.8),
 }

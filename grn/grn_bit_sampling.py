@@ -110,15 +110,16 @@ def sampler_grid(model: GRNBit, sampler=None) -> tuple[int, int, int]:
     trained on (`cfg.grid`, an embedded model), else the default (64 x 64, one frame)."""
     if isinstance(sampler, GRNBitSamplerConfig):
         return sampler.grid
-    return (1, model.cfg.grid, model.cfg.grid) if model.cfg.grid else GRNBitSamplerConfig().grid
+    return (model.cfg.frames or 1, model.cfg.grid, model.cfg.grid) if model.cfg.grid else GRNBitSamplerConfig().grid
 
 
 def trained_grid(model: GRNBit, sampler: GRNBitSamplerConfig, given=frozenset()) -> GRNBitSamplerConfig:
-    """The sampler on the grid an embedded model was trained on (`cfg.grid`, one frame) where the suite set none of
-    frames / height / width (a preset's grid is the released models' 64 x 64); otherwise unchanged."""
+    """The sampler on the grid an embedded model was trained on (`cfg.grid`, `cfg.frames` latent frames or one)
+    where the suite set none of frames / height / width (a preset's grid is the released models'); otherwise
+    unchanged."""
     if not model.cfg.grid or {"frames", "height", "width"} & set(given):
         return sampler
-    return replace(sampler, frames=1, height=model.cfg.grid, width=model.cfg.grid)
+    return replace(sampler, frames=model.cfg.frames or 1, height=model.cfg.grid, width=model.cfg.grid)
 
 
 class CachedTextGRNBit:

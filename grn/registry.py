@@ -43,26 +43,22 @@ class Output:
     shape: Callable  # (model, sampler settings or None) -> the shape of one sample's output
 
 
-def _no_t2iv_tokenizer(what: str):
-    raise UserError(f"cannot {what} GRN_bit's bits: that needs the official joint image/video tokenizer "
-                    f"HBQ_tokenizer_64dim_M4 (docs/reference/grn_t2iv_architecture.md section 12), which this "
-                    f"project does not implement yet")
-
-
 def _bits_tokenizer(tokenizer, model, what: str):
-    """The HBQ tokenizer of this project whose d channels x M rounds are GRN_bit's bits (round-major, as HBQ's
-    `bit` layout): an embedded one, e.g. grn/checkpoints/tokenizer_mnist.pt for GRN-bit-T2I-T. Any other (the
-    released models' joint image/video tokenizer) is not implemented."""
+    """The HBQ tokenizer whose d channels x M rounds are GRN_bit's bits (round-major, as HBQ's `bit` layout):
+    an embedded one (grn/checkpoints/tokenizer_mnist.pt for GRN-bit-T2I-T, tokenizer_mmnist_video.pt for
+    GRN-bit-T2V-T) or the released joint HBQ_tokenizer_64dim_M4 for the released models."""
     cfg = getattr(tokenizer, "cfg", None)
     if cfg is None or not getattr(tokenizer, "hbq", False) or \
             (cfg.latent_channels, cfg.rounds) != (model.cfg.latent_channels, model.cfg.rounds):
-        _no_t2iv_tokenizer(what)
+        have = f"{cfg.latent_channels} channels x {cfg.rounds} rounds" if cfg is not None else "no HBQ tokenizer"
+        raise UserError(f"cannot {what} GRN_bit's bits with this tokenizer ({have}): the model's bits are "
+                        f"{model.cfg.latent_channels} channels x {model.cfg.rounds} rounds; give the tokenizer it "
+                        f"was trained with (the released models: HBQ_tokenizer_64dim_M4)")
     return tokenizer
 
 
 def _decode_bits(tokenizer, model, out):
-    if out.dim() != 4:  # [B, M*d, T', h, w]: a video
-        _no_t2iv_tokenizer("decode video")
+    """[B, M*d, h, w] -> uint8 NHWC images; [B, M*d, T', h, w] -> uint8 NTHWC videos."""
     return _bits_tokenizer(tokenizer, model, "decode").decode_tokens(out, "bit")
 
 
@@ -224,11 +220,11 @@ def _grn_bit_suite_refusal(record: dict | None) -> str:
     config = record.get("config") if isinstance(record, dict) else None
     if isinstance(config, dict) and config.get("text") and record.get("tokenizer_sha256"):
         return ""
-    return ("a grn-bit model is not yet runnable in a suite: it needs the joint image/video tokenizer "
-            "HBQ_tokenizer_64dim_M4 (not implemented) and a harness adapter that encodes the prompts with UMT5 "
+    return ("a released grn-bit model is not yet runnable in a suite: its tokenizer HBQ_tokenizer_64dim_M4 loads "
+            "(`grn convert official --tokenizer`), but the harness adapter does not yet encode prompts with UMT5 "
             "(grn/text.py UMT5TextEncoder); sample it with grn.grn_bit_sampling.sample_grn_bit (suites run a grn-bit "
             "model trained here with its own text encoder on an embedded tokenizer, e.g. grn/configs/"
-            "t2i_mnist_bit.yaml)")
+            "t2i_mnist_bit.yaml, t2v_mnist.yaml)")
 
 
 # The official text-to-image / text-to-video GRN (GRN_T2I_2B / GRN_T2V_2B, `grn convert official --t2iv`):

@@ -28,7 +28,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from grn.checkpoint import checkpoint_record, export_tokenizer, load_tokenizer
-from grn.data import load_dataset, to_model_input
+from grn.data import pixels, to_model_input
+from grn.datasets import load_dataset
 from grn.fileio import save_torch, sha256_file
 from grn.registry import KINDS, build_model
 from grn.tokenizer import HBQTokenizer, TokenizerConfig, tokenizer_config
@@ -284,7 +285,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
     run.resume(model=model, ema=ema, disc=disc, opt_g=opt_g, opt_d=opt_d)
     ddp_model, ddp_disc = run.ddp(model), run.ddp(disc)
     data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
-    images = data.videos if hasattr(data, "videos") else data.images  # uint8 NTHWC videos or NHWC images
+    images = pixels(data)  # uint8 NHWC images or NTHWC videos
 
     def train_step(step: int) -> dict:
         x = _batch(images, step_generator(cfg.seed, step), cfg.batch_size, run.rank, run.world, cfg.flip, device)
@@ -405,7 +406,7 @@ def train_generator(cfg: GeneratorTrainConfig, out_dir: str | Path, max_steps: i
 
     tokenizer = load_tokenizer(cfg.tokenizer, device)
     data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
-    tokens = encode_dataset(tokenizer, data.images, model)
+    tokens = encode_dataset(tokenizer, pixels(data), model)
     # the conditioning per image: its class, or the text ids of its caption (text-to-image GRN)
     labels = model.training_conditions(data) if KINDS[model.kind].conditioning == "text" else \
         torch.as_tensor(data.labels, dtype=torch.long)

@@ -8,7 +8,7 @@ prompt read back with `asked_digit` / `asked_motion` gives the parameters it was
 
 The direction phrase is built from the direction's step (a vertical word "up" / "down" and a
 horizontal "to the left" / "to the right", joined by "and"), so the eight phrases and their
-parsing both follow grn/video_data.py's DIRECTION_STEPS, the one table of directions. The digit
+parsing both follow grn/motion.py's DIRECTION_STEPS, the one table of directions. The digit
 words and the tokenizer are grn/captions.py's.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from grn.captions import DIGIT_WORDS, asked_digit, words
-from grn.video_data import DIRECTION_STEPS
+from grn.motion import DIRECTION_STEPS
 
 __all__ = ["asked_digit", "asked_motion", "direction_phrase", "moving_mnist_captions", "video_prompts",
            "video_vocabulary"]
@@ -74,16 +74,35 @@ def asked_motion(prompt: str) -> tuple[int | None, int | None]:
     return direction, (speeds.pop() if len(speeds) == 1 else None)
 
 
+def motion_classes() -> list[tuple[int, int, int]]:
+    """Every (digit, direction, speed) once: 10 x 8 x 2 = 160, the classes of the class-conditional video
+    baselines. The first 80 are the default prompts' (direction-major, digit-minor, the speed alternating as
+    (digit + direction) % 2), the last 80 the same with the other speed, so that any multiple of 80 samples of
+    a class-conditional model asks what the first prompts of `video_prompts` ask."""
+    first = [(digit, direction, (digit + direction) % len(SPEED_WORDS))
+             for direction in range(len(DIRECTION_STEPS)) for digit in range(len(DIGIT_WORDS))]
+    return first + [(d, r, len(SPEED_WORDS) - 1 - s) for d, r, s in first]
+
+
+def motion_class(digit, direction, speed) -> np.ndarray:
+    """The class index (into `motion_classes`) of each (digit, direction, speed)."""
+    index = {c: i for i, c in enumerate(motion_classes())}
+    return np.array([index[(int(d), int(r), int(s))] for d, r, s in zip(np.atleast_1d(digit),
+                                                                          np.atleast_1d(direction),
+                                                                          np.atleast_1d(speed))], np.int64)
+
+
+def class_prompts() -> list[str]:
+    """The prompt of each motion class, in class order (what a class-conditional video model is asked)."""
+    return [render(PROMPT_TEMPLATE, d, r, s) for d, r, s in motion_classes()]
+
+
 def video_prompts() -> list[str]:
     """The default evaluation prompts: 10 digits x 8 directions = 80, digit-minor (every 10 consecutive
     prompts hold each digit once; any multiple of 80 samples is balanced over digits x directions).
     The speed alternates as (digit + direction) % 2, so each digit gets each speed in 4 directions and
-    each direction gets each speed for 5 digits."""
-    out = []
-    for direction in range(len(DIRECTION_STEPS)):
-        for digit in range(len(DIGIT_WORDS)):
-            out.append(render(PROMPT_TEMPLATE, digit, direction, (digit + direction) % len(SPEED_WORDS)))
-    return out
+    each direction gets each speed for 5 digits. They are the first 80 motion classes' prompts."""
+    return class_prompts()[: len(DIRECTION_STEPS) * len(DIGIT_WORDS)]
 
 
 def video_vocabulary() -> tuple[str, ...]:

@@ -31,6 +31,8 @@ from PIL import Image
 
 from grn.data import IMAGE_SUFFIXES, DatasetError, load_mnist
 from grn.fileio import atomic_path
+from grn.motion import DIRECTION_NAMES, DIRECTION_STEPS, SPEED_NAMES, SPEEDS  # noqa: F401
+from grn.video_captions import motion_class, moving_mnist_captions
 
 # ---------------------------------------------------------------------------------------
 # Container
@@ -87,20 +89,13 @@ class VideoArray:
 
 MOVING_MNIST_SEED = 20260720
 MOVING_MNIST_SPLITS = ("train", "reference")
+MOVING_MNIST_LABELS = ("digit", "motion")  # what a video's label is: its digit, or its motion class
 DEFAULT_FRAMES = 17  # 1 + 4 * 4: the causal tokenizer's first frame plus four chunks of 4
 DEFAULT_SIZE = 32
 DEFAULT_DIGIT_SIZE = 16
 MNIST_DIGIT_SIZE = 28  # the side of a raw MNIST digit (grn.data.load_mnist pads it by 2 to 32)
 
-# Compass directions counter-clockwise from "right", 45 degrees apart: direction k points at
-# angle k * 45 degrees, with "up" = towards row 0. Each step is (column step, row step) per frame
-# in units of the speed, so rows grow downward as in the pixel array.
-DIRECTION_NAMES = ("right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right")
-DIRECTION_STEPS = np.array([(1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1)], np.float64)
-# Pixels per frame along *each moving axis* (not per unit vector): a diagonal digit moves this
-# far in both x and y each frame, so the quick speed keeps whole-pixel positions in every direction.
-SPEEDS = (0.5, 1.0)
-SPEED_NAMES = ("slow", "quick")
+# the motion table (directions, speeds) is grn/motion.py's, shared with the captions
 
 
 def reflect(position: np.ndarray, free: float) -> np.ndarray:
@@ -185,16 +180,19 @@ def render_moving_digits(digits: np.ndarray, x: np.ndarray, y: np.ndarray, size:
 
 
 def load_moving_mnist(split: str = "train", frames: int = DEFAULT_FRAMES, size: int = DEFAULT_SIZE,
-                      digit_size: int = DEFAULT_DIGIT_SIZE, seed: int = MOVING_MNIST_SEED) -> VideoArray:
+                      digit_size: int = DEFAULT_DIGIT_SIZE, seed: int = MOVING_MNIST_SEED,
+                      labels: str = "digit") -> VideoArray:
     """Moving-MNIST from the MNIST-5k `train` (4000 videos) or `reference` (1000 videos) digits.
 
     Video i shows digit i of the split, resized from 28 px to `digit_size` (`resize_digits`),
     moving as drawn by `moving_mnist_parameters` from a generator seeded with (seed, split), so
     the two splits move differently and every call returns the same bytes. RGB is replicated from
-    gray like load_mnist. Labels are the digits; `meta` holds every generating parameter.
+    gray like load_mnist. Labels are the digits, or with labels="motion" the motion class of
+    (digit, direction, speed) (grn/video_captions.py `motion_classes`: what the class-conditional video
+    baselines are trained on); `meta` holds every generating parameter.
     """
-    from grn.video_captions import moving_mnist_captions  # it reads this module's motion constants
-
+    if labels not in MOVING_MNIST_LABELS:
+        raise DatasetError(f"moving_mnist: unknown labels '{labels}'; allowed: {list(MOVING_MNIST_LABELS)}")
     if split not in MOVING_MNIST_SPLITS:
         raise DatasetError(f"moving_mnist: unknown split '{split}'; allowed: {list(MOVING_MNIST_SPLITS)}")
     if frames < 1 or digit_size < 1 or size < digit_size:
@@ -208,7 +206,8 @@ def load_moving_mnist(split: str = "train", frames: int = DEFAULT_FRAMES, size: 
     meta["digit"] = mnist.labels.copy()
     gray = render_moving_digits(digits, meta["x"], meta["y"], size)
     videos = np.repeat(gray[..., None], 3, axis=-1)
-    return VideoArray(videos, mnist.labels.copy(), f"moving_mnist/{split}", moving_mnist_captions(meta), meta)
+    y = mnist.labels.copy() if labels == "digit" else motion_class(meta["digit"], meta["direction"], meta["speed"])
+    return VideoArray(videos, y, f"moving_mnist/{split}", moving_mnist_captions(meta), meta)
 
 
 # ---------------------------------------------------------------------------------------
@@ -321,15 +320,9 @@ def save_video_npz(path: str | Path, videos: np.ndarray, labels: np.ndarray | No
 # Registry
 # ---------------------------------------------------------------------------------------
 
+# served by grn.datasets.load_dataset with the image datasets (one registry of names)
 VIDEO_DATASETS = {
     "moving_mnist": load_moving_mnist,
     "video_npz": load_video_npz,
     "video_folder": load_video_folder,
 }
-
-
-def load_video_dataset(name: str, **kwargs) -> VideoArray:
-    """Build a video dataset by registry name, e.g. `load_video_dataset("moving_mnist", split="reference")`."""
-    if name not in VIDEO_DATASETS:
-        raise DatasetError(f"unknown video dataset '{name}'; allowed: {sorted(VIDEO_DATASETS)}")
-    return VIDEO_DATASETS[name](**kwargs)

@@ -153,17 +153,21 @@ class GeneratorAdapter(SeedSampler):
 
 class T2IAdapter(GeneratorAdapter, Prompted):
     """A text-conditioned generator: sample i uses prompt `prompts[i % len(prompts)]` (default: the MNIST
-    digit prompts of grn/captions.py), with CFG against the empty prompt or `negative_prompt`."""
+    digit prompts of grn/captions.py; for a video model the Moving-MNIST prompts of grn/video_captions.py),
+    with CFG against the empty prompt or `negative_prompt`."""
 
     has_prompts = True
 
     def __init__(self, entry: ModelEntry, base: Path, device: torch.device, checked: CheckedFiles | None = None):
         from grn.captions import asked_digit, digit_prompts
+        from grn.video_captions import video_prompts
 
         self.clip_weights = None
         super().__init__(entry, base, device, checked)
         o = entry.options
-        self.prompts = list(o.get("prompts") or digit_prompts())  # a `prompts_file` is read into them by the suite
+        # default prompts: a video model's the Moving-MNIST ones (digit x direction), an image model's the digits
+        default = video_prompts if getattr(self.model.cfg, "frames", None) else digit_prompts
+        self.prompts = list(o.get("prompts") or default())  # a `prompts_file` is read into them by the suite
         self.prompts_file = Path(o["prompts_file"]).name if o.get("prompts_file") else None
         self.negative = o.get("negative_prompt")
         for p in self.prompts + ([self.negative] if self.negative else []):

@@ -28,6 +28,10 @@ CHECKPOINTS = {
     "t2i_mnist_bit": "t2i_mnist_bit.yaml",  # the same on the official GRN_bit architecture (grn/grn_bit.py)
     "digit_classifier": "digit_classifier.yaml",  # the judge of prompt_accuracy (not a generator)
     **{f"tokenizer_photo_M{m}": f"tokenizer_photo_M{m}.yaml" for m in (1, 2, 3, 4, 6, 8, "null")},
+    "tokenizer_mmnist_video": "tokenizer_mmnist_video.yaml",  # Moving-MNIST, causal 3D (suites/video_recon.yaml)
+    "t2v_mnist": "t2v_mnist.yaml",  # the text-to-video GRN_bit on its tokens (suites/t2v_mnist.yaml)
+    "ar_mmnist_video": "ar_mmnist_video.yaml",  # its baselines on the same latents, same budget
+    "flow_mmnist_video": "flow_mmnist_video.yaml",
 }
 # The quantizer study (suites/quant_study.yaml): the photo autoencoder with each library quantizer at equal
 # bits per token (the 16-bit ones first: the study's generators are trained on their tokens), then GRN-T

@@ -118,8 +118,9 @@ def _json(value):
 
 def plots_of(suite_name: str, results_root: Path) -> list[Path]:
     """The suite's published figures (PNG), plots first, then its sample grids."""
-    found = sorted((results_root / "plots").glob(f"{suite_name}_*.png"))
-    return sorted(found, key=lambda p: ("sample_grids" in p.name, p.name))
+    found = sorted([*(results_root / "plots").glob(f"{suite_name}_*.png"),
+                    *(results_root / "plots").glob(f"{suite_name}_*.gif")])  # sample videos are animated GIFs
+    return sorted(found, key=lambda p: ("sample_" in p.name, p.name))
 
 
 def suite_page(suite, results_root: Path, literature: pd.DataFrame | None = None) -> Path:

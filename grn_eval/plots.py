@@ -136,8 +136,14 @@ def entropy_guided_steps(df: pd.DataFrame, prefix: Path) -> list[Path]:
     return _save(fig, prefix)
 
 
-def rounds_vs_quality(df: pd.DataFrame, prefix: Path, metrics=("psnr", "lpips_vgg", "rfid")) -> list[Path]:
-    """Reconstruction quality against HBQ rounds; the continuous model as a horizontal line."""
+ROUNDS_METRICS = ("psnr", "lpips_vgg", "rfid", "lpips_alex", "rfvd")  # preferred first; the first 3 present
+
+
+def rounds_vs_quality(df: pd.DataFrame, prefix: Path, metrics=None) -> list[Path]:
+    """Reconstruction quality against HBQ rounds; the continuous model as a horizontal line. `metrics`: by
+    default the first three of ROUNDS_METRICS the results have (images: PSNR, LPIPS-VGG, rFID; videos: PSNR,
+    LPIPS-Alex, rFVD)."""
+    metrics = metrics or [m for m in ROUNDS_METRICS if m in set(df["metric"])][:3]
     s = summarize(df[df["metric"].isin(metrics)])
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
     for ax, m in zip(np.atleast_1d(axes), metrics):
@@ -251,3 +257,40 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, per_class: int, prefix: 
     ax.set_xticks([])
     ax.set_title(title, fontsize=9)
     return _save(fig, prefix)
+
+
+def _tile(videos: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:
+    """uint8 [N, T, H, W, 3] -> [T, rows*(H+pad), cols*(W+pad), 3]: the videos tiled row by row on white."""
+    n, t, h, w, _ = videos.shape
+    rows = -(-n // cols)
+    canvas = np.full((t, rows * (h + pad), cols * (w + pad), 3), 255, np.uint8)
+    for i, v in enumerate(videos):
+        r, c = divmod(i, cols)
+        canvas[:, r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = v
+    return canvas
+
+
+def sample_videos(videos: np.ndarray, labels: np.ndarray, prompts: list[str] | None, prefix: Path, title: str,
+                  cols: int = 10, strips: int = 8, scale: int = 2, fps: int = 8) -> list[Path]:
+    """A video setting's samples: an animated GIF of the first sample of every label tiled `cols` per row (for
+    the default Moving-MNIST prompts: one row per direction, one column per digit), and a PNG of frame strips
+    (one row per sample: its frames left to right) for the first `strips` labels, with their prompts."""
+    first = [int(np.flatnonzero(labels == c)[0]) for c in sorted(set(labels.tolist()))]
+    tiled = _tile(videos[first], cols)
+    tiled = tiled.repeat(scale, axis=1).repeat(scale, axis=2)  # nearest: small frames stay crisp
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    gif = prefix.with_name(prefix.name + ".gif")
+    import imageio.v3 as iio
+
+    iio.imwrite(gif, tiled, extension=".gif", duration=1000 / fps, loop=0)
+    picked = first[:strips]
+    t, h, w = videos.shape[1:4]
+    strip = _tile(videos[picked].transpose(0, 1, 2, 3, 4).reshape(len(picked) * t, 1, h, w, 3), t)[0]
+    fig, ax = plt.subplots(figsize=(t * 0.45 + 2.5, len(picked) * 0.5 + 0.6))
+    ax.imshow(strip, interpolation="nearest")
+    names = [prompts[int(labels[i])] if prompts else f"label {int(labels[i])}" for i in picked]
+    ax.set_yticks([k * (h + 2) + h / 2 for k in range(len(picked))], names, fontsize=6)
+    ax.set_xticks([k * (w + 2) + w / 2 for k in range(t)], [str(k) for k in range(t)], fontsize=6)
+    ax.set_xlabel("frame")
+    ax.set_title(title, fontsize=8)
+    return [gif, *_save(fig, prefix.with_name(prefix.name + "_frames"))]

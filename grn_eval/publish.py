@@ -21,7 +21,7 @@ PLOTS = {
     "rounds_vs_quality": lambda df, q, p: plots.rounds_vs_quality(df, p),
     "rate_distortion": lambda df, q, p: plots.rate_distortion(df, p),
 }
-PLOT_NAMES = sorted([*PLOTS, "sample_grids", "training_curves"])
+PLOT_NAMES = sorted([*PLOTS, "sample_grids", "sample_videos", "training_curves"])
 
 
 def sample_grids(run_dir: Path, prefix: Path, per_class: int = 8) -> list[Path]:
@@ -42,6 +42,39 @@ def sample_grids(run_dir: Path, prefix: Path, per_class: int = 8) -> list[Path]:
         written += plots.sample_grid(np.concatenate(images), np.concatenate(labels), per_class,
                                      Path(f"{prefix}_{stem}"), title)  # no dots: they would read as a suffix
     return written
+
+
+def sample_video_files(run_dir: Path, prefix: Path) -> list[Path]:
+    """Per generated video setting: an animated GIF of one sample per prompt and frame strips (grn_eval/plots.py
+    `sample_videos`), from the run's first seed's shards; the prompts are read from the run's provenance."""
+    import json
+
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+    prompts = {name: prov.get("prompts") for name, prov in (results.get("models") or {}).items()
+               if isinstance(prov, dict)}
+    written = []
+    for setting in sorted(p for p in (run_dir / "samples").glob("*") if p.is_dir()):
+        seeds = sorted(setting.glob("seed*"), key=lambda p: int(p.name[4:]))
+        shards = sorted(seeds[0].glob("shard_*.npz")) if seeds else []
+        if not shards:
+            continue
+        videos, labels = [], []
+        for path in shards:
+            with np.load(path) as f:
+                videos.append(f["arr_0"])
+                labels.append(f["arr_1"] if "arr_1" in f.files else np.arange(len(f["arr_0"])))
+        videos = np.concatenate(videos)
+        if videos.ndim != 5:
+            continue
+        names = next((p for m, p in prompts.items() if p and _safe(m) == setting.name), None)
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in setting.name).strip("_")
+        written += plots.sample_videos(videos, np.concatenate(labels), names, Path(f"{prefix}_{stem}"),
+                                       f"{setting.name} ({seeds[0].name}): frames of one sample per prompt")
+    return written
+
+
+def _safe(name: str) -> str:  # the runner's sample folder name of a model (grn_eval/runner.py _shard_dir)
+    return "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name)
 
 
 def newest_run(runs_root: Path, suite: str) -> Path:
@@ -71,6 +104,8 @@ def write_plot(name: str, df, run_dir: Path, quality: str, prefix: Path) -> list
     """A plot named in a suite's `table.plots`; sample grids read the run's shards, the rest the results."""
     if name == "sample_grids":
         return sample_grids(run_dir, prefix)
+    if name == "sample_videos":
+        return sample_video_files(run_dir, prefix)
     return PLOTS[name](df, quality, prefix)
 
 

@@ -25,7 +25,8 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from grn.data import load_dataset, load_npz
+from grn.data import load_npz
+from grn.datasets import load_dataset
 from grn.errors import NonFiniteError, UserError
 from grn.fileio import atomic_path, atomic_write
 from grn_eval import weights as W
@@ -88,9 +89,10 @@ def read_shard(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def check_pixels(images: np.ndarray, what: str, allow_low_range: bool = False) -> np.ndarray:
-    """Refuse image arrays that cannot be the uint8 NHWC pixels every metric expects."""
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise UserError(f"{what}: expected uint8 images [N, H, W, 3], got "
+    """Refuse arrays that cannot be the uint8 pixels every metric expects: images NHWC or videos NTHWC."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (4, 5) or \
+            images.shape[-1] != 3:
+        raise UserError(f"{what}: expected uint8 images [N, H, W, 3] or videos [N, T, H, W, 3], got "
                         f"{getattr(images, 'dtype', type(images).__name__)} of shape {getattr(images, 'shape', '?')}")
     if len(images) and int(images.max()) <= 1 and not allow_low_range:
         raise UserError(f"{what}: every pixel value is 0 or 1: these look like images in [0, 1] cast to uint8 "
@@ -385,8 +387,26 @@ class Runner:
         rows = []
         for spec in registry.for_suite(self.suite.metrics, stage_name):
             with stage(f"metric:{spec.key}"):
+                if samples.ndim == 5 and not spec.video:  # an image metric on videos: their frames
+                    rows += self._per_frame(spec, entry, adapter, seed, samples, labels, traces, ref_images, ref_prov)
+                    continue
                 rows += spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, samples, labels, traces,
                                                             ref_images, ref_prov))
+        return rows
+
+    def _per_frame(self, spec, entry, adapter, seed, videos, labels, traces, ref_videos, ref_prov) -> list[dict]:
+        """An image metric on every frame of the videos (and of the reference videos): N x T images in video-major
+        order, each frame with its video's label; the rows record that they are per frame."""
+        n, t = videos.shape[:2]
+        frames = videos.reshape(n * t, *videos.shape[2:])
+        ref = None if ref_videos is None else ref_videos.reshape(-1, *ref_videos.shape[2:])
+        frame_labels = None if labels is None else np.repeat(labels, t)
+        rows = spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, frames, frame_labels, traces,
+                                                   ref, ref_prov))
+        note = {"per_frame": {"videos": n, "frames_per_video": t,
+                              "reference_videos": None if ref_videos is None else len(ref_videos)}}
+        for row in rows:
+            row["extra"] = {**(row.get("extra") or {}), **note}
         return rows
 
     def numerics(self) -> dict:

@@ -138,16 +138,17 @@ def default_family(adapter: str) -> str:
 def dataset_options(name: str) -> dict[str, Opt]:
     """What a dataset of grn/data.py's registry accepts, read from its loader there: the loader's
     parameters, typed by their annotations (every integer one is a size or a count, so >= 1; one
-    without a default is required), and for `split` the names in grn.data.SPLITS."""
-    from grn.data import DATASETS, SPLITS
+    without a default is required), and for `split` the names in grn.datasets.SPLITS."""
+    from grn.datasets import DATASETS as loaders
+    from grn.datasets import SPLITS as splits
 
     types = {"str": str, "Path": str, "int": int, "float": float, "bool": bool}
     out = {}
-    for p in inspect.signature(DATASETS[name]).parameters.values():
+    for p in inspect.signature(loaders[name]).parameters.values():
         typ = next((types[t.strip()] for t in str(p.annotation).split("|") if t.strip() in types), object)
         out[p.name] = Opt(typ, None if p.default is p.empty else p.default, min=1 if typ is int else None,
                           required=p.default is p.empty,
-                          choices=SPLITS.get(name) if p.name == "split" else None)
+                          choices=splits.get(name) if p.name == "split" else None)
     return out
 
 
@@ -459,12 +460,12 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
     _check_all(path, "", data, TOP, {})
     ctx = {"n_samples": _get(data, "n_samples")}  # what metric options are bounded by
 
-    from grn.data import DATASETS
+    from grn.datasets import DATASETS as loaders
 
     datasets = data.get("datasets") or {}
     for alias, spec in datasets.items():
-        if not isinstance(spec, dict) or spec.get("name") not in DATASETS:
-            raise _err(path, f"datasets.{alias}.name", f"unknown dataset {spec.get('name') if isinstance(spec, dict) else spec!r}; allowed: {sorted(DATASETS)}")  # noqa: E501
+        if not isinstance(spec, dict) or spec.get("name") not in loaders:
+            raise _err(path, f"datasets.{alias}.name", f"unknown dataset {spec.get('name') if isinstance(spec, dict) else spec!r}; allowed: {sorted(loaders)}")  # noqa: E501
         _check_all(path, f"datasets.{alias}", spec, {"name": _STR, **dataset_options(spec["name"])}, {})
 
     metrics = data.get("metrics") or {}

