@@ -215,16 +215,15 @@ register(ModelKind("grn-t2i", T2IGRN, t2i_config_from_dict, SamplerConfig, Sampl
                    SAMPLER_OPTIONS, conditioning="text", entropy=True, presets=PRESETS, adapter_options=_TEXT_PROMPTS,
                    sizes=T2I_GENERATORS))
 def _grn_bit_suite_refusal(record: dict | None) -> str:
-    """Suites run a grn-bit checkpoint trained here: with its own text encoder (`config.text`) on an embedded
-    tokenizer (the record's `tokenizer_sha256`, written by grn/train.py). The released models are refused."""
+    """Suites run a grn-bit checkpoint trained here (its own text encoder, `config.text`, and the tokenizer it was
+    trained with, `tokenizer_sha256`) or a released one (no text encoder of its own: the suite gives UMT5's folder
+    as `text_encoder`, grn_eval/model_check.py); a record with a text encoder but no tokenizer record is refused."""
     config = record.get("config") if isinstance(record, dict) else None
-    if isinstance(config, dict) and config.get("text") and record.get("tokenizer_sha256"):
+    if not isinstance(config, dict) or not config.get("text") or record.get("tokenizer_sha256"):
         return ""
-    return ("a released grn-bit model is not yet runnable in a suite: its tokenizer HBQ_tokenizer_64dim_M4 loads "
-            "(`grn convert official --tokenizer`), but the harness adapter does not yet encode prompts with UMT5 "
-            "(grn/text.py UMT5TextEncoder); sample it with grn.grn_bit_sampling.sample_grn_bit (suites run a grn-bit "
-            "model trained here with its own text encoder on an embedded tokenizer, e.g. grn/configs/"
-            "t2i_mnist_bit.yaml, t2v_mnist.yaml)")
+    return ("this grn-bit checkpoint has its own text encoder but no record of the tokenizer it was trained with "
+            "(`tokenizer_sha256`, written by grn/train.py); train it with `grn train generator` or "
+            "`python -m grn_eval.embedded`")
 
 
 # The official text-to-image / text-to-video GRN (GRN_T2I_2B / GRN_T2V_2B, `grn convert official --t2iv`):

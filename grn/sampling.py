@@ -160,6 +160,9 @@ class Trace:
     # of elements whose value changed from the step's input to its output
     entropy_bits: list[list[float]] = field(default_factory=list)
     changed_bits: list[list[float]] = field(default_factory=list)
+    # videos ([B, D, T', h, w] tokens) only, per step and per latent frame: the same two quantities
+    entropy_frames: list[list[float]] = field(default_factory=list)
+    changed_frames: list[list[float]] = field(default_factory=list)
     masked: list[list[int]] = field(default_factory=list)  # MaskGIT: per step, per sample, elements still masked
 
     def as_dict(self) -> dict:
@@ -227,6 +230,11 @@ def per_bit_plane(x: torch.Tensor, rounds: int) -> torch.Tensor:
     (round-major `bit` layout)."""
     b, md, *rest = x.shape
     return x.float().reshape(b, rounds, md // rounds, *rest).mean(dim=tuple(range(2, x.dim() + 1)))
+
+
+def per_latent_frame(x: torch.Tensor) -> torch.Tensor:
+    """[B, T']: the mean of a [B, D, T', h, w] per-element quantity per sample and latent frame."""
+    return x.float().mean(dim=(1, 3, 4))
 
 
 def null_condition(model, y: torch.Tensor) -> torch.Tensor:
@@ -407,9 +415,14 @@ def refinement_recorder(trace: Trace, rounds: int | None):
                "entropy_guided": normalized_entropy(torch.log(s["probs"].clamp_min(1e-30))),
                "filled": frac(keep & ~kept_before), "kept": frac(keep & kept_before & (z == before)),
                "rewritten": frac(keep & kept_before & (z != before)), "erased": frac(~keep & kept_before)}
+        if rounds or z.dim() == 5:
+            ent = element_entropy(s["logits_cond"])
         if rounds:
-            per["entropy_bits"] = per_bit_plane(element_entropy(s["logits_cond"]), rounds)
+            per["entropy_bits"] = per_bit_plane(ent, rounds)
             per["changed_bits"] = per_bit_plane(z != before, rounds)
+        if z.dim() == 5:  # a video: per latent frame too
+            per["entropy_frames"] = per_latent_frame(ent)
+            per["changed_frames"] = per_latent_frame(z != before)
         steps = s["step"]
         groups = sorted(set(steps.tolist()))
         for k in groups:

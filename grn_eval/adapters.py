@@ -170,20 +170,39 @@ class T2IAdapter(GeneratorAdapter, Prompted):
         self.prompts = list(o.get("prompts") or default())  # a `prompts_file` is read into them by the suite
         self.prompts_file = Path(o["prompts_file"]).name if o.get("prompts_file") else None
         self.negative = o.get("negative_prompt")
+        self.num_classes = len(self.prompts)
+        self.asked = [asked_digit(p) for p in self.prompts]
+        self.umt5 = None
+        if self.model.text is None:  # a released GRN_bit: every prompt's UMT5-XXL states, encoded once
+            self._encode_with_umt5(entry, base, device)
+            return
         for p in self.prompts + ([self.negative] if self.negative else []):
             unknown = self.model.text.unknown_words(p)
             if unknown:
                 raise UserError(f"model '{entry.name}': prompt {p!r} has words outside the text encoder's vocabulary "
                                  f"{unknown}; allowed words: {' '.join(self.model.text.cfg.vocab)}")
-        self.num_classes = len(self.prompts)
         self.ids = self.model.tokenize(self.prompts).to(device)
-        self.asked = [asked_digit(p) for p in self.prompts]
+
+    def _encode_with_umt5(self, entry: ModelEntry, base: Path, device) -> None:
+        """The released models read UMT5-XXL states (grn/text.py UMT5TextEncoder, the suite's `text_encoder`
+        folder): the prompts' and the negative prompt's (the official T2I one is the empty prompt, which is
+        always encoded: infer.py:79), then the encoder is let go."""
+        from grn.text import UMT5TextEncoder, encode_prompts
+        from grn_eval.model_check import resolve
+
+        encoder = UMT5TextEncoder(resolve(entry.options["text_encoder"], base), device)
+        self.umt5 = encoder.provenance
+        with torch.no_grad():
+            self.states, self.lens = encode_prompts(encoder, self.prompts)
+            self.neg_states, self.neg_lens = encode_prompts(encoder, [self.negative or ""])
+        self.states, self.neg_states = self.states.to(device), self.neg_states.to(device)
+        del encoder
 
     def _load(self, device):
         from grn.checkpoint import load_model
 
         ck = self.files.record
-        text = ck.get("config", {}).get("text", {}) if isinstance(ck, dict) else {}
+        text = (ck.get("config") or {}).get("text") or {} if isinstance(ck, dict) else {}
         if text.get("encoder") != "open_clip":
             return load_model(self.ckpt, device, record=ck)
         # a frozen open_clip tower: its real weights through the harness's finder (hub cache, hash check);
@@ -193,8 +212,12 @@ class T2IAdapter(GeneratorAdapter, Prompted):
         self.clip_weights = W.find_clip_weights(text["clip_model"], text["clip_tag"])[0]
         return load_model(self.ckpt, device, record=ck, clip_weights=self.clip_weights)
 
-    def conditions(self, labels) -> torch.Tensor:
-        return self.ids[torch.as_tensor(labels, dtype=torch.long, device=self.device)]
+    def conditions(self, labels):
+        """The prompts' text ids, or for a released GRN_bit their UMT5 (states, lengths)."""
+        idx = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        if self.umt5 is not None:
+            return self.states[idx], self.lens[idx.cpu()]
+        return self.ids[idx]
 
     def prompt_texts(self, labels) -> list[str]:
         return [self.prompts[int(i)] for i in labels]
@@ -203,11 +226,17 @@ class T2IAdapter(GeneratorAdapter, Prompted):
         """The digit each sample's prompt asks for (-1: none)."""
         return np.array([-1 if self.asked[int(i)] is None else self.asked[int(i)] for i in labels], dtype=np.int64)
 
-    def uncond(self, cond: torch.Tensor) -> torch.Tensor | None:
+    def uncond(self, cond):
+        if self.umt5 is not None:  # CFG against the (empty or given) negative prompt, one for every sample
+            return self.neg_states, self.neg_lens
         return None if not self.negative else self.model.tokenize([self.negative]).to(self.device).expand_as(cond)
 
     def provenance(self) -> dict:
         text = self.model.cfg.text
+        if self.umt5 is not None:
+            return {**super().provenance(), "prompts": self.prompts, "negative_prompt": self.negative or "",
+                    **({"prompts_file": self.prompts_file} if self.prompts_file else {}),
+                    "text_encoder": {"encoder": "umt5", **self.umt5}}
         return {**super().provenance(), "prompts": self.prompts, "negative_prompt": self.negative,
                 **({"prompts_file": self.prompts_file} if self.prompts_file else {}),
                 "text_encoder": {"encoder": text.encoder, **({"model": text.clip_model, "tag": text.clip_tag,

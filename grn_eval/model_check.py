@@ -128,9 +128,14 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
     why = KINDS[kind].suite_refusal(out.record)
     if why:
         raise ModelError(f"{where}: adapter: {why}")
-    if o.get("text_encoder") and (out.record.get("config") or {}).get("text"):
+    own_text = bool((out.record.get("config") or {}).get("text"))
+    if o.get("text_encoder") and own_text:
         raise ModelError(f"{where}: text_encoder: '{out.checkpoint.name}' was trained with its own text encoder "
                          f"(stored in it); remove `text_encoder:` (the UMT5 folder is for the released models)")
+    if kind == "grn-bit" and not own_text and not o.get("text_encoder"):
+        raise ModelError(f"{where}: text_encoder: '{out.checkpoint.name}' is a released GRN_bit model, conditioned on "
+                         f"UMT5-XXL states; give `text_encoder:` a local folder with google/umt5-xxl (grn/text.py "
+                         f"UMT5TextEncoder; e.g. text_encoder: ${{GRN_UMT5}})")
     out.tokenizer_sha256 = _pin(f"{where}: tokenizer_sha256", out.tokenizer, o.get("tokenizer_sha256"))
     allowed = KINDS[kind].sampler_keys
     unknown = sorted(set(o.get("sampler") or {}) - allowed)

@@ -203,7 +203,7 @@ def test_a_suite_runs_it_end_to_end(tmp_path, tok_path, trained):
     assert all(2 <= n <= 4 for n in trace["steps_used"])
 
 
-def test_official_records_are_still_refused_by_suites(tmp_path, tok_path):
+def test_released_records_need_the_umt5_folder_in_suites(tmp_path, tok_path):
     from grn.checkpoint import checkpoint_record
     from grn.fileio import save_torch
     from grn_eval.model_check import ModelError, check_suite
@@ -212,10 +212,9 @@ def test_official_records_are_still_refused_by_suites(tmp_path, tok_path):
     torch.manual_seed(0)
     official = registry.build_model("GRN-bit-T", latent_channels=4)  # no text encoder, no tokenizer recorded
     save_torch(checkpoint_record(official, "GRN-bit-T", official.state_dict()), tmp_path / "official.pt")
-    with pytest.raises(ModelError, match="model 'bit': adapter: a released grn-bit model is not yet "
-                                         "runnable in a suite"):
+    with pytest.raises(ModelError, match="model 'bit': text_encoder: 'official.pt' is a released GRN_bit model"):
         check_suite(load_suite(_suite(tmp_path, tok_path, tmp_path / "official.pt")))
-    with pytest.raises(Exception, match="HBQ_tokenizer_64dim_M4"):  # and its bits decode with no HBQ of other d
+    with pytest.raises(Exception, match="HBQ_tokenizer_64dim_M4"):  # and its bits decode with no HBQ of other d x M
         registry.KINDS["grn-bit"].decode(None, official, torch.zeros(1, 16, 8, 8, dtype=torch.long))
 
 

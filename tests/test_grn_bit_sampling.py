@@ -212,9 +212,11 @@ def test_guidance_without_uncond_and_too_many_frames_are_refused(model):
     assert isinstance(PRESETS["GRN-2B-t2i"], GRNBitSamplerConfig)
 
 
-def test_a_suite_naming_a_released_grn_bit_stops_with_one_message_before_reading_the_tokenizer(model, tmp_path):
-    """A released model's record (no text encoder of its own, no tokenizer it was trained with) is refused; the
-    embedded one trained here runs (tests/test_grn_bit_embedded.py)."""
+def test_a_suite_naming_a_released_grn_bit_without_umt5_stops_with_one_message_before_reading_the_tokenizer(
+        model, tmp_path):
+    """A released model's record (no text encoder of its own) needs the suite's `text_encoder` (UMT5's folder);
+    with it, it samples (tests/test_t2i_official.py); the embedded one trained here runs as it is
+    (tests/test_grn_bit_embedded.py)."""
     from types import SimpleNamespace
 
     from grn.checkpoint import checkpoint_record
@@ -223,6 +225,5 @@ def test_a_suite_naming_a_released_grn_bit_stops_with_one_message_before_reading
 
     save_torch(checkpoint_record(model, "GRN-bit-T", model.state_dict()), tmp_path / "grn_bit.pt")
     entry = SimpleNamespace(name="GRN-2B", adapter="grn-bit", options={"checkpoint": "grn_bit.pt", "tokenizer": "x"})
-    with pytest.raises(ModelError, match="model 'GRN-2B': adapter: a released grn-bit model is not yet runnable in a "
-                                         "suite: its tokenizer HBQ_tokenizer_64dim_M4 loads"):
+    with pytest.raises(ModelError, match="model 'GRN-2B': text_encoder: 'grn_bit.pt' is a released GRN_bit model"):
         check_entry(entry, tmp_path)

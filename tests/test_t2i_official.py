@@ -6,6 +6,7 @@ anything is written, and a prompts file is read, stripped and checked with error
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -49,29 +50,87 @@ def test_a_run_without_the_variables_stops_at_once_in_one_line(no_vars, tmp_path
     assert "Traceback" not in err[0] and list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_a_run_with_the_variables_stops_at_the_grn_bit_refusal_before_writing(tmp_path, monkeypatch, capsys):
+def _released_files(tmp_path, text_channels: int = 16):
+    """A released-style GRN_bit record (no text encoder of its own, conditioned on UMT5 states of
+    `text_channels`) and an HBQ tokenizer of its 4 channels x 4 rounds, at test size."""
     from grn import registry
     from grn.checkpoint import checkpoint_record, export_tokenizer
     from grn.fileio import save_torch
     from grn.tokenizer import build_tokenizer
 
     torch.manual_seed(0)
-    official = registry.build_model("GRN-bit-T", latent_channels=4)  # a released-style record: no text encoder
+    official = registry.build_model("GRN-bit-T", latent_channels=4, text_channels=text_channels)
     save_torch(checkpoint_record(official, "GRN-bit-T", official.state_dict()), tmp_path / "grn_bit.pt")
     export_tokenizer(build_tokenizer("hbq-mnist", enc_dim=8, dec_dim=8), tmp_path / "tokenizer.pt")
-    (tmp_path / "umt5").mkdir()
+
+
+def test_a_run_with_the_variables_stops_at_the_clip_weights_before_writing(tmp_path, monkeypatch, capsys):
+    """With the model, tokenizer and UMT5 paths set, the next missing asset (the real CLIP weights of the clip
+    score, absent offline) stops the run in one line, before anything is sampled or written."""
+    from tests.test_text_encoders import _write_tiny_umt5
+
+    _released_files(tmp_path)
     monkeypatch.setenv("GRN_T2I_2B", str(tmp_path / "grn_bit.pt"))
     monkeypatch.setenv("GRN_T2IV_TOKENIZER", str(tmp_path / "tokenizer.pt"))
-    monkeypatch.setenv("GRN_UMT5", str(tmp_path / "umt5"))
+    monkeypatch.setenv("GRN_UMT5", str(_write_tiny_umt5(tmp_path / "umt5")))
+    monkeypatch.delenv("GRN_CLIP_WEIGHTS", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hub"))
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)  # the prompts file still resolves against the suite's folder
+    capsys.readouterr()  # what writing the tiny UMT5 printed
     code = main(["run", str(SUITE), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1
-    assert "model 'GRN-T2I-2B': adapter: a released grn-bit model is not yet runnable in a suite" in err[0]
-    assert "HBQ_tokenizer_64dim_M4" in err[0]
+    assert code == 1 and len(err) == 1 and "Traceback" not in err[0]
+    assert "clip" in err[0].lower() and "GRN_CLIP_WEIGHTS" in err[0]
     assert list(work.iterdir()) == []  # no run folder, not even a half-written one
+
+
+def test_a_released_model_without_text_encoder_is_refused_naming_the_key(tmp_path):
+    from types import SimpleNamespace
+
+    from grn_eval.model_check import ModelError, check_entry
+
+    _released_files(tmp_path)
+    entry = SimpleNamespace(name="GRN-2B", adapter="grn-bit",
+                            options={"checkpoint": "grn_bit.pt", "tokenizer": "tokenizer.pt"})
+    with pytest.raises(ModelError, match="model 'GRN-2B': text_encoder: 'grn_bit.pt' is a released GRN_bit model, "
+                                         "conditioned on UMT5-XXL states; give `text_encoder:`"):
+        check_entry(entry, tmp_path)
+
+
+def test_a_released_model_samples_in_a_suite_through_umt5_states(tmp_path):
+    """The adapter encodes each prompt and the empty negative prompt with UMT5 once, and samples the released
+    model with CFG against it (a tiny random UMT5 and GRN_bit: plumbing only, no number is a result)."""
+    import yaml
+
+    from grn_eval.adapters import build_adapter
+    from grn_eval.runner import run_suite
+    from grn_eval.suite import load_suite
+    from tests.test_text_encoders import _write_tiny_umt5
+
+    _released_files(tmp_path)
+    _write_tiny_umt5(tmp_path / "umt5")
+    entry = {"name": "GRN-2B", "adapter": "grn-bit", "checkpoint": "grn_bit.pt", "tokenizer": "tokenizer.pt",
+             "text_encoder": "umt5", "prompts": ["a red cat", "the dog in the garden"],
+             "sampler": {"preset": "GRN-2B-t2i", "steps": 3, "height": 4, "width": 4}}
+    data = {"name": "tiny_released", "datasets": {"ref": {"name": "mnist", "split": "reference"}}, "models": [entry],
+            "metrics": {"entropy": {}}, "reference": {"dataset": "ref"}, "n_samples": 4, "batch_size": 4}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    suite = load_suite(path)
+    adapter = build_adapter(suite.models[0], tmp_path, torch.device("cpu"))
+    assert adapter.states.shape[:2] == (2, 6) and adapter.lens.tolist() == [4, 6]  # words + </s>
+    assert adapter.neg_lens.tolist() == [1]  # the empty prompt is `</s>` alone
+    images, trace = adapter.generate(np.array([0, 1, 1]), [5, 6, 7])
+    assert images.shape == (3, 16, 16, 3) and trace["nfe"] == [2, 2, 2]  # CFG against the empty prompt
+    again, _ = adapter.generate(np.array([0, 1, 1]), [5, 6, 7])
+    assert np.array_equal(images, again)
+    prov = adapter.provenance()
+    assert prov["text_encoder"]["encoder"] == "umt5" and prov["negative_prompt"] == ""
+    assert prov["text_encoder"]["weights_sha256"]
+    res = run_suite(suite, run_dir=tmp_path / "run", progress=False)
+    assert next(r for r in res["rows"] if r["metric"] == "mean_steps")["value"] == 3
 
 
 # ---------------------------------------------------------------------------------------
