@@ -236,12 +236,20 @@ def build_text_encoder(cfg: TextConfig, clip_weights=None) -> nn.Module:
 UMT5_ENV = "GRN_UMT5"  # the folder a suite names as ${GRN_UMT5}
 UMT5_MAX_LEN = 512  # the official tokenizer pads and truncates to 512 tokens (umt5_tokenizers.py:53-58)
 UMT5_WEIGHTS = ("*.safetensors", "pytorch_model*.bin")  # the weight files of a Hugging Face model folder
+WAN_UMT5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"  # the released encoder, in Wan's key layout (infer.py:115-121)
+# umt5_xxl (t5.py:456-469): vocab 256384, dim 4096 (= attention width), FFN 10240, 64 heads, 24 layers, 32 relative
+# buckets over a max distance of 128 (t5.py T5RelativeEmbedding), one relative bias per layer (shared_pos=False),
+# gated tanh-GELU FFN (t5.py GELU, T5FeedForward), as transformers' UMT5Config reads them
+UMT5_XXL = dict(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+                pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False)
 
 
 def _umt5_missing(folder, what: str) -> UserError:
     return UserError(
         f"UMT5-XXL text encoder: {what} '{folder}'. Give a local folder with the Hugging Face model google/umt5-xxl "
-        f"(config.json, its weight files and the tokenizer files), e.g. fetched on a machine with internet by "
+        f"(config.json, its weight files and the tokenizer files; or the released {WAN_UMT5_FILE} beside the "
+        f"google/umt5-xxl tokenizer files), e.g. fetched on a machine with internet by "
         f"`huggingface-cli download google/umt5-xxl --local-dir FOLDER`, and set {UMT5_ENV}=FOLDER (or pass the "
         f"folder); nothing is downloaded at run time")
 
@@ -253,6 +261,8 @@ def umt5_weight_files(folder) -> list[Path]:
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise _umt5_missing(root, "no such folder")
+    if (root / WAN_UMT5_FILE).is_file():  # the released file (its config is UMT5_XXL unless config.json says other)
+        return [root / WAN_UMT5_FILE]
     if not (root / "config.json").is_file():
         raise _umt5_missing(root, "no config.json in")
     for pattern in UMT5_WEIGHTS:
@@ -278,14 +288,30 @@ def _check_sha256(files: list[Path], want) -> dict[str, str]:
     return got
 
 
+def clean_prompt(text: str) -> str:
+    """The official prompt cleaning before UMT5's tokenizer (umt5_tokenizers.py `clean='whitespace'`, t5.py
+    T5EncoderModel): ftfy's text fix, HTML entities unescaped twice, then every run of whitespace made one space
+    and the ends stripped."""
+    import html
+    import re
+
+    try:
+        import ftfy
+    except ImportError as e:  # a dependency of open_clip; the official cleaning needs it
+        raise UserError("the UMT5 prompt cleaning needs ftfy: pip install ftfy") from e
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return re.sub(r"\s+", " ", text).strip()
+
+
 class UMT5TextEncoder(nn.Module):
     """Per-token states of the frozen UMT5-XXL encoder: the official T2I/T2V text features.
 
     Official rule (docs/reference/grn_t2iv_architecture.md section 9): prompts tokenized with their special
     tokens (`</s>` at the end), truncated and padded to 512 (umt5_tokenizers.py:53-58); the states after the
     final layer norm (t5.py:303-312), only the valid tokens used (t5.py:512-514), in float32 (infer.py:36).
-    The released file `models_t5_umt5-xxl-enc-bf16.pth` is in Wan's own key layout; this class loads the same
-    encoder as a Hugging Face folder (google/umt5-xxl) through transformers' UMT5EncoderModel instead.
+    The encoder is transformers' UMT5EncoderModel, from a Hugging Face folder (google/umt5-xxl) or from the
+    released `models_t5_umt5-xxl-enc-bf16.pth` in Wan's own key layout (mapped key by key, `wan_umt5_state`)
+    beside the tokenizer files.
 
     Weights come ONLY from a local folder (`local_files_only`, never the hub); the sha256 of every weight
     file is computed, checked against `sha256` when given, and kept in `provenance`. bf16 on CUDA (the
@@ -307,8 +333,10 @@ class UMT5TextEncoder(nn.Module):
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id)
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        out = self._tokenizer(list(prompts), padding="max_length", max_length=self.max_len, truncation=True,
-                              add_special_tokens=True, return_tensors="pt")
+        """The official tokenization: each prompt cleaned (`clean_prompt`), then tokenized with `</s>`, truncated
+        and padded to max_len."""
+        out = self._tokenizer([clean_prompt(p) for p in prompts], padding="max_length", max_length=self.max_len,
+                              truncation=True, add_special_tokens=True, return_tensors="pt")
         return out["input_ids"].long()
 
     def unknown_words(self, prompt: str) -> list[str]:
@@ -323,17 +351,76 @@ class UMT5TextEncoder(nn.Module):
 
 
 def _load_umt5(folder: Path, dtype: torch.dtype):
-    """(UMT5EncoderModel, tokenizer) from a local folder, nothing downloaded."""
+    """(UMT5EncoderModel, tokenizer) from a local folder, nothing downloaded: a Hugging Face model folder, or the
+    released Wan-layout file with the tokenizer files (`wan_umt5_state`)."""
     import transformers
-    from transformers import AutoTokenizer, UMT5EncoderModel
+    from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
     key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
     try:
-        model = UMT5EncoderModel.from_pretrained(str(folder), local_files_only=True, **{key: dtype})
+        if (folder / WAN_UMT5_FILE).is_file():
+            config = UMT5Config.from_pretrained(str(folder), local_files_only=True) \
+                if (folder / "config.json").is_file() else UMT5Config(**UMT5_XXL)
+            with torch.device("meta"):
+                model = UMT5EncoderModel(config)
+            state = torch.load(folder / WAN_UMT5_FILE, map_location="cpu", weights_only=True)
+            model.load_state_dict(wan_umt5_state(state, model.state_dict()), strict=True, assign=True)
+            model = model.to(dtype)
+        else:
+            model = UMT5EncoderModel.from_pretrained(str(folder), local_files_only=True, **{key: dtype})
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as e:
         raise _umt5_missing(folder, f"cannot load it ({str(e).splitlines()[0][:160]}):") from e
     return model, tokenizer
+
+
+def _wan_umt5_key(key: str) -> str | None:
+    """A Wan-layout UMT5 encoder key (t5.py T5Encoder: token_embedding, blocks.{i}.{norm1, attn.{q,k,v,o},
+    pos_embedding.embedding, norm2, ffn.{gate.0, fc1, fc2}}, norm) -> transformers' UMT5EncoderModel key;
+    None for a key the encoder has no place for. The FFN is fc2(fc1(x) * gelu(gate(x))) (t5.py T5FeedForward),
+    transformers' wo(wi_1(x) * gelu(wi_0(x))): gate is wi_0, fc1 wi_1."""
+    rules = (
+        (r"^token_embedding\.weight$", "shared.weight"),
+        (r"^blocks\.(\d+)\.norm1\.weight$", r"encoder.block.\1.layer.0.layer_norm.weight"),
+        (r"^blocks\.(\d+)\.attn\.([qkvo])\.weight$", r"encoder.block.\1.layer.0.SelfAttention.\2.weight"),
+        (r"^blocks\.(\d+)\.pos_embedding\.embedding\.weight$",
+         r"encoder.block.\1.layer.0.SelfAttention.relative_attention_bias.weight"),
+        (r"^blocks\.(\d+)\.norm2\.weight$", r"encoder.block.\1.layer.1.layer_norm.weight"),
+        (r"^blocks\.(\d+)\.ffn\.gate\.0\.weight$", r"encoder.block.\1.layer.1.DenseReluDense.wi_0.weight"),
+        (r"^blocks\.(\d+)\.ffn\.fc1\.weight$", r"encoder.block.\1.layer.1.DenseReluDense.wi_1.weight"),
+        (r"^blocks\.(\d+)\.ffn\.fc2\.weight$", r"encoder.block.\1.layer.1.DenseReluDense.wo.weight"),
+        (r"^norm\.weight$", "encoder.final_layer_norm.weight"),
+    )
+    import re
+
+    for pattern, replacement in rules:
+        new, hits = re.subn(pattern, replacement, key)
+        if hits:
+            return new
+    return None
+
+
+def wan_umt5_state(state: dict, want: dict) -> dict:
+    """The released Wan-layout encoder state -> transformers' UMT5EncoderModel state `want` (its keys and shapes),
+    strictly: every Wan key has a place with its shape, every place is filled (the token embedding also fills
+    the tied `encoder.embed_tokens.weight`); a UserError names the first key that does not fit."""
+    out = {}
+    for key, value in state.items():
+        hf = _wan_umt5_key(key)
+        if hf is None or hf not in want:
+            raise UserError(f"UMT5-XXL text encoder: key '{key}' of {WAN_UMT5_FILE} has no place in the UMT5 encoder "
+                            f"(not the released Wan-layout umt5-xxl encoder file)")
+        if tuple(value.shape) != tuple(want[hf].shape):
+            raise UserError(f"UMT5-XXL text encoder: key '{key}' has shape {tuple(value.shape)}, the encoder's "
+                            f"'{hf}' {tuple(want[hf].shape)} (another model size than the config's)")
+        out[hf] = value
+    if "shared.weight" in out and "encoder.embed_tokens.weight" in want:
+        out["encoder.embed_tokens.weight"] = out["shared.weight"]
+    missing = [k for k in want if k not in out]
+    if missing:
+        raise UserError(f"UMT5-XXL text encoder: {WAN_UMT5_FILE} has no weights for '{missing[0]}' "
+                        f"({len(missing)} missing): not a complete umt5-xxl encoder file")
+    return out
 
 
 def encode_prompts(encoder: nn.Module, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,3 +127,57 @@ def test_the_word_level_encoder_is_behind_the_same_interface():
     states, lens = encode_prompts(enc, ["a handwritten zero", "the digit 9", ""])
     assert lens.tolist() == [5, 5, 2]  # <bos> words <eos>; the empty prompt is <bos> <eos>
     assert states.shape == (3, 5, 32) and states.dtype == torch.float32
+
+
+# The released encoder file is in Wan's key layout (t5.py T5Encoder, loaded by infer.py:115-121): its keys, read
+# off the official module tree, for a tiny config; the file is made here from the tiny Hugging Face model.
+def _wan_layout(hf_state: dict, layers: int) -> dict:
+    def block(i, wan, hf):
+        return f"blocks.{i}.{wan}", hf_state[f"encoder.block.{i}.{hf}"]
+    out = {"token_embedding.weight": hf_state["shared.weight"],
+           "norm.weight": hf_state["encoder.final_layer_norm.weight"]}
+    pairs = [("norm1.weight", "layer.0.layer_norm.weight"),
+             *((f"attn.{p}.weight", f"layer.0.SelfAttention.{p}.weight") for p in "qkvo"),
+             ("pos_embedding.embedding.weight", "layer.0.SelfAttention.relative_attention_bias.weight"),
+             ("norm2.weight", "layer.1.layer_norm.weight"), ("ffn.gate.0.weight", "layer.1.DenseReluDense.wi_0.weight"),
+             ("ffn.fc1.weight", "layer.1.DenseReluDense.wi_1.weight"),
+             ("ffn.fc2.weight", "layer.1.DenseReluDense.wo.weight")]
+    for i in range(layers):
+        out.update(dict(block(i, w, h) for w, h in pairs))
+    return out
+
+
+def test_the_released_wan_layout_file_loads_key_by_key_and_encodes_the_same(umt5_folder, umt5, tmp_path):
+    import shutil
+
+    from grn.text import WAN_UMT5_FILE
+
+    wan = tmp_path / "wan"
+    wan.mkdir()
+    for f in umt5_folder.iterdir():  # the tokenizer files and the config, not the Hugging Face weights
+        if f.name != "model.safetensors":
+            shutil.copy(f, wan / f.name)
+    state = _wan_layout(umt5.encoder.state_dict(), layers=2)
+    assert len(state) == 2 + 2 * 10  # every tensor of the encoder, the tied embedding once
+    torch.save(state, wan / WAN_UMT5_FILE)
+    released = UMT5TextEncoder(wan, device="cpu", max_len=8)
+    assert released.provenance["weights_sha256"] == {WAN_UMT5_FILE: sha256_file(wan / WAN_UMT5_FILE)}
+    prompts = ["a red cat", "the dog in  the garden "]
+    a, b = encode_prompts(umt5, prompts), encode_prompts(released, prompts)
+    assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+    bad = dict(state)
+    bad["blocks.0.ffn.extra.weight"] = bad.pop("blocks.0.ffn.fc1.weight")
+    torch.save(bad, wan / WAN_UMT5_FILE)
+    with pytest.raises(UserError, match=r"key 'blocks\.0\.ffn\.extra\.weight' .* has no place"):
+        UMT5TextEncoder(wan, device="cpu")
+    del bad["blocks.0.ffn.extra.weight"]
+    torch.save(bad, wan / WAN_UMT5_FILE)
+    with pytest.raises(UserError, match=r"has no weights for 'encoder\.block\.0\.layer\.1\.DenseReluDense\.wi_1"):
+        UMT5TextEncoder(wan, device="cpu")
+
+
+def test_prompts_are_cleaned_as_the_official_tokenizer_does(umt5):
+    from grn.text import clean_prompt
+
+    assert clean_prompt("  a  red\n\tcat &amp;amp; dog ") == "a red cat & dog"
+    assert torch.equal(umt5.tokenize(["a   red cat "]), umt5.tokenize(["a red cat"]))
