@@ -1,5 +1,5 @@
 """Entropy-guided video sampling against fixed 50 steps: the embedded text-to-video GRN_bit (GRN-bit-T2V-T,
-grn/checkpoints/t2v_mnist.pt) at the official GRN-2B-t2v preset on its 5 x 4 x 4 space-time tokens, time per
+grn/checkpoints/t2v_mnist.pt) at the official GRN-2B-t2v preset on its 5 x 8 x 8 space-time tokens, time per
 video and mean steps, measured in the same run at the same batch (finished samples leave the batch). The
 entropy schedule is calibrated on a separate batch of the same model (the official constants fit ImageNet GRN-B
 only), as suites/t2v_mnist.yaml does. Decoding is left out: it costs the same for both. The target is time per
@@ -28,7 +28,7 @@ def run(n: int = 40, batch: int = 20, repeats: int = 3) -> None:
     torch.set_grad_enabled(False)
     model = load_model(CHECKPOINT)
     kind = KINDS[model.kind]
-    sampler = kind.sampler_for(model, kind.presets["GRN-2B-t2v"], {})  # on the trained 5 x 4 x 4 grid
+    sampler = kind.sampler_for(model, kind.presets["GRN-2B-t2v"], {})  # on the trained 5 x 8 x 8 grid
     prompts = video_prompts()
     ids = model.tokenize(prompts)
     y = ids[torch.arange(n) % len(prompts)]

@@ -596,8 +596,8 @@ EMBEDDED_SIZES = {
     "GRN-bit-T2I-T": _embedded_size(128, 4, 4, 1, _mnist_words_text, latent_channels=4, rounds=4, grid=8,
                                     p_mean=-0.8, p_std=0.8),
     # the embedded text-to-video GRN_bit (grn/configs/t2v_mnist.yaml): the same width / depth / heads on the
-    # 5 x 4 x 4 space-time tokens (8 channels x 4 rounds = 32 bits) of grn/checkpoints/tokenizer_mmnist_video.pt,
+    # 5 x 8 x 8 space-time tokens (4 channels x 4 rounds = 16 bits) of grn/checkpoints/tokenizer_mmnist_video.pt,
     # 3D RoPE over (t, h, w) as the released model, a word-level encoder over the Moving-MNIST caption words
-    "GRN-bit-T2V-T": _embedded_size(128, 4, 4, 1, _video_words_text, latent_channels=8, rounds=4, grid=4, frames=5,
+    "GRN-bit-T2V-T": _embedded_size(128, 4, 4, 1, _video_words_text, latent_channels=4, rounds=4, grid=8, frames=5,
                                     p_mean=-0.8, p_std=0.8),
 }

@@ -395,15 +395,19 @@ class Runner:
         return rows
 
     def _per_frame(self, spec, entry, adapter, seed, videos, labels, traces, ref_videos, ref_prov) -> list[dict]:
-        """An image metric on every frame of the videos (and of the reference videos): N x T images in video-major
-        order, each frame with its video's label; the rows record that they are per frame."""
-        n, t = videos.shape[:2]
-        frames = videos.reshape(n * t, *videos.shape[2:])
-        ref = None if ref_videos is None else ref_videos.reshape(-1, *ref_videos.shape[2:])
+        """An image metric on the frames of the videos (and of the reference videos): frames 0, s, 2s, ... (s the
+        suite's `frame_stride`) of each video, N x T/s images in video-major order, each frame with its video's
+        label; the rows record which frames they scored."""
+        s = self.suite.frame_stride
+        n, t = videos[:, ::s].shape[:2]
+        def frames_of(v):
+            return np.ascontiguousarray(v[:, ::s]).reshape(-1, *v.shape[2:])
+        frames = frames_of(videos)
+        ref = None if ref_videos is None else frames_of(ref_videos)
         frame_labels = None if labels is None else np.repeat(labels, t)
         rows = spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, frames, frame_labels, traces,
                                                    ref, ref_prov))
-        note = {"per_frame": {"videos": n, "frames_per_video": t,
+        note = {"per_frame": {"videos": n, "frames_per_video": t, "frame_stride": s, "clip_frames": videos.shape[1],
                               "reference_videos": None if ref_videos is None else len(ref_videos)}}
         for row in rows:
             row["extra"] = {**(row.get("extra") or {}), **note}

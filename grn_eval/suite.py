@@ -62,6 +62,9 @@ TOP = {
     "allow_low_range": Opt(bool, False),
     # a named protocol papers report (grn_eval/evaluators.py): its metrics with their options fixed
     "evaluator": Opt(str, choices=tuple(EVALUATORS)),
+    # video suites: the image metrics (FID, PSNR, ...) score every frame_stride-th frame of every video (frames
+    # 0, s, 2s, ...; the rows record it); FVD and video prompt accuracy always see whole clips
+    "frame_stride": Opt(int, 1, min=1, why="image metrics on every k-th frame of a video"),
 }
 PRESENTATION_KEYS = {"table", "description", "gate"}
 REFERENCE = {"dataset": _STR, "stats": _STR, "npz": _STR, "sha256": SHA256,
@@ -180,6 +183,7 @@ class Suite:
     gate: dict = field(default_factory=dict)
     export: tuple[str, ...] = ()
     allow_low_range: bool = False  # accept uint8 images whose values never exceed 1
+    frame_stride: int = 1  # video suites: image metrics on frames 0, s, 2s, ... of each video
     evaluator: str | None = None  # grn_eval/evaluators.py; its metrics are in `metrics` with their options fixed
     needs: tuple[str, ...] = ()  # unset ${VAR} placeholders (only when loaded without check_assets)
     resolved: dict = field(default_factory=dict)  # the merged YAML, for provenance
@@ -524,5 +528,6 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
                  n_samples=ctx["n_samples"], batch_size=_get(data, "batch_size"), device=_get(data, "device"),
                  output_dir=_get(data, "output_dir"), table=table, gate=data.get("gate") or {},
                  export=tuple(_get(data, "export")), allow_low_range=_get(data, "allow_low_range"),
+                 frame_stride=_get(data, "frame_stride"),
                  evaluator=evaluator, resolved=data,
                  needs=tuple(sorted(needs)))

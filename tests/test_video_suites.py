@@ -14,7 +14,7 @@ import yaml
 from grn import registry
 
 TINY = {"hidden": 64, "depth": 2, "heads": 4, "text": {"width": 32, "depth": 1, "heads": 2}}
-TOKENIZER = {"enc_dim": 8, "dec_dim": 8}  # hbq-mmnist-video at a quarter width
+TOKENIZER = {"enc_dim": 8, "dec_dim": 8}  # hbq-mmnist-video at half its width
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +41,15 @@ def test_the_video_model_is_the_text_to_image_one_on_space_time_tokens():
     with torch.device("meta"):
         video, image = registry.build_model("GRN-bit-T2V-T"), registry.build_model("GRN-bit-T2I-T")
     assert (video.cfg.hidden, video.cfg.depth, video.cfg.heads) == (image.cfg.hidden, image.cfg.depth, image.cfg.heads)
-    assert (video.cfg.frames, video.cfg.grid, video.cfg.latent_channels, video.cfg.bits) == (5, 4, 8, 32)
+    assert (video.cfg.frames, video.cfg.grid, video.cfg.latent_channels, video.cfg.bits) == (5, 8, 4, 16)
     from grn.grn_bit_sampling import PRESETS, sampler_grid, trained_grid
 
-    assert sampler_grid(video) == (5, 4, 4) and trained_grid(video, PRESETS["GRN-2B-t2v"]).grid == (5, 4, 4)
+    assert sampler_grid(video) == (5, 8, 8) and trained_grid(video, PRESETS["GRN-2B-t2v"]).grid == (5, 8, 8)
     from grn.tokenizer import build_tokenizer
 
     with torch.device("meta"):
         tok = build_tokenizer("hbq-mmnist-video")
-    assert tok.video_token_shape(17, 32) == (8, 5, 4, 4)
+    assert tok.video_token_shape(17, 32) == (4, 5, 8, 8)
 
 
 def test_a_video_suite_samples_and_scores_videos(files, tmp_path):
@@ -98,7 +98,7 @@ def test_image_metrics_see_every_frame_and_rfvd_pairs_the_reconstructions(files,
     rows = {r["metric"]: r for r in res["rows"]}
     for name in ("psnr", "ssim"):
         assert rows[name]["n"] == 3 * 17 and rows[name]["extra"]["per_frame"] == {
-            "videos": 3, "frames_per_video": 17, "reference_videos": 3}
+            "videos": 3, "frames_per_video": 17, "frame_stride": 1, "clip_frames": 17, "reference_videos": 3}
     assert np.isfinite(rows["rfvd"]["value"]) and rows["rfvd"]["n"] == 3
 
 
