@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -220,6 +221,9 @@ class TokenizerTrainConfig:
     disc_ndf: int = 64
     disc_layers: int = 3
     flip: bool = True  # random horizontal flips
+    # videos: train on a random window of this many consecutive frames of each clip (1 + 4k for the causal
+    # tokenizer; None: whole clips). The causal convs see the same local context, at a fraction of the cost
+    clip_frames: int | None = None
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
@@ -250,12 +254,19 @@ def load_lpips_loss(net: str, path: str | None) -> nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def _batch(images, gen: torch.Generator, batch_size: int, rank: int, world: int, flip: bool, device):
-    """A batch of uint8 NHWC images or NTHWC videos -> float NCHW / NCTHW (videos flipped as a whole)."""
+def _batch(images, gen: torch.Generator, batch_size: int, rank: int, world: int, flip: bool, device,
+           clip_frames: int | None = None):
+    """A batch of uint8 NHWC images or NTHWC videos -> float NCHW / NCTHW (videos flipped as a whole; with
+    `clip_frames`, a random window of that many consecutive frames of each video)."""
     idx = torch.randint(len(images), (batch_size,), generator=gen)
     flips = torch.rand(batch_size, generator=gen) < 0.5
+    if clip_frames is not None:
+        starts = torch.randint(images.shape[1] - clip_frames + 1, (batch_size,), generator=gen)[rank::world]
     idx, flips = idx[rank::world], flips[rank::world]
-    x = to_model_input(images[idx.numpy()], device)
+    batch = images[idx.numpy()]
+    if clip_frames is not None:
+        batch = np.stack([v[s: s + clip_frames] for v, s in zip(batch, starts.tolist())])
+    x = to_model_input(batch, device)
     if flip:
         x = torch.where(flips.to(device).view(-1, *[1] * (x.dim() - 1)), x.flip(-1), x)
     return x
@@ -288,7 +299,8 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
     images = pixels(data)  # uint8 NHWC images or NTHWC videos
 
     def train_step(step: int) -> dict:
-        x = _batch(images, step_generator(cfg.seed, step), cfg.batch_size, run.rank, run.world, cfg.flip, device)
+        x = _batch(images, step_generator(cfg.seed, step), cfg.batch_size, run.rank, run.world, cfg.flip, device,
+                   cfg.clip_frames)
         gan_on = cfg.gan_weight > 0 and step >= cfg.gan_start
         with run.autocast:  # the autoencoder; its terms are summed in this order (the floats depend on it)
             recon, aux = ddp_model(x)  # aux: the quantizer's own loss (VQ commitment, LFQ entropy; else 0)

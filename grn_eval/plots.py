@@ -288,7 +288,7 @@ def sample_videos(videos: np.ndarray, labels: np.ndarray, prompts: list[str] | N
     strip = _tile(videos[picked].transpose(0, 1, 2, 3, 4).reshape(len(picked) * t, 1, h, w, 3), t)[0]
     fig, ax = plt.subplots(figsize=(t * 0.45 + 2.5, len(picked) * 0.5 + 0.6))
     ax.imshow(strip, interpolation="nearest")
-    names = [prompts[int(labels[i])] if prompts else f"label {int(labels[i])}" for i in picked]
+    names = [prompts[int(labels[i])] if prompts else f"class {int(labels[i])}" for i in picked]
     ax.set_yticks([k * (h + 2) + h / 2 for k in range(len(picked))], names, fontsize=6)
     ax.set_xticks([k * (w + 2) + w / 2 for k in range(t)], [str(k) for k in range(t)], fontsize=6)
     ax.set_xlabel("frame")

@@ -24,23 +24,33 @@ PLOTS = {
 PLOT_NAMES = sorted([*PLOTS, "sample_grids", "sample_videos", "training_curves"])
 
 
-def sample_grids(run_dir: Path, prefix: Path, per_class: int = 8) -> list[Path]:
-    """One grid per generated setting (rows = classes) from the run's first seed's sample shards."""
-    written = []
+def _first_seed_samples(run_dir: Path):
+    """(setting folder, seed folder name, samples, labels) of every generated setting of a run, from its first
+    seed's sample shards, in name order."""
     for setting in sorted(p for p in (run_dir / "samples").glob("*") if p.is_dir()):
         seeds = sorted(setting.glob("seed*"), key=lambda p: int(p.name[4:]))
         shards = sorted(seeds[0].glob("shard_*.npz")) if seeds else []
         if not shards:
             continue
-        images, labels = [], []
+        samples, labels = [], []
         for path in shards:
             with np.load(path) as f:
-                images.append(f["arr_0"])
+                samples.append(f["arr_0"])
                 labels.append(f["arr_1"])
-        title = f"{setting.name} ({seeds[0].name}, first {per_class} samples per class)"
-        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in setting.name).strip("_")
-        written += plots.sample_grid(np.concatenate(images), np.concatenate(labels), per_class,
-                                     Path(f"{prefix}_{stem}"), title)  # no dots: they would read as a suffix
+        yield setting, seeds[0].name, np.concatenate(samples), np.concatenate(labels)
+
+
+def _stem(setting: Path) -> str:  # no dots: they would read as a suffix
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in setting.name).strip("_")
+
+
+def sample_grids(run_dir: Path, prefix: Path, per_class: int = 8) -> list[Path]:
+    """One grid per generated image setting (rows = classes) from the run's first seed's sample shards."""
+    written = []
+    for setting, seed, images, labels in _first_seed_samples(run_dir):
+        if images.ndim == 4:
+            title = f"{setting.name} ({seed}, first {per_class} samples per class)"
+            written += plots.sample_grid(images, labels, per_class, Path(f"{prefix}_{_stem(setting)}"), title)
     return written
 
 
@@ -50,26 +60,14 @@ def sample_video_files(run_dir: Path, prefix: Path) -> list[Path]:
     import json
 
     results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
-    prompts = {name: prov.get("prompts") for name, prov in (results.get("models") or {}).items()
+    prompts = {_safe(name): prov.get("prompts") for name, prov in (results.get("models") or {}).items()
                if isinstance(prov, dict)}
     written = []
-    for setting in sorted(p for p in (run_dir / "samples").glob("*") if p.is_dir()):
-        seeds = sorted(setting.glob("seed*"), key=lambda p: int(p.name[4:]))
-        shards = sorted(seeds[0].glob("shard_*.npz")) if seeds else []
-        if not shards:
-            continue
-        videos, labels = [], []
-        for path in shards:
-            with np.load(path) as f:
-                videos.append(f["arr_0"])
-                labels.append(f["arr_1"] if "arr_1" in f.files else np.arange(len(f["arr_0"])))
-        videos = np.concatenate(videos)
-        if videos.ndim != 5:
-            continue
-        names = next((p for m, p in prompts.items() if p and _safe(m) == setting.name), None)
-        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in setting.name).strip("_")
-        written += plots.sample_videos(videos, np.concatenate(labels), names, Path(f"{prefix}_{stem}"),
-                                       f"{setting.name} ({seeds[0].name}): frames of one sample per prompt")
+    for setting, seed, videos, labels in _first_seed_samples(run_dir):
+        if videos.ndim == 5:
+            written += plots.sample_videos(videos, labels, prompts.get(setting.name),
+                                           Path(f"{prefix}_{_stem(setting)}"),
+                                           f"{setting.name} ({seed}): frames of one sample per prompt")
     return written
 
 
