@@ -113,11 +113,13 @@ def train_embedded(session: nox.Session) -> None:
     """Re-train the committed checkpoints in grn/checkpoints/ from grn/configs/ (resumable; hours on CPU),
     then run the suites made of them. `nox -s train_embedded -- tokenizer_mnist` trains only those;
     `nox -s train_embedded -- quant_study` the quantizer study's tokenizers and generators (about 60 min on
-    2 cores), then runs quant_study and quant_study_gen."""
+    2 cores), then runs quant_study and quant_study_gen; `-- video` the Moving-MNIST video tokenizer and its
+    generators, then video_recon and t2v_mnist."""
     ensure_venv(session)
     run_py(session, "-m", "grn_eval.embedded", "--retrain", *session.posargs)
-    study = ["quant_study", "quant_study_gen"]
-    suites = study if session.posargs == ["quant_study"] else ["mnist_recon", "hbq_rounds", "hbq_truncated", *study]
+    study, video = ["quant_study", "quant_study_gen"], ["video_recon", "t2v_mnist"]
+    everything = ["mnist_recon", "hbq_rounds", "hbq_truncated", *study, *video]
+    suites = {("quant_study",): study, ("video",): video}.get(tuple(session.posargs), everything)
     for suite in suites:
         run_py(session, "-m", "grn_eval.cli", "run", f"suites/{suite}.yaml")
 

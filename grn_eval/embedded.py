@@ -41,7 +41,8 @@ QUANT_TOKENIZERS = [f"tokenizer_photo_{q}" for q in ("fsq16", "lfq16", "bsq16", 
 QUANT_GENERATORS = [f"grn_photo_{q}" for q in ("hbq16", "fsq16", "lfq16", "bsq16", "rvq16")]
 CHECKPOINTS.update({name: f"{name}.yaml" for name in QUANT_TOKENIZERS + QUANT_GENERATORS})
 # a name on the command line that stands for several checkpoints, in training order
-GROUPS = {"quant_study": QUANT_TOKENIZERS[:5] + QUANT_GENERATORS + QUANT_TOKENIZERS[5:]}
+GROUPS = {"quant_study": QUANT_TOKENIZERS[:5] + QUANT_GENERATORS + QUANT_TOKENIZERS[5:],
+          "video": ["tokenizer_mmnist_video", "t2v_mnist", "ar_mmnist_video", "flow_mmnist_video"]}
 DEMO = ["tokenizer_mnist", "generator_mnist", "maskgit_mnist", "ar_mnist", "flow_mnist"]
 
 
