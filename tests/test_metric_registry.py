@@ -154,7 +154,7 @@ def test_the_task_of_a_registered_metric_decides_the_task_of_the_suite(tmp_path)
     recon = MetricSpec(key="t_recon", task="reconstruction", version="1", compute=lambda ctx: [],
                        rows=(Row("t_recon", "lower", "T", 2),))
     with registered(recon):
-        recon_keys = r"\(codes, rfid, psnr, ssim, lpips, t_recon\)"
+        recon_keys = r"\(codes, rfid, rfvd, psnr, ssim, lpips, t_recon\)"
         with pytest.raises(SuiteError, match=r"mixes reconstruction metrics " + recon_keys):
             load_suite(_suite(tmp_path, "{t_recon: {}, fid: {}}"))
         assert load_suite(_suite(tmp_path, "{t_recon: {}, latency: {}}")).task == "reconstruction"
