@@ -157,14 +157,15 @@ class FileAsset(abc.ABC):
     def _check_fingerprint(self, model: nn.Module, path: Path, source: str) -> str:
         got = self.fingerprint(model)
         err = _close(got, self.spec["fingerprint"]["values"])
-        if not err <= FINGERPRINT_TOL:
+        tol = self.spec["fingerprint"].get("tolerance", FINGERPRINT_TOL)  # an asset's own, with its reason
+        if not err <= tol:
             raise WeightsError(
                 f"{self.name}: '{path}' ({source}) does not reproduce the manifest's feature fingerprint "
-                f"(max relative error {err:.3g} > {FINGERPRINT_TOL}); it is not the expected network. "
+                f"(max relative error {err:.3g} > {tol}); it is not the expected network. "
                 f"Fix: point {self.env_var} at the right file, or delete it and run "
                 f"`grn-eval weights prepare {self.name}`."
             )
-        return f"feature fingerprint reproduced (max rel. error {err:.1e} <= {FINGERPRINT_TOL})"
+        return f"feature fingerprint reproduced (max rel. error {err:.1e} <= {tol})"
 
     def _load_checked(self, path: Path, source: str, device="cpu") -> tuple[nn.Module, list[str]]:
         try:
