@@ -19,7 +19,7 @@ from benchmarks.common import write
 CHECKPOINT = Path(__file__).resolve().parents[1] / "grn" / "checkpoints" / "t2v_mnist.pt"
 
 
-def run(n: int = 40, batch: int = 20, repeats: int = 3) -> None:
+def run(n: int = 20, batch: int = 20, repeats: int = 2) -> None:
     from grn.checkpoint import load_model
     from grn.registry import KINDS
     from grn.sampling import calibrate_entropy_schedule, decision_entropies, sample_generators
