@@ -271,7 +271,7 @@ def _tile(videos: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:
 
 
 def sample_videos(videos: np.ndarray, labels: np.ndarray, prompts: list[str] | None, prefix: Path, title: str,
-                  cols: int = 10, strips: int = 8, scale: int = 2, fps: int = 8) -> list[Path]:
+                  cols: int = 10, strips: int = 8, scale: int = 1, fps: int = 8) -> list[Path]:
     """A video setting's samples: an animated GIF of the first sample of every label tiled `cols` per row (for
     the default Moving-MNIST prompts: one row per direction, one column per digit), and a PNG of frame strips
     (one row per sample: its frames left to right) for the first `strips` labels, with their prompts."""
@@ -286,7 +286,7 @@ def sample_videos(videos: np.ndarray, labels: np.ndarray, prompts: list[str] | N
     picked = first[:strips]
     t, h, w = videos.shape[1:4]
     strip = _tile(videos[picked].transpose(0, 1, 2, 3, 4).reshape(len(picked) * t, 1, h, w, 3), t)[0]
-    fig, ax = plt.subplots(figsize=(t * 0.45 + 2.5, len(picked) * 0.5 + 0.6))
+    fig, ax = plt.subplots(figsize=(t * 0.45 + 4.0, len(picked) * 0.5 + 0.6))  # room for the prompts
     ax.imshow(strip, interpolation="nearest")
     names = [prompts[int(labels[i])] if prompts else f"class {int(labels[i])}" for i in picked]
     ax.set_yticks([k * (h + 2) + h / 2 for k in range(len(picked))], names, fontsize=6)
