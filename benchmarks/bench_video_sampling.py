@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -32,7 +31,7 @@ def run(n: int = 20, batch: int = 20, repeats: int = 2) -> None:
     prompts = video_prompts()
     ids = model.tokenize(prompts)
     y = ids[torch.arange(n) % len(prompts)]
-    cal = decision_entropies(model, y, replace(sampler),
+    cal = decision_entropies(model, y, sampler,
                              sample_generators(range(10**6, 10**6 + n)), warmup=5, t_max=50, sample=kind.sample)
     entropy = calibrate_entropy_schedule(cal, 20, 50, 5)
     times, steps = {"fixed50": [], "entropy": []}, {}

@@ -34,6 +34,12 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def safe_name(name: str) -> str:
+    """A model's name as one folder name (run folders: <run>/samples/<name>/): characters other than letters,
+    digits and -_.=, become _."""
+    return "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path next to `path`; rename it over `path` only if the block succeeds."""

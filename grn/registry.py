@@ -73,8 +73,8 @@ OUTPUTS = {
     "latent": Output(lambda tokenizer, model, images: tokenizer.encode(images),
                      lambda tokenizer, model, out: tokenizer.decode_latent(out),
                      lambda model, sampler=None: tuple(model.latent_shape)),
-    # GRN_bit: M*d bits per position of a token grid that is a sampler setting (grn/grn_bit_sampling.py)
-    # (an embedded HBQ tokenizer of the model's d x M encodes and decodes them, single frames: `_bits_tokenizer`)
+    # GRN_bit: M*d bits per position of a token grid that is a sampler setting (grn/grn_bit_sampling.py), images
+    # or videos, encoded and decoded by the HBQ tokenizer of the model's d x M (`_bits_tokenizer`)
     "t2iv-bits": Output(lambda tokenizer, model, images: _bits_tokenizer(tokenizer, model, "encode images into")
                         .tokenize(images, "bit"),
                         _decode_bits,
@@ -228,7 +228,7 @@ def _grn_bit_suite_refusal(record: dict | None) -> str:
 
 # The official text-to-image / text-to-video GRN (GRN_T2I_2B / GRN_T2V_2B, `grn convert official --t2iv`):
 # conditioned on UMT5 states (grn/text.py UMT5TextEncoder) through a text cache, sampled by `refine`; and the
-# embedded GRN-bit-T2I-T, with a word-level text encoder of its own, on the MNIST tokenizer's bits
+# embedded GRN-bit-T2I-T / GRN-bit-T2V-T, with word-level text encoders of their own, on embedded tokenizers' bits
 register(ModelKind("grn-bit", GRNBit, grn_bit_config_from_dict, GRNBitSamplerConfig, GRN_BIT_PRESETS["GRN-2B-t2i"],
                    sample_grn_bit, "GRN", GRN_BIT_SAMPLER_OPTIONS, output="t2iv-bits", conditioning="text",
                    entropy=True, presets=GRN_BIT_PRESETS, adapter_options={**_TEXT_PROMPTS, **_UMT5_FOLDER},

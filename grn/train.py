@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from grn.checkpoint import checkpoint_record, export_tokenizer, load_tokenizer
 from grn.data import pixels, to_model_input
 from grn.datasets import load_dataset
+from grn.errors import UserError
 from grn.fileio import save_torch, sha256_file
 from grn.registry import KINDS, build_model
 from grn.tokenizer import HBQTokenizer, TokenizerConfig, tokenizer_config
@@ -297,6 +298,11 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
     ddp_model, ddp_disc = run.ddp(model), run.ddp(disc)
     data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
     images = pixels(data)  # uint8 NHWC images or NTHWC videos
+    if cfg.clip_frames is not None and (images.ndim != 5 or not 1 <= cfg.clip_frames <= images.shape[1]):
+        raise UserError(f"clip_frames: {cfg.clip_frames} - windows of a video's frames need a video dataset with at "
+                        f"least that many frames (dataset '{cfg.dataset}' has "
+                        f"{'images' if images.ndim != 5 else f'{images.shape[1]} frames per video'}); remove it or "
+                        f"lower it")
 
     def train_step(step: int) -> dict:
         x = _batch(images, step_generator(cfg.seed, step), cfg.batch_size, run.rank, run.world, cfg.flip, device,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grn.fileio import safe_name
 from grn_eval import plots, report, tables
 
 PLOTS = {
@@ -60,7 +61,7 @@ def sample_video_files(run_dir: Path, prefix: Path) -> list[Path]:
     import json
 
     results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
-    prompts = {_safe(name): prov.get("prompts") for name, prov in (results.get("models") or {}).items()
+    prompts = {safe_name(name): prov.get("prompts") for name, prov in (results.get("models") or {}).items()
                if isinstance(prov, dict)}
     written = []
     for setting, seed, videos, labels in _first_seed_samples(run_dir):
@@ -69,10 +70,6 @@ def sample_video_files(run_dir: Path, prefix: Path) -> list[Path]:
                                            Path(f"{prefix}_{_stem(setting)}"),
                                            f"{setting.name} ({seed}): frames of one sample per prompt")
     return written
-
-
-def _safe(name: str) -> str:  # the runner's sample folder name of a model (grn_eval/runner.py _shard_dir)
-    return "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name)
 
 
 def newest_run(runs_root: Path, suite: str) -> Path:

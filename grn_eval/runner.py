@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from grn.data import load_npz
 from grn.datasets import load_dataset
 from grn.errors import NonFiniteError, UserError
-from grn.fileio import atomic_path, atomic_write
+from grn.fileio import atomic_path, atomic_write, safe_name
 from grn_eval import weights as W
 from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
@@ -276,8 +276,7 @@ class Runner:
 
     # -- sampling in shards -----------------------------------------------------------------
     def _shard_dir(self, entry, seed: int) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_.=," else "_" for c in entry.name)
-        return self.run_dir / "samples" / safe / f"seed{seed}"
+        return self.run_dir / "samples" / safe_name(entry.name) / f"seed{seed}"  # what `grn-eval publish` reads
 
     def generate(self, entry, adapter, seed: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         n, bs = self.suite.n_samples, self.suite.batch_size
@@ -384,34 +383,33 @@ class Runner:
         return self._metric_rows("generation", entry, adapter, seed, images, labels, traces, ref_images, ref_prov)
 
     def _metric_rows(self, stage_name, entry, adapter, seed, samples, labels, traces, ref_images, ref_prov):
-        rows = []
+        rows, frames = [], None
         for spec in registry.for_suite(self.suite.metrics, stage_name):
             with stage(f"metric:{spec.key}"):
-                if samples.ndim == 5 and not spec.video:  # an image metric on videos: their frames
-                    rows += self._per_frame(spec, entry, adapter, seed, samples, labels, traces, ref_images, ref_prov)
+                if samples.ndim == 5 and not spec.video:  # an image metric on videos: their frames (made once)
+                    frames = frames or self._frames(samples, labels, ref_images)
+                    new = spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, frames[0], frames[1],
+                                                              traces, frames[2], ref_prov))
+                    rows += [{**row, "extra": {**(row.get("extra") or {}), **frames[3]}} for row in new]
                     continue
                 rows += spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, samples, labels, traces,
                                                             ref_images, ref_prov))
         return rows
 
-    def _per_frame(self, spec, entry, adapter, seed, videos, labels, traces, ref_videos, ref_prov) -> list[dict]:
-        """An image metric on the frames of the videos (and of the reference videos): frames 0, s, 2s, ... (s the
-        suite's `frame_stride`) of each video, N x T/s images in video-major order, each frame with its video's
-        label; the rows record which frames they scored."""
+    def _frames(self, videos, labels, ref_videos):
+        """What an image metric scores of videos: frames 0, s, 2s, ... (s the suite's `frame_stride`) of each video
+        and of each reference video, N x T/s images in video-major order, each frame with its video's label; and
+        the note its rows carry of which frames they scored."""
         s = self.suite.frame_stride
-        n, t = videos[:, ::s].shape[:2]
+
         def frames_of(v):
             return np.ascontiguousarray(v[:, ::s]).reshape(-1, *v.shape[2:])
-        frames = frames_of(videos)
-        ref = None if ref_videos is None else frames_of(ref_videos)
-        frame_labels = None if labels is None else np.repeat(labels, t)
-        rows = spec.compute(registry.MetricContext(spec, self, entry, adapter, seed, frames, frame_labels, traces,
-                                                   ref, ref_prov))
-        note = {"per_frame": {"videos": n, "frames_per_video": t, "frame_stride": s, "clip_frames": videos.shape[1],
+        t = videos[:, ::s].shape[1]
+        note = {"per_frame": {"videos": len(videos), "frames_per_video": t, "frame_stride": s,
+                              "clip_frames": videos.shape[1],
                               "reference_videos": None if ref_videos is None else len(ref_videos)}}
-        for row in rows:
-            row["extra"] = {**(row.get("extra") or {}), **note}
-        return rows
+        return (frames_of(videos), None if labels is None else np.repeat(labels, t),
+                None if ref_videos is None else frames_of(ref_videos), note)
 
     def numerics(self) -> dict:
         """The settings that move numbers in the last digits, so a difference between two runs can be

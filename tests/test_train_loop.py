@@ -119,3 +119,17 @@ def test_resume_with_another_config_is_refused(tmp_path, tok_path):
     cfg.lr *= 2
     with pytest.raises(ValueError, match="another training config"):
         train(cfg, tmp_path, progress=False)
+
+
+def test_clip_frames_needs_a_video_dataset_with_that_many_frames(tmp_path):
+    from grn.errors import UserError
+
+    cfg = TokenizerTrainConfig(tokenizer="hbq-mnist", tokenizer_overrides={"enc_dim": 8, "dec_dim": 8}, steps=1,
+                               batch_size=2, lpips_weight=0.0, gan_weight=0.0, clip_frames=5)
+    with pytest.raises(UserError, match="clip_frames: 5 .*dataset 'mnist' has images"):
+        train_tokenizer(cfg, tmp_path / "a", progress=False)
+    cfg = TokenizerTrainConfig(tokenizer="hbq-mmnist-video", tokenizer_overrides={"enc_dim": 4, "dec_dim": 4},
+                               dataset="moving_mnist", steps=1, batch_size=2, lpips_weight=0.0, gan_weight=0.0,
+                               clip_frames=21)
+    with pytest.raises(UserError, match="clip_frames: 21 .* has 17 frames per video"):
+        train_tokenizer(cfg, tmp_path / "b", progress=False)

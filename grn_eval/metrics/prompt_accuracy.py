@@ -9,13 +9,12 @@ bootstrap interval over the scored samples.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from grn.errors import UserError
 from grn_eval import digit_classifier, intervals
 from grn_eval.metrics.registry import BOOTSTRAP, Row, register_metric
+from grn_eval.model_check import resolve
 from grn_eval.options import Opt
 
 VERSION = "1"
@@ -49,8 +48,7 @@ def _prompt_accuracy(ctx) -> list[dict]:
     if not adapter.has_prompts and adapter.num_classes != 10:
         return [ctx.row("prompt_accuracy", None, {}, reason="not available: the model has neither digit prompts "
                                                             "nor the 10 digit classes")]
-    path = Path(ctx.options["classifier"])
-    path = path if path.exists() else ctx.suite.path.parent / path
+    path = resolve(ctx.options["classifier"], ctx.suite.path.parent)
     model, prov = digit_classifier.load(path, ctx.device)
     asked = np.asarray(adapter.asked_digits(ctx.labels) if adapter.has_prompts else ctx.labels)
     predicted = np.asarray(digit_classifier.predict(model, ctx.samples, ctx.device))

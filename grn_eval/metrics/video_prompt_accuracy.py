@@ -10,10 +10,9 @@ what the judge gets right on real ones. Chance: 1/10 (digit), 1/8 (direction), 1
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from grn_eval import digit_classifier, intervals
 from grn_eval.metrics.registry import BOOTSTRAP, Row, register_metric
+from grn_eval.model_check import resolve
 from grn_eval.options import Opt
 
 VERSION = "1"
@@ -40,8 +39,7 @@ def _video_prompt_accuracy(ctx) -> list[dict]:
                                                        f"against the motion and digit their prompts ask for)")]
     # a class-conditional video model (grn/video_captions.py motion_classes) is asked its class's prompt
     prompts = adapter.prompt_texts(ctx.labels) if adapter.has_prompts else [classes[int(c)] for c in ctx.labels]
-    path = Path(ctx.options["classifier"])
-    path = path if path.exists() else ctx.suite.path.parent / path
+    path = resolve(ctx.options["classifier"], ctx.suite.path.parent)
     model, prov = ctx.runner.asset(("digit classifier", str(path)), lambda: digit_classifier.load(path, ctx.device))
     real = ctx.runner.asset(("video recovery on real", str(path), ctx.options["real_split"]),
                             lambda: _recovery_on_real(model, ctx.options["real_split"]))
