@@ -31,7 +31,7 @@ from PIL import Image
 
 from grn.data import IMAGE_SUFFIXES, DatasetError, load_mnist
 from grn.fileio import atomic_path
-from grn.motion import DIRECTION_NAMES, DIRECTION_STEPS, SPEED_NAMES, SPEEDS  # noqa: F401
+from grn.motion import DIRECTION_NAMES, DIRECTION_STEPS, SPEEDS
 from grn.video_captions import motion_class, moving_mnist_captions
 
 # ---------------------------------------------------------------------------------------

@@ -26,14 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from grn.errors import UserError
+from grn.motion import DIRECTION_STEPS, SPEEDS
 from grn.video_captions import asked_digit, asked_motion
-from grn.video_data import (
-    DEFAULT_DIGIT_SIZE,
-    DIRECTION_STEPS,
-    MNIST_DIGIT_SIZE,
-    SPEEDS,
-    load_moving_mnist,
-)
+from grn.video_data import DEFAULT_DIGIT_SIZE, MNIST_DIGIT_SIZE, load_moving_mnist
 from grn_eval import digit_classifier
 
 # Gray levels at or below this count as background (weight 0): a generator's faint haze would

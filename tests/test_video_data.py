@@ -7,6 +7,7 @@ from PIL import Image
 from grn.captions import DIGIT_WORDS, asked_digit, words
 from grn.data import DatasetError, load_mnist
 from grn.datasets import load_dataset
+from grn.motion import DIRECTION_NAMES, DIRECTION_STEPS, SPEEDS
 from grn.video_captions import (
     SPEED_WORDS,
     asked_motion,
@@ -16,9 +17,6 @@ from grn.video_captions import (
     video_vocabulary,
 )
 from grn.video_data import (
-    DIRECTION_NAMES,
-    DIRECTION_STEPS,
-    SPEEDS,
     VideoArray,
     load_moving_mnist,
     load_video_folder,

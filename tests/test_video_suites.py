@@ -117,3 +117,36 @@ def test_fvd_on_images_says_why_it_is_not_available(tmp_path):
 
     (row,) = spec.compute(Ctx())
     assert row["value"] is None and "FVD compares videos" in row["reason"]
+
+
+@pytest.mark.parametrize("kind,size,sampler", [("ar", "AR-T", {"guidance": 2.0}),
+                                              ("flow", "Flow-T", {"steps": 2, "method": "heun", "guidance": 2.0})])
+def test_class_conditional_video_baselines_are_asked_their_class_prompts(files, tmp_path, kind, size, sampler):
+    """The AR and flow video baselines of suites/t2v_mnist.yaml (grn/configs/*_mmnist_video.yaml) sample NTHWC
+    videos through the same suite path, and video prompt accuracy asks each sample its motion class's prompt
+    (sample i: class i % 160, whose first 80 prompts are the text models' 80)."""
+    from grn.checkpoint import checkpoint_record
+    from grn.fileio import save_torch, sha256_file
+    from grn.video_captions import class_prompts, video_prompts
+    from grn_eval.runner import run_suite
+    from grn_eval.suite import load_suite
+
+    torch.manual_seed(0)
+    over = {"grid": 8, "latent_channels": 4, "frames": 5, "num_classes": 160, "hidden": 32, "depth": 1, "heads": 2}
+    model = registry.build_model(size, **over)
+    save_torch(checkpoint_record(model, size, model.state_dict(), tokenizer_sha256=sha256_file(files / "tok.pt")),
+               tmp_path / "m.pt")
+    suite = _write(tmp_path / "s.yaml", {
+        "name": "tiny_video_baseline", "datasets": {"ref": {"name": "moving_mnist", "split": "reference"}},
+        "models": [{"name": "b", "adapter": kind, "checkpoint": str(tmp_path / "m.pt"),
+                    "tokenizer": str(files / "tok.pt"), "sampler": sampler}],
+        "metrics": {"video_prompt_accuracy": {"bootstrap": 0}}, "reference": {"dataset": "ref"},
+        "n_samples": 3, "batch_size": 3})
+    res = run_suite(load_suite(suite), run_dir=tmp_path / "run", progress=False)
+    with np.load(next((tmp_path / "run" / "samples" / "b" / "seed0").glob("shard_*.npz"))) as f:
+        assert f["arr_0"].shape == (3, 17, 32, 32, 3) and f["arr_0"].dtype == np.uint8
+        assert f["arr_1"].tolist() == [0, 1, 2]
+    rows = {r["metric"]: r for r in res["rows"]}
+    for name in ("video_prompt_accuracy", "video_digit_accuracy", "video_direction_accuracy", "video_speed_accuracy"):
+        assert 0 <= rows[name]["value"] <= 1 and rows[name]["n"] == 3
+    assert class_prompts()[:80] == video_prompts()
