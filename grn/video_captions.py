@@ -97,6 +97,14 @@ def class_prompts() -> list[str]:
     return [render(PROMPT_TEMPLATE, d, r, s) for d, r, s in motion_classes()]
 
 
+def class_model_prompts(num_classes: int) -> list[str] | None:
+    """What the labels of a class-conditional video model ask for: the motion classes' prompts when it has
+    exactly that many classes (grn/configs/{ar,flow}_mmnist_video.yaml), else None (its classes are not
+    Moving-MNIST motions, and no prompt may be read into them)."""
+    prompts = class_prompts()
+    return prompts if num_classes == len(prompts) else None
+
+
 def video_prompts() -> list[str]:
     """The default evaluation prompts: 10 digits x 8 directions = 80, digit-minor (every 10 consecutive
     prompts hold each digit once; any multiple of 80 samples is balanced over digits x directions).

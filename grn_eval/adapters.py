@@ -148,7 +148,17 @@ class GeneratorAdapter(SeedSampler):
                 "tokenizer_integrity": getattr(self.tokenizer, "integrity", None),
                 "tokenizer_match": self.files.tokenizer_note, "sampler": sampler,
                 "entropy": None if self.entropy is None else self.entropy.__dict__,
-                "parameters": sum(p.numel() for p in self.model.parameters())}
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                **self._class_prompts()}
+
+    def _class_prompts(self) -> dict:
+        """A class-conditional video model with the Moving-MNIST motion classes records the prompt each class
+        stands for (what video_prompt_accuracy asks of it, and what its published frame strips are labelled)."""
+        from grn.video_captions import class_model_prompts
+
+        video = getattr(self.model.cfg, "frames", 1) > 1
+        prompts = class_model_prompts(self.num_classes) if video and not self.has_prompts else None
+        return {"prompts": prompts} if prompts else {}
 
 
 class T2IAdapter(GeneratorAdapter, Prompted):

@@ -44,9 +44,25 @@ def find_results(paths) -> list[Path]:
     return out
 
 
+# Keys whose values record that an input was verified, not how a number was computed: a weights record's
+# `checks` state the fingerprint's measured error, which moves with the thread count and the machine while
+# the network (named by the sha256 beside it) stays the same. The protocol keeps them; its id leaves them out.
+VERIFICATION_KEYS = frozenset({"checks"})
+
+
+def _defining(value):
+    """`value` without the VERIFICATION_KEYS of any dict inside it."""
+    if isinstance(value, dict):
+        return {k: _defining(v) for k, v in value.items() if k not in VERIFICATION_KEYS}
+    if isinstance(value, (list, tuple)):
+        return [_defining(v) for v in value]
+    return value
+
+
 def protocol_id(protocol: dict) -> str:
-    """A short, stable id of everything that defines how a number was computed."""
-    return hashlib.sha256(json.dumps(protocol, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    """A short, stable id of everything that defines how a number was computed (the same on every machine
+    for the same protocol: what a load-time check measured is left out)."""
+    return hashlib.sha256(json.dumps(_defining(protocol), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def load_results(paths) -> pd.DataFrame:

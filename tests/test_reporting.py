@@ -87,6 +87,21 @@ def test_pareto_front():
     assert plots.pareto_front(pts).tolist() == [0, 1, 3]
 
 
+def test_protocol_id_names_the_protocol_not_what_a_check_measured():
+    # Two loads of the same I3D on machines with different thread counts: the fingerprint's measured error
+    # differs in the `checks` text, the network (sha256) and the protocol do not, so the id must not either;
+    # a different network or a different protocol value must change it.
+    def fvd(err, sha="be99", frames=16):
+        return {"frames": frames, "weights": {"asset": "i3d-kinetics-400", "sha256": sha, "checks": [
+            "sha256 matches the record written at conversion",
+            f"feature fingerprint reproduced (max rel. error {err} <= 0.0001)"]}}
+
+    assert report.protocol_id(fvd("2.0e-09")) == report.protocol_id(fvd("8.1e-06"))
+    assert report.protocol_id(fvd("2.0e-09")) != report.protocol_id(fvd("2.0e-09", sha="0000"))
+    assert report.protocol_id(fvd("2.0e-09")) != report.protocol_id(fvd("2.0e-09", frames=8))
+    assert "checks" in fvd("1")["weights"]  # the protocol itself keeps them (provenance); only the id drops them
+
+
 def test_gate_passes_unchanged_and_flags_moves(tiny_run, tmp_path):
     df = report.load_results([tiny_run / "run"])
     base = gate.make_baseline(df, "tiny")

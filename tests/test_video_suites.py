@@ -150,3 +150,12 @@ def test_class_conditional_video_baselines_are_asked_their_class_prompts(files, 
     for name in ("video_prompt_accuracy", "video_digit_accuracy", "video_direction_accuracy", "video_speed_accuracy"):
         assert 0 <= rows[name]["value"] <= 1 and rows[name]["n"] == 3
     assert class_prompts()[:80] == video_prompts()
+    # the prompts its classes stand for are recorded with the model (its frame strips are labelled with them)
+    assert res["models"]["b"]["prompts"] == class_prompts()
+
+
+def test_only_the_motion_classes_are_read_as_prompts():
+    from grn.video_captions import class_model_prompts, class_prompts
+
+    assert class_model_prompts(160) == class_prompts() and len(set(class_prompts())) == 160
+    assert class_model_prompts(101) is None and class_model_prompts(1) is None  # e.g. a UCF-101 class model

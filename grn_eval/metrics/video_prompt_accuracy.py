@@ -28,13 +28,14 @@ def _recovery_on_real(classifier, split: str) -> dict:
 
 
 def _video_prompt_accuracy(ctx) -> list[dict]:
-    from grn.video_captions import class_prompts
+    from grn.video_captions import class_model_prompts, class_prompts
     from grn_eval.video_recovery import video_prompt_accuracy
 
-    adapter, classes = ctx.adapter, class_prompts()
-    if ctx.samples.ndim != 5 or not (adapter.has_prompts or adapter.num_classes == len(classes)):
+    adapter = ctx.adapter
+    classes = None if adapter.has_prompts else class_model_prompts(adapter.num_classes)
+    if ctx.samples.ndim != 5 or not (adapter.has_prompts or classes):
         why = "the samples are images" if ctx.samples.ndim != 5 else \
-            f"the model has neither prompts nor the {len(classes)} motion classes"
+            f"the model has neither prompts nor the {len(class_prompts())} motion classes"
         return [ctx.row(ROWS["all"], None, {}, reason=f"not available: {why} (video prompt accuracy scores videos "
                                                        f"against the motion and digit their prompts ask for)")]
     # a class-conditional video model (grn/video_captions.py motion_classes) is asked its class's prompt
