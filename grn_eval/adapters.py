@@ -156,8 +156,10 @@ class GeneratorAdapter(SeedSampler):
         stands for (what video_prompt_accuracy asks of it, and what its published frame strips are labelled)."""
         from grn.video_captions import class_model_prompts
 
-        video = getattr(self.model.cfg, "frames", 1) > 1
-        prompts = class_model_prompts(self.num_classes) if video and not self.has_prompts else None
+        if self.has_prompts:  # a text model records its own prompts
+            return {}
+        video = (getattr(self.model.cfg, "frames", None) or 1) > 1  # None: an image model (GRN_bit's config)
+        prompts = class_model_prompts(self.num_classes) if video else None
         return {"prompts": prompts} if prompts else {}
 
 
