@@ -99,7 +99,9 @@ def test_protocol_id_names_the_protocol_not_what_a_check_measured():
     assert report.protocol_id(fvd("2.0e-09")) == report.protocol_id(fvd("8.1e-06"))
     assert report.protocol_id(fvd("2.0e-09")) != report.protocol_id(fvd("2.0e-09", sha="0000"))
     assert report.protocol_id(fvd("2.0e-09")) != report.protocol_id(fvd("2.0e-09", frames=8))
-    assert "checks" in fvd("1")["weights"]  # the protocol itself keeps them (provenance); only the id drops them
+    recorded = fvd("1")
+    report.protocol_id(recorded)
+    assert "checks" in recorded["weights"]  # the protocol itself keeps them (provenance); only the id drops them
 
 
 def test_gate_passes_unchanged_and_flags_moves(tiny_run, tmp_path):
