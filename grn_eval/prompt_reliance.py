@@ -80,7 +80,8 @@ def prompt_reliance(model, tokens: torch.Tensor, captions: list[str], t_values=T
 
 def held_out_set(checkpoint: Path, n: int):
     """(model, tokens [n, ...], captions) of a checkpoint trained here: its tokenizer (checked against the
-    hash the record holds) and the held-out split of the dataset it was trained on."""
+    hash the record holds) and the held-out split of the dataset it was trained on, built with the same
+    dataset_kwargs."""
     from grn.captions import dataset_captions
     from grn.checkpoint import load_model, load_tokenizer, read_generator_record
     from grn.data import pixels
@@ -94,12 +95,12 @@ def held_out_set(checkpoint: Path, n: int):
     if getattr(model, "text", None) is None or not hasattr(model, "tokenize") or "tokenizer" not in train:
         raise UserError(f"'{checkpoint}': prompt reliance needs a text-conditioned generator trained here (its own "
                         f"text encoder and a training record naming its tokenizer)")
-    root = Path(__file__).resolve().parents[1]
-    tok_path = root / train["tokenizer"]
+    tok_path = Path(__file__).resolve().parents[1] / train["tokenizer"]  # a relative path is the repository's
     if sha256_file(tok_path) != record.get("tokenizer_sha256"):
         raise UserError(f"'{tok_path}' is not the tokenizer '{checkpoint}' was trained with (sha256 differs); "
                         f"restore it (git checkout) or retrain the generator")
-    data = load_dataset(train.get("dataset", "mnist"), split="reference")
+    # the held-out split of the data as trained (its frame size, digit size, ... from the record)
+    data = load_dataset(train.get("dataset", "mnist"), **{**train.get("dataset_kwargs", {}), "split": "reference"})
     images = pixels(data)[:n]
     tokens = encode_dataset(load_tokenizer(tok_path), images, model)
     return model, tokens, dataset_captions(data)[:n]
