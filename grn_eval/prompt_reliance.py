@@ -21,6 +21,7 @@ the checkpoint's training record (its held-out split) and prints the three losse
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def prompt_reliance(model, tokens: torch.Tensor, captions: list[str], t_values=T
                                ids=ids_v[s : s + batch_size].to(device))
                 target = tokens[s : s + batch_size].to(device).long()
                 total += F.cross_entropy(logits.float(), target, reduction="sum").item()
+            if not math.isfinite(total):
+                raise UserError(f"prompt reliance: the model's loss at t = {t_value} ({name} prompts) is {total}; "
+                                f"its logits are not finite, so no number is reported (check the checkpoint)")
             out[float(t_value)][name] = total / tokens.numel()
     return out
 
@@ -107,6 +111,8 @@ def held_out_set(checkpoint: Path, n: int):
 
 
 def _cmd(args) -> int:
+    if args.n < 2:
+        raise UserError(f"--n {args.n}: give at least 2 held-out samples (default 200)")
     model, tokens, captions = held_out_set(Path(args.checkpoint), args.n)
     res = prompt_reliance(model, tokens, captions, seed=args.seed)
     print(f"{args.checkpoint}: GRN cross-entropy (nats per token element) on {len(tokens)} held-out samples")

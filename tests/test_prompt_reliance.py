@@ -3,6 +3,7 @@
 and on the committed text-to-image GRN_bit -- whose samples show the asked digit -- a wrong digit costs loss."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,9 @@ import torch
 from grn.captions import asked_digit
 from grn.errors import UserError
 from grn.video_captions import asked_motion, moving_mnist_captions
-from grn_eval.prompt_reliance import main, prompt_reliance, swap_digit
+from grn_eval.prompt_reliance import held_out_set, main, prompt_reliance, swap_digit
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("caption, want", [
@@ -83,11 +86,7 @@ def test_losses_are_the_grn_cross_entropy_and_every_variant_sees_the_same_input(
 def test_the_text_to_image_grn_pays_for_a_wrong_digit():
     """The committed GRN-bit-T2I-T draws the asked digit in 0.99 of its samples (results/tables/t2i_mnist.md); on
     held-out MNIST it measures +0.09 nats for a swapped digit at t = 0.1 with 200 digits. 40 here."""
-    from pathlib import Path
-
-    from grn_eval.prompt_reliance import held_out_set
-
-    model, tokens, captions = held_out_set(Path("grn/checkpoints/t2i_mnist_bit.pt"), 40)
+    model, tokens, captions = held_out_set(ROOT / "grn/checkpoints/t2i_mnist_bit.pt", 40)
     r = prompt_reliance(model, tokens, captions, t_values=(0.1,))[0.1]
     assert 0 < r["true"] < math.log(2)
     assert r["swapped_digit"] - r["true"] > 0.04
@@ -95,9 +94,12 @@ def test_the_text_to_image_grn_pays_for_a_wrong_digit():
 
 
 def test_a_class_conditional_checkpoint_is_refused_in_one_line(capsys):
-    assert main(["grn/checkpoints/generator_mnist.pt"]) == 1
+    assert main([str(ROOT / "grn/checkpoints/generator_mnist.pt")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs a text-conditioned generator" in err[0]
+    assert main([str(ROOT / "grn/checkpoints/t2i_mnist_bit.pt"), "--n", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--n 0" in err[0]
 
 
 def test_the_held_out_set_is_the_training_data_as_configured(tmp_path):
@@ -109,7 +111,6 @@ def test_the_held_out_set_is_the_training_data_as_configured(tmp_path):
     from grn.tokenizer import build_tokenizer
     from grn.train import encode_dataset
     from grn.video_data import load_moving_mnist
-    from grn_eval.prompt_reliance import held_out_set
 
     torch.manual_seed(0)
     export_tokenizer(build_tokenizer("hbq-mmnist-video", enc_dim=8, dec_dim=8), tmp_path / "tok.pt")
@@ -128,3 +129,10 @@ def test_the_held_out_set_is_the_training_data_as_configured(tmp_path):
     (tmp_path / "tok.pt").write_bytes((tmp_path / "tok.pt").read_bytes() + b"x")  # not the recorded tokenizer
     with pytest.raises(UserError, match="is not the tokenizer"):
         held_out_set(tmp_path / "t2v.pt", 3)
+
+
+def test_a_non_finite_loss_is_refused_not_reported():
+    tokens = torch.randint(0, 2, (4, 16, 2, 2), generator=torch.Generator().manual_seed(1))
+    captions = [f"the digit {d}" for d in range(4)]
+    with pytest.raises(UserError, match="not finite"):
+        prompt_reliance(Oracle(tokens, captions, margin=float("nan")), tokens, captions, t_values=(0.3,), batch_size=4)
