@@ -160,3 +160,11 @@ def gpu_check(session: nox.Session) -> None:
     """Exercise every CUDA path (minutes) and write results/bench/gpu_check.json."""
     ensure_venv(session)
     run_py(session, "-m", "benchmarks.gpu_check")
+
+
+@nox.session
+def video_budget(session: nox.Session) -> None:
+    """GPU: the video generators retrained at 8 x the batch and 4 x the steps, prompt accuracy at 4 milestones
+    (results/bench/video_budget/video_budget.json; arguments after -- go to `python -m grn_eval.video_budget`)."""
+    ensure_venv(session)
+    run_py(session, "-m", "grn_eval.video_budget", "--out", "results/bench/video_budget", *session.posargs)
