@@ -127,7 +127,7 @@ def run_study(out: Path, batch_scale: int = 8, step_scale: int = 4, count: int =
         "protocol": {"suite": SUITE.name, "prompts": n, "seeds": [0, n - 1], "batch_scale": batch_scale,
                      "step_scale": step_scale, "milestones": count, "classifier": classifier_prov,
                      "bootstrap_replicates": BOOTSTRAP_REPLICATES, "device": _device_name(device),
-                     "torch": torch.__version__, "dry_run": toy is not None},
+                     "threads": torch.get_num_threads(), "torch": torch.__version__, "dry_run": toy is not None},
         "recovery_on_real": recovery_accuracy_on_real("reference", n=real_n, classifier=classifier)})
     record.setdefault("models", {})
     for name in models:
