@@ -81,9 +81,9 @@ def export_ema(run_dir: Path, cfg, step: int, dst: Path) -> None:
 def prompt_accuracy(entry, checkpoint: Path, n: int, classifier, device) -> dict:
     """Sample the suite entry's model from `checkpoint` on prompts 0..n-1 (seeds 0..n-1) and score the videos
     as the suite's video_prompt_accuracy metric does."""
-    from grn.video_captions import class_model_prompts
     from grn_eval import intervals
     from grn_eval.adapters import build_adapter
+    from grn_eval.metrics.video_prompt_accuracy import asked_prompts
     from grn_eval.video_recovery import video_prompt_accuracy
 
     entry = replace(entry, options={**entry.options, "checkpoint": str(checkpoint)})
@@ -92,9 +92,7 @@ def prompt_accuracy(entry, checkpoint: Path, n: int, classifier, device) -> dict
     t0 = time.perf_counter()
     videos, _ = adapter.generate(labels, list(range(n)))
     seconds = time.perf_counter() - t0
-    prompts = adapter.prompt_texts(labels) if adapter.has_prompts else \
-        [class_model_prompts(adapter.num_classes)[int(c)] for c in labels]
-    res = video_prompt_accuracy(videos, prompts, classifier)
+    res = video_prompt_accuracy(videos, asked_prompts(adapter, labels), classifier)
     out = {"sample_seconds": seconds}
     for aspect, acc in res["accuracy"].items():
         ci = intervals.mean_interval(res["correct"][aspect].astype(float), BOOTSTRAP_REPLICATES, 0, aspect)
@@ -123,11 +121,15 @@ def run_study(out: Path, batch_scale: int = 8, step_scale: int = 4, count: int =
     classifier, classifier_prov = digit_classifier.load(digit_classifier.DEFAULT_PATH, device)
     record_path = out / "video_budget.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    defining = {"suite": SUITE.name, "prompts": n, "seeds": [0, n - 1], "batch_scale": batch_scale,
+                "step_scale": step_scale, "milestones": count, "dry_run": toy is not None}
+    before = {k: record.get("protocol", {}).get(k) for k in defining}
+    if record and before != defining:  # a resume adds points only to a study of the same settings
+        raise UserError(f"{record_path} holds a study with other settings ({before}); give these settings again "
+                        f"or a new --out")
     record.update({
-        "protocol": {"suite": SUITE.name, "prompts": n, "seeds": [0, n - 1], "batch_scale": batch_scale,
-                     "step_scale": step_scale, "milestones": count, "classifier": classifier_prov,
-                     "bootstrap_replicates": BOOTSTRAP_REPLICATES, "device": _device_name(device),
-                     "threads": torch.get_num_threads(), "torch": torch.__version__, "dry_run": toy is not None},
+        "protocol": {**defining, "classifier": classifier_prov, "bootstrap_replicates": BOOTSTRAP_REPLICATES,
+                     "device": _device_name(device), "threads": torch.get_num_threads(), "torch": torch.__version__},
         "recovery_on_real": recovery_accuracy_on_real("reference", n=real_n, classifier=classifier)})
     record.setdefault("models", {})
     for name in models:
@@ -140,7 +142,10 @@ def run_study(out: Path, batch_scale: int = 8, step_scale: int = 4, count: int =
         done = {p["step"] for p in rec["points"]}
         for step in milestones(cfg.steps, count):
             t0 = time.perf_counter()
-            train_generator(cfg, run_dir, max_steps=step, progress=False)
+            try:
+                train_generator(cfg, run_dir, max_steps=step, progress=False)
+            except ValueError as e:  # a run folder left by another config (Run.resume): one message, not a bug
+                raise UserError(f"{e} (or another --work)") from None
             train_seconds = time.perf_counter() - t0
             if step in done:
                 continue

@@ -80,6 +80,11 @@ def test_dry_run_trains_samples_scores_and_resumes(tmp_path, monkeypatch, capsys
     assert vb.main(argv) == 0
     assert "step" not in capsys.readouterr().out
     assert json.loads(before)["models"] == json.loads((out / "video_budget.json").read_text())["models"]
+    # resuming under other settings would mix two studies in one record: refused in one line, record untouched
+    assert vb.main([*argv, "--batch-scale", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a study with other settings" in err
+    assert (out / "video_budget.json").read_text() == before
 
 
 @pytest.mark.parametrize("argv, says", [(["--models", "t2v_mnist,vq"], "--models t2v_mnist,vq: unknown ['vq']"),

@@ -27,19 +27,27 @@ def _recovery_on_real(classifier, split: str) -> dict:
     return recovery_accuracy_on_real(split, classifier=classifier)
 
 
+def asked_prompts(adapter, labels) -> list[str] | None:
+    """The prompt each video of `labels` was asked: a text model's own, a class-conditional video model's its
+    class's (grn/video_captions.py motion_classes); None for a model with neither."""
+    from grn.video_captions import class_model_prompts
+
+    if adapter.has_prompts:
+        return adapter.prompt_texts(labels)
+    classes = class_model_prompts(adapter.num_classes)
+    return [classes[int(c)] for c in labels] if classes else None
+
+
 def _video_prompt_accuracy(ctx) -> list[dict]:
-    from grn.video_captions import class_model_prompts, class_prompts
+    from grn.video_captions import class_prompts
     from grn_eval.video_recovery import video_prompt_accuracy
 
-    adapter = ctx.adapter
-    classes = None if adapter.has_prompts else class_model_prompts(adapter.num_classes)
-    if ctx.samples.ndim != 5 or not (adapter.has_prompts or classes):
+    prompts = asked_prompts(ctx.adapter, ctx.labels)
+    if ctx.samples.ndim != 5 or prompts is None:
         why = "the samples are images" if ctx.samples.ndim != 5 else \
             f"the model has neither prompts nor the {len(class_prompts())} motion classes"
         return [ctx.row(ROWS["all"], None, {}, reason=f"not available: {why} (video prompt accuracy scores videos "
                                                        f"against the motion and digit their prompts ask for)")]
-    # a class-conditional video model (grn/video_captions.py motion_classes) is asked its class's prompt
-    prompts = adapter.prompt_texts(ctx.labels) if adapter.has_prompts else [classes[int(c)] for c in ctx.labels]
     path = resolve(ctx.options["classifier"], ctx.suite.path.parent)
     model, prov = ctx.runner.asset(("digit classifier", str(path)), lambda: digit_classifier.load(path, ctx.device))
     real = ctx.runner.asset(("video recovery on real", str(path), ctx.options["real_split"]),
