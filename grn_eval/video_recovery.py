@@ -35,7 +35,7 @@ from grn_eval import digit_classifier
 # otherwise pull every centroid towards the frame centre and shrink the measured motion.
 INK_FLOOR = 32
 # A video moves if its fitted displacement over the clip is at least this fraction of what the
-# slower speed covers (0.5 * 0.5 px/frame * 16 frames = 4 px at the defaults); below it the
+# slower speed covers (0.5 * 0.25 px/frame * 16 frames = 2 px at the defaults); below it the
 # direction and speed are -1 ("not moving"), which never matches a prompt.
 MIN_TRAVEL_FRACTION = 0.5
 # Midway between the two speeds, in px/frame along each moving axis (grn/video_data.py's unit).

@@ -103,7 +103,7 @@ def test_a_class_conditional_checkpoint_is_refused_in_one_line(capsys):
 
 
 def test_the_held_out_set_is_the_training_data_as_configured(tmp_path):
-    """A model trained on a non-default Moving-MNIST (24 px digits) is read on the held-out split of that data,
+    """A model trained on a non-default Moving-MNIST (16 px digits) is read on the held-out split of that data,
     not of the default one; the tokenizer is the one its record names, checked by hash."""
     from grn import registry
     from grn.checkpoint import checkpoint_record, export_tokenizer, load_tokenizer
@@ -116,12 +116,12 @@ def test_the_held_out_set_is_the_training_data_as_configured(tmp_path):
     export_tokenizer(build_tokenizer("hbq-mmnist-video", enc_dim=8, dec_dim=8), tmp_path / "tok.pt")
     model = registry.build_model("GRN-bit-T2V-T", hidden=64, depth=2, heads=4,
                                  text={"width": 32, "depth": 1, "heads": 2})
-    train = {"dataset": "moving_mnist", "dataset_kwargs": {"split": "train", "digit_size": 24},
+    train = {"dataset": "moving_mnist", "dataset_kwargs": {"split": "train", "digit_size": 16},
              "tokenizer": str(tmp_path / "tok.pt")}
     save_torch(checkpoint_record(model, "GRN-bit-T2V-T", model.state_dict(), train_config=train,
                                  tokenizer_sha256=sha256_file(tmp_path / "tok.pt")), tmp_path / "t2v.pt")
     _, tokens, captions = held_out_set(tmp_path / "t2v.pt", 3)
-    want = load_moving_mnist("reference", digit_size=24)
+    want = load_moving_mnist("reference", digit_size=16)
     assert captions == want.captions[:3]
     assert torch.equal(tokens, encode_dataset(load_tokenizer(tmp_path / "tok.pt"), want.videos[:3], model))
     assert not torch.equal(tokens, encode_dataset(load_tokenizer(tmp_path / "tok.pt"),
