@@ -1,9 +1,10 @@
 """Prompt accuracy of the Moving-MNIST video generators against their training budget: a prepared GPU script.
 
-At the committed budget (1000 steps of 24 videos, about 13 min on 2 CPU cores) the text-to-video GRN draws
-the asked motion but seldom the asked digit (suites/t2v_mnist.yaml: digit 0.21 against chance 0.10, AR
-0.42), and `grn_eval.prompt_reliance` shows its loss barely depends on the digit word. Whether more training
-closes that gap is a question for a GPU. This script answers it in one call: it retrains the three video
+At the committed budget (1000 steps of 24 videos, about 13 min on 2 CPU cores) the text-to-video GRN of an
+earlier data design (16 px digits roaming 16 px) drew the asked motion but seldom the asked digit (digit 0.21
+against chance 0.10, AR 0.42), and `grn_eval.prompt_reliance` showed its loss barely depended on the digit
+word; on the CPU the digit stayed flat up to 3x that budget (results/bench/video_budget_cpu_16px_*.json).
+Whether more training closes such a gap is a question for a GPU. This script answers it in one call: it retrains the three video
 generators of suites/t2v_mnist.yaml (GRN-T2V, AR, Flow) from their configs in grn/configs/ with the batch
 and the steps multiplied by the same factors for all three (data, seed, lr, warm-up and EMA unchanged: equal
 terms), and at `--milestones` evenly spaced points samples the suite's 80 prompts (seeds 0..79) through the
@@ -54,6 +55,14 @@ def scaled_config(name: str, batch_scale: int, step_scale: int) -> dict:
     raw["steps"] = int(raw["steps"]) * step_scale
     raw["tokenizer"] = str(ROOT / raw["tokenizer"])
     return raw
+
+
+def data_design() -> dict:
+    """The default Moving-MNIST the configs train on (grn/video_data.py, grn/motion.py), for the record."""
+    from grn.motion import SPEEDS
+    from grn.video_data import DEFAULT_DIGIT_SIZE, DEFAULT_FRAMES, DEFAULT_SIZE
+
+    return {"frames": DEFAULT_FRAMES, "size": DEFAULT_SIZE, "digit_size": DEFAULT_DIGIT_SIZE, "speeds": list(SPEEDS)}
 
 
 def milestones(steps: int, count: int) -> list[int]:
@@ -122,7 +131,9 @@ def run_study(out: Path, batch_scale: int = 8, step_scale: int = 4, count: int =
     record_path = out / "video_budget.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     defining = {"suite": SUITE.name, "prompts": n, "seeds": [0, n - 1], "batch_scale": batch_scale,
-                "step_scale": step_scale, "milestones": count, "dry_run": toy is not None}
+                "step_scale": step_scale, "milestones": count, "dry_run": toy is not None,
+                # the data and the tokens every model learns: a study of another design is another study
+                "data": data_design(), "tokenizer_sha256": sha256_file(scaled_config(models[0], 1, 1)["tokenizer"])}
     before = {k: record.get("protocol", {}).get(k) for k in defining}
     if record and before != defining:  # a resume adds points only to a study of the same settings
         raise UserError(f"{record_path} holds a study with other settings ({before}); give these settings again "

@@ -54,6 +54,9 @@ def test_dry_run_trains_samples_scores_and_resumes(tmp_path, monkeypatch, capsys
                                                      "video_budget.json"]
     record = json.loads((out / "video_budget.json").read_text())
     assert record["protocol"]["dry_run"] and record["protocol"]["prompts"] == 4
+    # the data design and the tokenizer are part of what defines the study
+    assert record["protocol"]["data"] == {"frames": 17, "size": 32, "digit_size": 24, "speeds": [0.25, 0.5]}
+    assert record["protocol"]["tokenizer_sha256"] == sha256_file(vb.ROOT / "grn/checkpoints/tokenizer_mmnist_video.pt")
     assert record["recovery_on_real"]["n"] == 8 and 0 <= record["recovery_on_real"]["accuracy"]["digit"] <= 1
     assert set(record["models"]) == set(vb.MODELS)
     for name, rec in record["models"].items():
