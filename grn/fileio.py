@@ -6,7 +6,8 @@
   saving in memory first makes the bytes (and the sha256) depend only on the object.
 - `read`: torch.load with every way a file can fail (missing, empty, truncated, garbled, not a
   PyTorch file) as one `CheckpointError` naming the file and the fix; the files committed in
-  `grn/checkpoints/` are checked against their sha256 in `grn/checkpoints/SHA256SUMS` first.
+  `grn/checkpoints/` are checked against their sha256 in `grn/checkpoints/SHA256SUMS` first;
+  `record_committed` writes a re-trained one's sha256 there.
 """
 
 from __future__ import annotations
@@ -77,6 +78,18 @@ def committed_sha256() -> dict[str, str]:
             digest, name = line.split(maxsplit=1)
             out[name.strip().lstrip("*")] = digest
     return out
+
+
+def record_committed(path: str | Path) -> str:
+    """Write the sha256 of `path`, a file in grn/checkpoints/, into SHA256SUMS (atomically; the other lines kept,
+    names sorted) and return it: what re-training a committed checkpoint does, so that the files trained after
+    it (a generator on a re-trained tokenizer) load it."""
+    path = Path(path)
+    if path.resolve().parent != COMMITTED_DIR:
+        raise ValueError(f"{path} is not in {COMMITTED_DIR.name}/")
+    listed = {**committed_sha256(), path.name: sha256_file(path)}
+    atomic_write(MANIFEST, "".join(f"{listed[name]}  {name}\n" for name in sorted(listed)))
+    return listed[path.name]
 
 
 def is_committed(path: str | Path) -> bool:

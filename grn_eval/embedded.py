@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from grn.errors import UserError
+from grn.fileio import record_committed
 from grn_eval import weights as W
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +69,7 @@ def train_one(name: str) -> Path:
         train.train_generator(train.GeneratorTrainConfig.from_dict(raw), out)
         commit_generator(out / "generator.pt", dst, relative)
         commit_log(out, dst)
+    record_committed(dst)  # the new sha256 in SHA256SUMS: what is trained next on this file loads it
     return dst
 
 

@@ -85,6 +85,25 @@ def test_flipped_bytes_in_a_committed_checkpoint_are_refused(tmp_path, monkeypat
         load_model(folder / GEN.name)
 
 
+def test_a_retrained_committed_checkpoint_is_recorded_and_then_loads(tmp_path, monkeypatch):
+    """Re-training a committed file (grn_eval.embedded) writes its new sha256 beside the others, so the
+    generators trained next on it (a re-trained tokenizer) load it instead of being refused."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    shutil.copy(GEN, folder / "b.pt")
+    (folder / "SHA256SUMS").write_text(f"{'0' * 64}  b.pt\n{'1' * 64}  a.pt\n")
+    monkeypatch.setattr(F, "COMMITTED_DIR", folder.resolve())
+    monkeypatch.setattr(F, "MANIFEST", folder / "SHA256SUMS")
+    with pytest.raises(CheckpointError, match="SHA256SUMS"):
+        load_model(folder / "b.pt")
+    digest = F.record_committed(folder / "b.pt")
+    assert digest == F.sha256_file(GEN)
+    assert (folder / "SHA256SUMS").read_text() == f"{'1' * 64}  a.pt\n{digest}  b.pt\n"  # others kept, sorted
+    load_model(folder / "b.pt")
+    with pytest.raises(ValueError, match="not in checkpoints/"):
+        F.record_committed(GEN)
+
+
 def test_flipped_tensor_bytes_in_a_sealed_checkpoint_are_refused(tmp_path):
     """Outside grn/checkpoints/: the content hash written at save time finds the change."""
     path = tmp_path / "gen.pt"
