@@ -114,7 +114,8 @@ def reflect(position: np.ndarray, free: float) -> np.ndarray:
     return np.where(m <= free, m, 2 * free - m)
 
 
-def moving_mnist_parameters(n: int, frames: int, size: int, digit_size: int, rng: np.random.Generator) -> dict:
+def moving_mnist_parameters(n: int, frames: int, size: int, digit_size: int, rng: np.random.Generator,
+                            speeds=SPEEDS) -> dict:
     """Draw direction, speed and start of n videos; returns `meta` arrays (positions are top-left corners).
 
     Direction (uniform over the 8) and speed (uniform over the 2) come first, then the start:
@@ -127,10 +128,10 @@ def moving_mnist_parameters(n: int, frames: int, size: int, digit_size: int, rng
     caption describes the first frames only.
     """
     direction = rng.integers(len(DIRECTION_NAMES), size=n)
-    speed = rng.integers(len(SPEEDS), size=n)
+    speed = rng.integers(len(speeds), size=n)
     u = rng.random((n, 2))  # (column, row) start, as a fraction of the allowed range
     free = float(size - digit_size)
-    velocity = DIRECTION_STEPS[direction] * np.asarray(SPEEDS)[speed, None]  # [n, 2] (dx, dy) px/frame
+    velocity = DIRECTION_STEPS[direction] * np.asarray(speeds, np.float64)[speed, None]  # [n, 2] (dx, dy) px/frame
     travel = np.abs(velocity) * (frames - 1)
     fits = travel <= free
     lo = np.where(fits & (velocity < 0), travel, 0.0)
@@ -184,7 +185,7 @@ def render_moving_digits(digits: np.ndarray, x: np.ndarray, y: np.ndarray, size:
 
 def load_moving_mnist(split: str = "train", frames: int = DEFAULT_FRAMES, size: int = DEFAULT_SIZE,
                       digit_size: int = DEFAULT_DIGIT_SIZE, seed: int = MOVING_MNIST_SEED,
-                      labels: str = "digit") -> VideoArray:
+                      labels: str = "digit", speeds=SPEEDS) -> VideoArray:
     """Moving-MNIST from the MNIST-5k `train` (4000 videos) or `reference` (1000 videos) digits.
 
     Video i shows digit i of the split, resized from 28 px to `digit_size` (`resize_digits`),
@@ -192,7 +193,8 @@ def load_moving_mnist(split: str = "train", frames: int = DEFAULT_FRAMES, size: 
     the two splits move differently and every call returns the same bytes. RGB is replicated from
     gray like load_mnist. Labels are the digits, or with labels="motion" the motion class of
     (digit, direction, speed) (grn/video_captions.py `motion_classes`: what the class-conditional video
-    baselines are trained on); `meta` holds every generating parameter.
+    baselines are trained on); `meta` holds every generating parameter. `speeds` (slow, quick) in px/frame
+    replaces grn/motion.py's SPEEDS, for data made at other speeds (the video tokenizer's config).
     """
     if labels not in MOVING_MNIST_LABELS:
         raise DatasetError(f"moving_mnist: unknown labels '{labels}'; allowed: {list(MOVING_MNIST_LABELS)}")
@@ -201,11 +203,16 @@ def load_moving_mnist(split: str = "train", frames: int = DEFAULT_FRAMES, size: 
     if frames < 1 or digit_size < 1 or size < digit_size:
         raise DatasetError(f"moving_mnist: need frames >= 1 and 1 <= digit_size <= size, got frames={frames} "
                            f"size={size} digit_size={digit_size}")
+    speeds = tuple(speeds)
+    if len(speeds) != len(SPEEDS) or not all(isinstance(v, (int, float)) and 0 < v for v in speeds) or \
+            list(speeds) != sorted(speeds):
+        raise DatasetError(f"moving_mnist: speeds must be {len(SPEEDS)} positive px/frame values, slow first "
+                           f"(one per speed word), got {list(speeds)}")
     mnist = load_mnist(split)
     pad = (mnist.images.shape[1] - MNIST_DIGIT_SIZE) // 2
     digits = resize_digits(np.ascontiguousarray(mnist.images[:, pad:-pad, pad:-pad, 0]), digit_size)
     rng = np.random.default_rng((seed, MOVING_MNIST_SPLITS.index(split)))
-    meta = moving_mnist_parameters(len(digits), frames, size, digit_size, rng)
+    meta = moving_mnist_parameters(len(digits), frames, size, digit_size, rng, speeds)
     meta["digit"] = mnist.labels.copy()
     gray = render_moving_digits(digits, meta["x"], meta["y"], size)
     videos = np.repeat(gray[..., None], 3, axis=-1)

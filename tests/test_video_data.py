@@ -94,6 +94,18 @@ def test_deterministic_bytes_and_splits_move_differently(reference):
     assert not np.array_equal(train.meta["direction"][:1000], reference.meta["direction"])
 
 
+def test_the_earlier_design_is_reproduced_by_its_settings():
+    # the 16 px digits at 0.5 / 1 px per frame that the video tokenizer was trained on
+    # (grn/configs/tokenizer_mmnist_video.yaml): the same bytes as when they were the defaults
+    old = load_moving_mnist("reference", digit_size=16, speeds=[0.5, 1.0])
+    assert hashlib.sha256(old.videos[:8].tobytes()).hexdigest() == \
+        "8dda7e0e422444474f29b45f12a391a0cae8324fd4135a0956f3474fd10bb84a"
+    assert not old.meta["bounces"].any() and np.abs(old.meta["dx"]).max() == 1.0
+    for bad in ([0.5], [1.0, 0.5], [0.0, 1.0], ["slow", 1.0]):
+        with pytest.raises(DatasetError, match="speeds must be 2 positive"):
+            load_moving_mnist("reference", speeds=bad)
+
+
 def test_every_direction_and_speed_is_drawn(train):
     assert np.bincount(train.meta["direction"], minlength=8).min() > 400  # 500 expected each
     assert np.bincount(train.meta["speed"], minlength=2).min() > 1900
