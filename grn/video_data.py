@@ -203,7 +203,7 @@ def load_moving_mnist(split: str = "train", frames: int = DEFAULT_FRAMES, size: 
     if frames < 1 or digit_size < 1 or size < digit_size:
         raise DatasetError(f"moving_mnist: need frames >= 1 and 1 <= digit_size <= size, got frames={frames} "
                            f"size={size} digit_size={digit_size}")
-    speeds = tuple(speeds)
+    speeds = tuple(speeds) if isinstance(speeds, (list, tuple)) else (speeds,)  # a bare number: one message below
     if len(speeds) != len(SPEEDS) or not all(isinstance(v, (int, float)) and 0 < v for v in speeds) or \
             list(speeds) != sorted(speeds):
         raise DatasetError(f"moving_mnist: speeds must be {len(SPEEDS)} positive px/frame values, slow first "

@@ -101,7 +101,7 @@ def test_the_earlier_design_is_reproduced_by_its_settings():
     assert hashlib.sha256(old.videos[:8].tobytes()).hexdigest() == \
         "8dda7e0e422444474f29b45f12a391a0cae8324fd4135a0956f3474fd10bb84a"
     assert not old.meta["bounces"].any() and np.abs(old.meta["dx"]).max() == 1.0
-    for bad in ([0.5], [1.0, 0.5], [0.0, 1.0], ["slow", 1.0]):
+    for bad in ([0.5], [1.0, 0.5], [0.0, 1.0], ["slow", 1.0], 0.5):
         with pytest.raises(DatasetError, match="speeds must be 2 positive"):
             load_moving_mnist("reference", speeds=bad)
 
