@@ -240,7 +240,7 @@ class ImageFolder:
         for path in self.files[start:stop]:
             try:
                 with Image.open(path) as img:
-                    images.append(center_crop_arr(img.convert("RGB"), self.image_size))
+                    images.append(center_crop_arr(Image.fromarray(read_rgb(img, path)), self.image_size))
             except OSError as e:
                 raise DatasetError(f"imagefolder: cannot read image '{path}': {e}") from e
         return np.stack(images), self.labels[start:stop]
@@ -269,6 +269,23 @@ def _memmap_npz_member(path: Path, member: str) -> np.ndarray:
         shape, fortran, dtype = read_header(f)
         offset = f.tell()
     return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran else "C")
+
+
+# Pillow's modes of 16-bit grayscale PNGs: convert("RGB") would clip every value over 255 to white
+_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+def read_rgb(img, path) -> np.ndarray:
+    """An opened PIL image as uint8 RGB [H, W, 3]: 8-bit modes through Pillow's own conversion, 16-bit grayscale
+    scaled to 8 bits (v / 257, rounded: 65535 -> 255), as an image viewer shows it."""
+    if img.mode not in _SIXTEEN_BIT:
+        return np.asarray(img.convert("RGB"))
+    a = np.asarray(img).astype(np.int64)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise DatasetError(f"'{path}': {img.mode} pixels in {a.min()} ... {a.max()}, outside 16 bits; save the image "
+                           f"as 8- or 16-bit PNG")
+    gray = np.round(a / 257.0).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
 
 
 def load_npz(path: str | Path) -> ImageArray:

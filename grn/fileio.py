@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from grn.errors import CheckpointError
+from grn.errors import CheckpointError, UserError
 
 COMMITTED_DIR = Path(__file__).resolve().parent / "checkpoints"
 MANIFEST = COMMITTED_DIR / "SHA256SUMS"
@@ -35,10 +35,52 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def sha256_tree(folder: str | Path) -> str:
+    """Hex sha256 of a folder's contents: every file below it (hidden ones too), as its relative path and sha256,
+    in sorted order. A file added, removed, renamed or changed changes it; the folder's own name and the files'
+    times do not."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f"{path.relative_to(folder).as_posix()} {sha256_file(path)}\n".encode())
+    return h.hexdigest()
+
+
 def safe_name(name: str) -> str:
     """A model's name as one folder name (run folders: <run>/samples/<name>/): characters other than letters,
     digits and -_.=, become _."""
     return "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name)
+
+
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.=")
+NAME_MAX = 100  # room for the suffixes appended to it (`_quality_vs_latency.png`) under the 255-byte limit
+
+
+def check_output_name(name: str, where: str) -> str:
+    """`name` (a suite's `name`, an --out prefix's last part) as the one file-name part that outputs are made from
+    by appending suffixes (`<name>.csv`, `<name>_summary.csv`); raises UserError naming `where` unless it is one.
+    Refused: a path separator or '..' (it would write outside its folder, or half into a new one), a leading dot
+    (a hidden file; `Path.with_suffix` reads `.v2` as a suffix), and any character but ASCII letters, digits and
+    -_.= (no shell quoting, and the same name on every file system and in HTML links)."""
+    if not isinstance(name, str):
+        raise UserError(f"{where}: the name must be text, got {type(name).__name__} ({name!r})")
+    if not name:
+        problem = "it is empty"
+    elif "/" in name or "\\" in name:
+        problem = "it holds a path separator"
+    elif ".." in name:
+        problem = "it holds '..'"
+    elif name.startswith("."):
+        problem = "it starts with a dot"
+    elif set(name) - NAME_CHARS:
+        problem = f"it holds {', '.join(repr(c) for c in sorted(set(name) - NAME_CHARS))}"
+    elif len(name) > NAME_MAX:
+        problem = f"it is {len(name)} characters long (at most {NAME_MAX})"
+    else:
+        return name
+    hint = "".join(c if c in NAME_CHARS else "_" for c in name.replace("..", "_")).lstrip(".")[:NAME_MAX]
+    raise UserError(f"{where}: '{name}' cannot name output files: {problem}; use one name of letters, digits and "
+                    f"- _ . = (no folders)" + (f", e.g. '{hint}'" if hint and hint != name else ""))
 
 
 @contextlib.contextmanager

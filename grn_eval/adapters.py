@@ -50,7 +50,9 @@ class SeedSampler(GenerationAdapter, Protocol):
 
 
 class StoredSamples(GenerationAdapter, Protocol):
-    def generate_range(self, start: int, stop: int) -> tuple[np.ndarray, dict]: ...
+    # (images, their stored labels or None, trace): stored labels are the samples' classes (a per-class folder,
+    # an ADM batch's arr_1); None means unlabelled, and then sample i counts as class i % num_classes
+    def generate_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None, dict]: ...
 
 
 class Prompted(SeedSampler, Protocol):
@@ -276,10 +278,11 @@ class NpzAdapter(StoredSamples):
     def prepare(self, n_calibration: int = 0) -> None:
         pass
 
-    def generate_range(self, start: int, stop: int) -> tuple[np.ndarray, dict]:
+    def generate_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None, dict]:
         if stop > len(self.data):
             raise UserError(f"{self.path} holds {len(self.data)} samples, the suite asks for {stop}")
-        return self.data.batch(start, stop)[0], {}
+        images, labels = self.data.batch(start, stop)
+        return images, labels, {}
 
     def provenance(self) -> dict:
         return {"path": self.path.name, "sha256": self.files.checkpoint_sha256, "n": len(self.data)}

@@ -147,7 +147,8 @@ def _cmd_fid(args) -> int:
     from grn.data import load_npz
     from grn_eval.features import LAYERS, STATS_KEYS, InceptionFeatures, use_file_statistics
     from grn_eval.metrics.fid import frechet_terms, gaussian_stats
-    from grn_eval.runner import check_pixels, resolve_device
+    from grn_eval.runner import resolve_device
+    from grn_eval.sample_checks import check_pixels
 
     def checked(path, what):
         images = check_pixels(np.asarray(load_npz(path).images), f"{what} '{path}'", args.allow_low_range)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grn.checkpoint import load_state, seal, verify
-from grn.errors import CheckpointError
+from grn.errors import CheckpointError, UserError
 from grn.fileio import read, save_torch, sha256_file
 
 KIND = "digit-classifier"
@@ -62,8 +62,14 @@ def to_input(images: np.ndarray, device="cpu") -> torch.Tensor:
     return (x.mean(-1, keepdim=True).permute(0, 3, 1, 2) / 127.5 - 1)
 
 
+SIZE = 32  # the classifier reads 32x32 digits (MNIST padded, as grn/data.py serves them)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: np.ndarray, device="cpu", batch_size: int = 256) -> np.ndarray:
+    if images.ndim != 4 or images.shape[1:3] != (SIZE, SIZE):
+        raise UserError(f"the digit classifier reads {SIZE}x{SIZE} digits; these images are "
+                        f"{'x'.join(map(str, images.shape[1:3]))}: prompt accuracy needs samples at {SIZE} px")
     model = model.to(device).eval()
     out = [model(to_input(images[s : s + batch_size], device)).argmax(1).cpu().numpy()
            for s in range(0, len(images), batch_size)]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grn.data import read_rgb
 from grn.errors import UserError
 from grn_eval.model_check import resolve
 
@@ -36,6 +37,7 @@ class PythonGenerator:
 
     task = "generation"
     from_seeds = True
+    check_seeds = True  # code from outside the project: its first shard is sampled twice (runner)
     has_prompts = False
 
     def __init__(self, entry, base: Path, device, checked=None):
@@ -65,9 +67,11 @@ class PythonGenerator:
         if not callable(getattr(self.generator, "generate", None)):
             raise UserError(f"{self.where}: entry: {self.entry_point} returned a {type(self.generator).__name__} "
                             f"without a generate(labels, seeds) method")
-        self.num_classes = int(getattr(self.generator, "num_classes", 1))
-        if self.num_classes < 1:
-            raise UserError(f"{self.where}: entry: the generator says num_classes {self.num_classes}; it must be >= 1")
+        classes = getattr(self.generator, "num_classes", 1)
+        if isinstance(classes, bool) or not isinstance(classes, int | np.integer) or classes < 1:
+            raise UserError(f"{self.where}: entry: the generator says num_classes {classes!r}; it must be an integer "
+                            f">= 1 (labels are 0 ... num_classes - 1)")
+        self.num_classes = int(classes)
 
     def _factory_kwargs(self, factory, device) -> dict:
         """The suite's kwargs, plus `device` when the factory takes it and the suite does not set it."""
@@ -81,9 +85,18 @@ class PythonGenerator:
             self.generator.prepare()
 
     def generate(self, labels: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, dict]:
-        out = self.generator.generate(np.asarray(labels), list(seeds))
-        images, trace = out if isinstance(out, tuple) else (out, {})
-        images = images.cpu().numpy() if hasattr(images, "cpu") else images
+        try:
+            out = self.generator.generate(np.asarray(labels), list(seeds))
+        except UserError:
+            raise
+        except Exception as e:  # the generator is user code: one message naming it, no traceback
+            raise UserError(f"{self.where}: entry: {self.entry_point}'s generate() raised {type(e).__name__}: {e}") \
+                from None
+        images, trace = out if isinstance(out, tuple) and len(out) == 2 else (out, {})
+        images = images.detach().cpu().numpy() if hasattr(images, "cpu") else images
+        if not isinstance(trace, dict | type(None)):
+            raise UserError(f"{self.where}: generate() returned a trace of type {type(trace).__name__}; return "
+                            f"images, or (images, a dict)")
         if not isinstance(images, np.ndarray) or images.shape[:1] != (len(labels),):
             raise UserError(f"{self.where}: generate() returned {getattr(images, 'shape', type(images).__name__)} "
                             f"for {len(labels)} labels; it must return one uint8 image [H, W, 3] per label")
@@ -115,6 +128,35 @@ def load_entry_point(spec: str, where: str):
     return obj
 
 
+def entry_point_source_sha256(spec: str, folder: Path | None = None) -> str:
+    """sha256 of the source an entry point `package.module:factory` runs: every .py file of its top-level package
+    (a helper module beside the entry point changes the samples as much as the entry point does), or the one
+    module file; found without importing it, with `folder` (the suite's `path:`) first on sys.path."""
+    import importlib.util
+
+    from grn.fileio import sha256_file
+
+    top = spec.partition(":")[0].split(".")[0]
+    if folder is not None:
+        sys.path.insert(0, str(Path(folder).resolve()))
+    try:
+        found = importlib.util.find_spec(top) if top else None
+    except (ImportError, ValueError):
+        found = None
+    finally:
+        if folder is not None:
+            sys.path.remove(str(Path(folder).resolve()))
+    if found is None:
+        return f"not found:{spec}"  # the import itself then says what is wrong, naming the entry point
+    roots = list(found.submodule_search_locations or [])
+    files = sorted(f for r in roots for f in Path(r).rglob("*.py")) if roots else \
+        [Path(found.origin)] if found.origin and Path(found.origin).is_file() else []
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name} {sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
 def _sha256(path) -> str | None:
     if not path:
         return None
@@ -134,25 +176,40 @@ class ImageFolderSamples:
         self.root = resolve(entry.options["path"], base)
         if not self.root.is_dir():
             raise UserError(f"{self.where}: path: '{self.root}' is not a folder of images")
-        classes = sorted(p for p in self.root.iterdir() if p.is_dir())
-        folders = classes or [self.root]
+        folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        # hidden folders (.ipynb_checkpoints, .cache) are never classes: left out, and the provenance says so
+        self.skipped = [p.name for p in folders if p.name.startswith(".")]
+        classes = [p for p in folders if not p.name.startswith(".")]
+        top = self._images(self.root)
+        if classes and top:
+            raise UserError(f"{self.where}: path: '{self.root}' holds {len(top)} images at its top level (e.g. "
+                            f"'{top[0].name}') and {len(classes)} sub-folders (e.g. '{classes[0].name}/'), which "
+                            f"would be read as classes; keep the samples flat or all in per-class folders")
         self.files, labels = [], []
-        for label, folder in enumerate(folders):
-            files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in self.SUFFIXES)
+        for label, folder in enumerate(classes or [self.root]):
+            files = self._images(folder)
             self.files += files
             labels += [label] * len(files)
         if not self.files:
             raise UserError(f"{self.where}: path: no PNG or JPEG files in '{self.root}' (flat, or one folder per "
                             f"class)")
+        if self.skipped:
+            print(f"note: {self.where}: hidden folder(s) {', '.join(self.skipped)} in '{self.root}' left out",
+                  file=sys.stderr)
+        folders = classes or [self.root]
         self.labels = np.asarray(labels, np.int64)
         self.num_classes = len(folders)
         self.classes = [p.name for p in classes]
         self._shape = None  # (size, mode) of the first file: every other must match it
 
+    def _images(self, folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in self.SUFFIXES and
+                      not p.name.startswith("."))
+
     def prepare(self, n_calibration: int = 0) -> None:
         pass
 
-    def generate_range(self, start: int, stop: int) -> tuple[np.ndarray, dict]:
+    def generate_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, dict]:
         from PIL import Image
 
         if stop > len(self.files):
@@ -169,16 +226,16 @@ class ImageFolderSamples:
                         raise UserError(f"{self.where}: '{path}' is {shape[0][0]}x{shape[0][1]} {shape[1]}, the "
                                         f"folder's first image is {self._shape[0][0]}x{self._shape[0][1]} "
                                         f"{self._shape[1]}; every sample must have one size and mode")
-                    images.append(np.asarray(img.convert("RGB")))
+                    images.append(read_rgb(img, path))
             except OSError as e:
                 raise UserError(f"{self.where}: cannot read '{path}': {e}") from None
-        return np.stack(images), {}
+        return np.stack(images), self.labels[start:stop], {}
 
     def provenance(self) -> dict:
         digests = [[str(p.relative_to(self.root)), _sha256(p)] for p in self.files]
         listing = hashlib.sha256("".join(f"{name} {d}\n" for name, d in digests).encode()).hexdigest()
         return {"path": self.root.name, "n": len(self.files), "classes": self.classes, "files_sha256": listing,
-                "files": digests}
+                "files": digests, **({"skipped_hidden": self.skipped} if self.skipped else {})}
 
 
 def grn_generator(checkpoint: str, tokenizer: str, steps: int = 20, guidance: float = 3.0, temperature: float = 0.8,

@@ -182,6 +182,33 @@ def _tokenizer_record(path: Path, where: str) -> dict:
     return record
 
 
+# the keys whose file or folder a model's samples depend on (a folder: every file in it, as grn.fileio.sha256_tree)
+INPUT_KEYS = ("checkpoint", "tokenizer", "path", "prompts_file", "text_encoder")
+
+
+def entry_inputs(entry, base: Path) -> dict[str, str]:
+    """key -> sha256 of every input a model entry's samples depend on: its files (by content), its folders (every
+    file's content: an image folder, a diffusers pipeline, a text encoder) and, for a `python` entry point, the
+    source of the package (or module) it imports. What the run fingerprint hashes, so that a changed input never
+    brings back the samples of the old one. A path that does not exist is hashed as its text (the checks that run
+    before sampling name it)."""
+    from grn.fileio import sha256_tree
+
+    out = {}
+    for key in INPUT_KEYS:
+        value = entry.options.get(key)
+        if not value or not isinstance(value, str):
+            continue
+        p = resolve(value, base)
+        out[key] = sha256_file(p) if p.is_file() else sha256_tree(p) if p.is_dir() else f"absent:{value}"
+    if entry.adapter == "python":
+        from grn_eval.external import entry_point_source_sha256
+
+        folder = resolve(entry.options["path"], base) if entry.options.get("path") else None
+        out["entry_source"] = entry_point_source_sha256(entry.options["entry"], folder)
+    return out
+
+
 def check_suite(suite) -> dict[str, CheckedFiles]:
     """check_entry for every model of a suite (model label -> its checked files)."""
     out = {entry.name: check_entry(entry, suite.path.parent, suite.path) for entry in suite.models}

@@ -34,7 +34,8 @@ from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
 from grn_eval.features import INCEPTION_NUMERICS, LAYERS, STATS_KEYS, InceptionFeatures, use_file_statistics
 from grn_eval.metrics import fid, registry
-from grn_eval.model_check import check_suite, resolve
+from grn_eval.model_check import check_suite, entry_inputs
+from grn_eval.sample_checks import ReferenceGuard, check_pixels, compare_regenerated
 from grn_eval.stages import StageLog, memory_kind, stage
 from grn_eval.suite import Suite
 
@@ -88,17 +89,39 @@ def read_shard(path: Path) -> dict[str, np.ndarray] | None:
     return None
 
 
-def check_pixels(images: np.ndarray, what: str, allow_low_range: bool = False) -> np.ndarray:
-    """Refuse arrays that cannot be the uint8 pixels every metric expects: images NHWC or videos NTHWC."""
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim not in (4, 5) or \
-            images.shape[-1] != 3:
-        raise UserError(f"{what}: expected uint8 images [N, H, W, 3] or videos [N, T, H, W, 3], got "
-                        f"{getattr(images, 'dtype', type(images).__name__)} of shape {getattr(images, 'shape', '?')}")
-    if len(images) and int(images.max()) <= 1 and not allow_low_range:
-        raise UserError(f"{what}: every pixel value is 0 or 1: these look like images in [0, 1] cast to uint8 "
-                        f"(multiply by 255 before the cast); if they really are this dark, set `allow_low_range: true` "
-                        f"in the suite (or pass --allow-low-range)")
-    return images
+def samples_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 of one seed's samples and their labels: equal digests, bit-identical samples (what the gate prints)."""
+    return shard_checksum({"arr_0": images, "arr_1": np.asarray(labels, np.int64)})
+
+
+def _stored_labels(labels, n: int, num_classes: int, where: str) -> np.ndarray:
+    """The labels stored with samples (a per-class folder, an ADM batch's arr_1), checked: one integer class in
+    0 ... num_classes - 1 per sample."""
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer) or \
+            (n and (labels.min() < 0 or labels.max() >= num_classes)):
+        raise UserError(f"{where}: the stored labels are {labels.dtype} of shape {labels.shape}"
+                        + (f", values {labels.min()} ... {labels.max()}" if labels.size and
+                           np.issubdtype(labels.dtype, np.number) else "")
+                        + f"; expected {n} integer classes in 0 ... {num_classes - 1}")
+    return labels.astype(np.int64)
+
+
+def _trace_json(trace, where: str) -> str:
+    """A sampler trace as JSON (numbers, strings, lists, dicts; numpy scalars and arrays become their values)."""
+    def plain(x):
+        if isinstance(x, np.ndarray | np.generic):
+            return x.tolist()
+        if hasattr(x, "tolist"):  # a torch tensor
+            return x.tolist()
+        raise TypeError(type(x).__name__)
+    if not isinstance(trace, dict):
+        raise UserError(f"{where}: generate() returned a trace of type {type(trace).__name__}; it must be a dict")
+    try:
+        return json.dumps(trace, default=plain, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{where}: the sampler trace cannot be stored as JSON ({e}); return numbers, strings, "
+                        f"lists and dicts in the trace") from None
 
 
 def _atomic_json(path: Path, data) -> None:
@@ -153,6 +176,9 @@ class Runner:
         self.timings: dict[str, float] = {}
         self.shard_seconds: dict[tuple[str, int], dict[int, tuple]] = {}  # (model, seed) -> shard -> (s, n, trace)
         self.stages = StageLog()  # filled while run() is active
+        # per model: each seed's samples digest and reference overlap count, and how its seeds were checked
+        self.sample_record: dict[str, dict] = {}
+        self.guard = ReferenceGuard(None, suite)  # the reference's size and image digests, once it is read
         # under torchrun: shards and feature blocks are split by index modulo the world size
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -282,28 +308,38 @@ class Runner:
         n, bs = self.suite.n_samples, self.suite.batch_size
         folder = self._shard_dir(entry, seed)
         n_shards = (n + bs - 1) // bs
+        where = f"model '{entry.name}' seed {seed}"
 
-        def make(k: int) -> dict[str, np.ndarray]:
+        def sample(k: int):
             start, stop = k * bs, min(n, (k + 1) * bs)
             idx = np.arange(start, stop)
             labs = idx % adapter.num_classes
+            if not adapter.from_seeds:  # StoredSamples: served by index, with the labels they were stored with
+                imgs, stored, trace = adapter.generate_range(start, stop)
+                labs = labs if stored is None else _stored_labels(stored, len(idx), adapter.num_classes,
+                                                                  f"{where} shard {k}")
+            else:
+                imgs, trace = adapter.generate(labs, [sample_seed(seed, int(i)) for i in idx])
+            return imgs, labs, trace
+
+        def make(k: int) -> dict[str, np.ndarray]:
+            start, stop = k * bs, min(n, (k + 1) * bs)
             try:
                 with stage("sampling"):  # the model's calls; decoding, when the adapter marks it, is its own stage
                     t0 = time.perf_counter()
-                    if not adapter.from_seeds:  # StoredSamples: served by index
-                        imgs, trace = adapter.generate_range(start, stop)
-                    else:
-                        imgs, trace = adapter.generate(labs, [sample_seed(seed, int(i)) for i in idx])
+                    imgs, labs, trace = sample(k)
                     if self.device.type == "cuda":
                         torch.cuda.synchronize(self.device)
                     # the shard's time (the latency metric reads it), with its size and trace
-                    self.shard_seconds.setdefault((entry.name, seed), {})[k] = (time.perf_counter() - t0, len(idx),
-                                                                                trace)
+                    self.shard_seconds.setdefault((entry.name, seed), {})[k] = (time.perf_counter() - t0,
+                                                                                stop - start, trace)
             except NonFiniteError as e:
                 raise NonFiniteError(f"model '{entry.name}', seed {seed}, shard {k} (samples {start}-{stop - 1}): "
                                      f"{e}") from None
-            check_pixels(imgs, f"model '{entry.name}' seed {seed} shard {k}", self.suite.allow_low_range)
-            arrays = {"arr_0": imgs, "arr_1": labs, "trace": np.frombuffer(json.dumps(trace).encode(), np.uint8)}
+            check_pixels(imgs, f"{where} shard {k}", self.suite.allow_low_range)
+            self.guard.check(imgs, f"{where} shard {k}")  # before the shard is written
+            arrays = {"arr_0": imgs, "arr_1": labs, "trace": np.frombuffer(_trace_json(trace, where).encode(),
+                                                                           np.uint8)}
             write_shard(folder / f"shard_{k:05d}.npz", **arrays)
             return arrays
 
@@ -312,13 +348,32 @@ class Runner:
                 make(k)
         self._barrier()
         shards = [read_shard(folder / f"shard_{k:05d}.npz") or make(k) for k in range(n_shards)]
+        shapes = [sh["arr_0"].shape[1:] for sh in shards]
+        if len(set(shapes)) > 1:
+            k = next(k for k, shape in enumerate(shapes) if shape != shapes[0])
+            raise UserError(f"{where}: shard {k} holds samples of shape {shapes[k]}, shard 0 of {shapes[0]}; a "
+                            f"generator must return one image size for every batch")
         images = np.concatenate([sh["arr_0"] for sh in shards])
         labels = np.concatenate([sh["arr_1"] for sh in shards])
         traces = [json.loads(sh["trace"].tobytes().decode()) for sh in shards]
+        record = self.sample_record.setdefault(entry.name, {"samples_sha256": {}, "reference_overlap": {}})
+        record["samples_sha256"][str(seed)] = samples_digest(images, labels)
+        record["reference_overlap"][str(seed)] = self.guard.check(images, where)  # shards of an earlier run too
+        if getattr(adapter, "check_seeds", False) and "determinism" not in record:
+            record["determinism"] = self._determinism(entry, adapter, sample, shards[0]["arr_0"], where)
         if self.rank == 0:
             self.export(folder, images, labels)
             self.per_sample_log(folder, seed, labels, traces)
         return images, labels, traces
+
+    def _determinism(self, entry, adapter, sample, first: np.ndarray, where: str) -> str:
+        """A generator from outside the project samples its first shard again: the same seeds must give the
+        same images (sample_checks.compare_regenerated), unless the model says `deterministic: false`."""
+        if entry.options.get("deterministic") is False:
+            return "not checked (deterministic: false)"
+        with stage("sampling"):
+            again = sample(0)[0]
+        return compare_regenerated(first, np.asarray(again), f"{where} shard 0")
 
     def export(self, folder: Path, images: np.ndarray, labels: np.ndarray | None) -> None:
         """Optional exports: an ADM batch (arr_0 uint8 NHWC, arr_1 labels) and/or one PNG per sample."""
@@ -437,15 +492,12 @@ class Runner:
         h = hashlib.sha256(self.suite.hash.encode())
         h.update(model_code_sha256().encode())
         for entry in self.suite.models:
-            for key in ("checkpoint", "tokenizer", "path", "prompts_file"):
-                value = entry.options.get(key)
-                if value:
-                    p = resolve(value, self.suite.path.parent)
-                    h.update(W.sha256_file(p).encode() if p.is_file() else value.encode())
+            h.update(json.dumps(entry_inputs(entry, self.suite.path.parent), sort_keys=True).encode())
         return h.hexdigest()
 
     def fingerprint(self) -> str:
-        """The suite, the content of every file its models read and the model library's source (a changed
+        """The suite, the content of every file and folder its models read (model_check.entry_inputs: image
+        folders, pipelines, an entry point's source) and the model library's source (a changed
         sampler makes other samples from the same files): shards of another fingerprint are never mixed
         into this run. Computed once per Runner (it hashes every checkpoint, official ones run to GB)."""
         return self._fingerprint
@@ -475,6 +527,8 @@ class Runner:
                 spec.prepare(self, spec.merged(self.suite.metrics[spec.key]))
         with stage("data"):
             ref_images, _, ref_prov = self.reference()
+            if self.suite.task == "generation":
+                self.guard = ReferenceGuard(ref_images, self.suite)
         if self.suite.task == "reconstruction" and ref_images is None:
             raise UserError(f"{self.suite.path}: reference: a reconstruction suite needs reference images "
                             f"(dataset or npz), not statistics")
@@ -489,7 +543,8 @@ class Runner:
                     rows += self.generation_metrics(entry, adapter, seed, ref_images, ref_prov)
             else:
                 rows += self.reconstruction_metrics(entry, adapter, ref_images, ref_prov)
-            models[entry.name] = {"adapter": entry.adapter, "setting": entry.grid, **adapter.provenance()}
+            models[entry.name] = {"adapter": entry.adapter, "setting": entry.grid, **adapter.provenance(),
+                                  **self.sample_record.get(entry.name, {})}
         self.timings["total"] = time.perf_counter() - t_start
         weights_used = {p: ex.resolved.provenance() for p, ex in self._extractors.items()}
         result = {

@@ -60,6 +60,10 @@ TOP = {
     "table": Opt(dict), "gate": Opt(dict), "export": Opt(list, [], unique=True, item=Opt(str, choices=EXPORTS)),
     # accept uint8 images whose values never exceed 1 (otherwise taken for images saved in [0, 1] by mistake)
     "allow_low_range": Opt(bool, False),
+    # score samples of another size than the reference (each resized by the feature network); refused otherwise
+    "allow_size_mismatch": Opt(bool, False),
+    # score samples some of which are exact copies of reference images (the count goes into the provenance)
+    "allow_reference_overlap": Opt(bool, False),
     # a named protocol papers report (grn_eval/evaluators.py): its metrics with their options fixed
     "evaluator": Opt(str, choices=tuple(EVALUATORS)),
     # video suites: the image metrics (FID, PSNR, ...) score every frame_stride-th frame of every video (frames
@@ -88,13 +92,16 @@ OTHER_ADAPTERS = {
     # any generator: an entry point `package.module:factory` (grn_eval/external.py), its keyword arguments, and
     # a folder put on sys.path for the import
     "python": {"entry": Opt(str, required=True, pattern=r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*",
-                            why="package.module:factory"), "kwargs": Opt(dict), "path": _STR},
+                            why="package.module:factory"), "kwargs": Opt(dict), "path": _STR,
+               # false: its samples do not follow the seeds (checked otherwise: the first shard is made twice)
+               "deterministic": Opt(bool, True)},
     # samples as PNG / JPEG files, flat or one folder per class
     "imagefolder": {"path": Opt(str, required=True)},
     # a diffusers DiffusionPipeline saved in a local folder (grn_eval/diffusers_pipeline.py)
     "diffusers": {"path": Opt(str, required=True), "scheduler": _STR, "steps": Opt(int, 50, min=1),
                   "guidance": Opt(float, 1.0, min=0), "prompts": Opt(list, min=1, item=Opt(str)),
-                  "prompts_file": Opt(str, why="a UTF-8 text file, one prompt per line, relative to the suite")},
+                  "prompts_file": Opt(str, why="a UTF-8 text file, one prompt per line, relative to the suite"),
+                  "deterministic": Opt(bool, True)},
 }
 OTHER_FAMILY = {"tokenizer": "tokenizer", "npz": "external", "python": "external", "imagefolder": "external",
                 "diffusers": "diffusion"}
@@ -183,6 +190,8 @@ class Suite:
     gate: dict = field(default_factory=dict)
     export: tuple[str, ...] = ()
     allow_low_range: bool = False  # accept uint8 images whose values never exceed 1
+    allow_size_mismatch: bool = False  # samples of another size than the reference images (sample_checks.py)
+    allow_reference_overlap: bool = False  # samples that copy reference images (sample_checks.py)
     frame_stride: int = 1  # video suites: image metrics on frames 0, s, 2s, ... of each video
     evaluator: str | None = None  # grn_eval/evaluators.py; its metrics are in `metrics` with their options fixed
     needs: tuple[str, ...] = ()  # unset ${VAR} placeholders (only when loaded without check_assets)
@@ -528,6 +537,8 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
                  n_samples=ctx["n_samples"], batch_size=_get(data, "batch_size"), device=_get(data, "device"),
                  output_dir=_get(data, "output_dir"), table=table, gate=data.get("gate") or {},
                  export=tuple(_get(data, "export")), allow_low_range=_get(data, "allow_low_range"),
+                 allow_size_mismatch=_get(data, "allow_size_mismatch"),
+                 allow_reference_overlap=_get(data, "allow_reference_overlap"),
                  frame_stride=_get(data, "frame_stride"),
                  evaluator=evaluator, resolved=data,
                  needs=tuple(sorted(needs)))

@@ -104,8 +104,9 @@ def test_image_folder_refuses_mixed_sizes_and_short_folders(tmp_path):
     Image.fromarray(np.full((9, 8, 3), 200, np.uint8)).save(folder / "3.png")
     adapter = _adapter(tmp_path, f"- {{name: f, adapter: imagefolder, path: '{folder}'}}")
     assert adapter.num_classes == 1
-    images, _ = adapter.generate_range(0, 3)
+    images, labels, _ = adapter.generate_range(0, 3)
     assert images.shape == (3, 8, 8, 3) and images[2, 0, 0, 0] == 90  # sorted order: 0.png, 1.png, 2.png
+    assert labels.tolist() == [0, 0, 0]  # a flat folder: one class
     with pytest.raises(UserError, match=r"3.png' is 8x9 RGB, the folder's first image is 8x8 RGB"):
         adapter.generate_range(0, 4)
     with pytest.raises(UserError, match="holds 4 images, the suite asks for 5"):

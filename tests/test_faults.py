@@ -27,7 +27,8 @@ from grn.sampling import SamplerConfig, refine, sample_generators
 from grn_eval import cli
 from grn_eval.cache import FeatureCache
 from grn_eval.model_check import ModelError, check_entry
-from grn_eval.runner import check_pixels, read_shard, write_shard
+from grn_eval.runner import read_shard, write_shard
+from grn_eval.sample_checks import check_pixels
 from grn_eval.suite import SuiteError, load_suite
 
 CKPT = Path(__file__).resolve().parents[1] / "grn" / "checkpoints"
