@@ -22,7 +22,7 @@ from torch import nn
 
 from grn.convert import is_official_generator, is_official_tokenizer, load_official_generator, load_official_tokenizer
 from grn.errors import CheckpointError, check_finite
-from grn.fileio import is_committed, read, save_torch
+from grn.fileio import COMMITTED_DIR, is_committed, read, save_torch
 from grn.registry import KINDS
 from grn.tokenizer import HBQTokenizer, TokenizerConfig
 
@@ -65,6 +65,11 @@ def verify(record: dict, path: str | Path) -> str:
         return "content_sha256 verified"
     if is_committed(path):
         return "file sha256 verified against grn/checkpoints/SHA256SUMS"
+    if Path(path).resolve().parent == COMMITTED_DIR:  # a file of the project's own must never be unverifiable
+        raise CheckpointError(f"'{path}' is in grn/checkpoints/ but has neither a content hash nor a line in "
+                              f"grn/checkpoints/SHA256SUMS, so it cannot be verified; re-export it (sealed), or list "
+                              f"it with `python -c \"from grn.fileio import record_committed; "
+                              f"record_committed('{Path('grn/checkpoints') / Path(path).name}')\"`")
     return "unverified: no content hash recorded (written by an older version; re-export to seal it)"
 
 

@@ -20,7 +20,7 @@ import torch
 from grn.errors import UserError, check_finite
 from grn_eval import external
 from grn_eval.diffusers_pipeline import DiffusersPipeline
-from grn_eval.model_check import CheckedFiles, check_entry
+from grn_eval.model_check import CheckedFiles, check_entry, integrity
 from grn_eval.suite import ModelEntry
 
 # ---------------------------------------------------------------------------------------
@@ -145,9 +145,11 @@ class GeneratorAdapter(SeedSampler):
         sampler = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.sampler.__dict__.items()}
         return {"kind": self.model.kind, "checkpoint": self.ckpt.name,
                 "checkpoint_sha256": self.files.checkpoint_sha256,
-                "checkpoint_integrity": getattr(self.model, "integrity", None),
+                "checkpoint_integrity": integrity(getattr(self.model, "integrity", None),
+                                                  "checkpoint" in self.files.pinned),
                 "tokenizer": self.tok_path.name, "tokenizer_sha256": self.files.tokenizer_sha256,
-                "tokenizer_integrity": getattr(self.tokenizer, "integrity", None),
+                "tokenizer_integrity": integrity(getattr(self.tokenizer, "integrity", None),
+                                                 "tokenizer" in self.files.pinned),
                 "tokenizer_match": self.files.tokenizer_note, "sampler": sampler,
                 "entropy": None if self.entropy is None else self.entropy.__dict__,
                 "parameters": sum(p.numel() for p in self.model.parameters()),
@@ -307,7 +309,8 @@ class TokenizerAdapter(ReconstructionAdapter):
 
     def provenance(self) -> dict:
         return {"checkpoint": self.ckpt.name, "checkpoint_sha256": self.files.tokenizer_sha256,
-                "checkpoint_integrity": getattr(self.model, "integrity", None),
+                "checkpoint_integrity": integrity(getattr(self.model, "integrity", None),
+                                                  "tokenizer" in self.files.pinned),
                 "quantizer": self.model.cfg.quantizer if not self.model.cfg.continuous else "none",
                 # from the code space the quantizer writes (HBQ decoded at fewer rounds: d x those rounds)
                 "bits_per_token": (self.model.cfg.latent_channels * self.rounds if self.rounds else

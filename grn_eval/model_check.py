@@ -34,6 +34,15 @@ class CheckedFiles:
     tokenizer_sha256: str | None = None
     tokenizer_record: dict | None = None
     tokenizer_note: str = ""
+    pinned: tuple[str, ...] = ()  # the keys whose file sha256 the suite pins (checked): those files are verified
+
+
+def integrity(model_integrity: str | None, pinned: bool) -> str | None:
+    """How a loaded file was verified, for provenance: a file the suite pins by sha256 is verified by the pin even
+    where the file itself records no content hash."""
+    if pinned and (model_integrity or "unverified").startswith("unverified"):
+        return "file sha256 verified against the suite's pin"
+    return model_integrity
 
 
 def resolve(path: str, base: Path) -> Path:
@@ -78,8 +87,10 @@ def _tokenizer_geometry(record: dict) -> tuple[int, int | None]:
     return channels, int(math.log2(classes))
 
 
-def _pin(where: str, path: Path, want: str | None) -> str:
+def _pin(where: str, path: Path, want: str | None, out: CheckedFiles | None = None, key: str = "") -> str:
     digest = sha256_file(path)
+    if want is not None and out is not None:
+        out.pinned += (key,)
     if want is not None and digest != want.lower():
         raise ModelError(f"{where}: '{path}' has sha256 {digest}, the suite pins {want}: it is another file than the "
                          f"one the suite was written for; point the suite at that file or update the pin")
@@ -94,7 +105,8 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
     out = CheckedFiles()
     if entry.adapter == "tokenizer":
         out.tokenizer = resolve(o["checkpoint"], base)
-        out.tokenizer_sha256 = _pin(f"{where}: checkpoint_sha256", out.tokenizer, o.get("checkpoint_sha256"))
+        out.tokenizer_sha256 = _pin(f"{where}: checkpoint_sha256", out.tokenizer, o.get("checkpoint_sha256"), out,
+                                    "tokenizer")
         out.tokenizer_record = _tokenizer_record(out.tokenizer, f"{where}: checkpoint")
         return out
     if entry.adapter == "npz":
@@ -113,7 +125,8 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
         if not o.get(key):
             raise ModelError(f"{where}: the {entry.adapter} adapter needs '{key}'")
     out.checkpoint, out.tokenizer = resolve(o["checkpoint"], base), resolve(o["tokenizer"], base)
-    out.checkpoint_sha256 = _pin(f"{where}: checkpoint_sha256", out.checkpoint, o.get("checkpoint_sha256"))
+    out.checkpoint_sha256 = _pin(f"{where}: checkpoint_sha256", out.checkpoint, o.get("checkpoint_sha256"), out,
+                                 "checkpoint")
     try:
         out.record = read_generator_record(out.checkpoint)
         kind, channels, rounds = _generator_geometry(out.record)
@@ -136,7 +149,8 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
         raise ModelError(f"{where}: text_encoder: '{out.checkpoint.name}' is a released GRN_bit model, conditioned on "
                          f"UMT5-XXL states; give `text_encoder:` a local folder with google/umt5-xxl (grn/text.py "
                          f"UMT5TextEncoder; e.g. text_encoder: ${{GRN_UMT5}})")
-    out.tokenizer_sha256 = _pin(f"{where}: tokenizer_sha256", out.tokenizer, o.get("tokenizer_sha256"))
+    out.tokenizer_sha256 = _pin(f"{where}: tokenizer_sha256", out.tokenizer, o.get("tokenizer_sha256"), out,
+                                "tokenizer")
     allowed = KINDS[kind].sampler_keys
     unknown = sorted(set(o.get("sampler") or {}) - allowed)
     if unknown:
