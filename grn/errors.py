@@ -31,8 +31,9 @@ def check_finite(named_tensors, where: str) -> None:
                                  f"or a diverged model; use another checkpoint")
 
 
-# errno values that mean "this folder cannot be written": a read-only, full or foreign cache or run folder
-_UNWRITABLE = {"EROFS", "EACCES", "EPERM", "ENOSPC", "EDQUOT"}
+# errno values that mean "this folder cannot be written": a read-only, full or foreign cache or run folder, or a
+# file where a folder must be (GRN_CACHE or --run-dir naming a file)
+_UNWRITABLE = {"EROFS", "EACCES", "EPERM", "ENOSPC", "EDQUOT", "ENOTDIR", "EEXIST", "EISDIR"}
 
 
 def run_command(func, args, prog: str, debug: bool = False) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -103,9 +102,7 @@ def _cmd_validate(args) -> int:
     for path in args.suites:
         try:
             s = load_suite(path, check_assets=False)
-            for entry in s.models:  # open the files that are there: kinds, sampler keys, tokenizer fit, pins
-                if "${" not in json.dumps(entry.options, default=str):
-                    check_entry(entry, s.path.parent, s.path)
+            check_suite(s)  # what a run checks before it claims its folder, for the files that are there
             needs = f"; to run it set {', '.join(s.needs)}" if s.needs else ""
             needs += _clip_needs(s)
             print(f"ok       {path}: {s.name} ({s.task}), {len(s.models)} model settings, metrics "

@@ -223,15 +223,78 @@ def entry_inputs(entry, base: Path) -> dict[str, str]:
     return out
 
 
-def check_suite(suite) -> dict[str, CheckedFiles]:
-    """check_entry for every model of a suite (model label -> its checked files)."""
-    out = {entry.name: check_entry(entry, suite.path.parent, suite.path) for entry in suite.models}
-    for entry in suite.models:
-        if entry.adapter == "npz":
-            from grn.data import load_npz
+def _placeholder(value) -> bool:
+    """A value still holding an unset ${VAR} (validate lists those as needs and checks the rest)."""
+    import json
 
-            n = len(load_npz(out[entry.name].checkpoint))
-            if n < suite.n_samples:
-                raise ModelError(f"{suite.path}: model '{entry.name}': path: '{out[entry.name].checkpoint}' holds {n} "
-                                 f"samples, the suite asks for n_samples {suite.n_samples}; lower n_samples")
+    return "${" in json.dumps(value, default=str)
+
+
+def check_suite(suite) -> dict[str, CheckedFiles]:
+    """Everything a run checks before it claims its folder that needs no sampling, for `grn-eval validate` and for
+    the start of every run alike (model label -> its checked files): check_entry for every model; samples served
+    from files (an ADM batch, an image folder: layout and count) are enough for n_samples; an entry point imports
+    and names a callable; the reference file exists and matches its pin. Entries and references that still hold an
+    unset ${VAR} (validate only) are left to the run."""
+    base, out = suite.path.parent, {}
+    for entry in suite.models:
+        if _placeholder(entry.options):
+            continue
+        where = f"{suite.path}: model '{entry.name}'"
+        out[entry.name] = check_entry(entry, base, suite.path)
+        stored = _stored_count(entry, out[entry.name], base)
+        if stored is not None and stored < suite.n_samples:
+            raise ModelError(f"{where}: path: '{entry.options['path']}' holds {stored} samples, the suite asks for "
+                             f"n_samples {suite.n_samples}; lower n_samples or add samples")
+        if entry.adapter == "python":
+            _check_entry_point(entry, base, where)
+    _check_reference_file(suite)
     return out
+
+
+def _stored_count(entry, files: CheckedFiles, base: Path) -> int | None:
+    """How many samples an adapter that serves stored samples holds (None: it samples from seeds)."""
+    if entry.adapter == "npz":
+        from grn.data import load_npz
+
+        return len(load_npz(files.checkpoint))
+    if entry.adapter == "imagefolder":
+        from grn_eval.external import ImageFolderSamples
+
+        return len(ImageFolderSamples(entry, base, None).files)  # its layout is checked on the way
+    return None
+
+
+def _check_entry_point(entry, base: Path, where: str) -> None:
+    """The entry point's module imports and its attribute is callable (the factory itself is called by the run)."""
+    import sys
+
+    from grn_eval.external import load_entry_point
+
+    folder = resolve(entry.options["path"], base) if entry.options.get("path") else None
+    if folder is not None and not folder.is_dir():
+        raise ModelError(f"{where}: path: '{folder}' is not a folder; give the folder that holds the entry point's "
+                         f"package")
+    if folder is not None:
+        sys.path.insert(0, str(folder.resolve()))
+    try:
+        load_entry_point(entry.options["entry"], f"model '{entry.name}'")
+    finally:
+        if folder is not None:
+            sys.path.remove(str(folder.resolve()))
+
+
+def _check_reference_file(suite) -> None:
+    """A reference statistics file or ADM batch exists and matches its pin (read again by the run)."""
+    ref = suite.reference
+    key = "stats" if "stats" in ref else "npz" if "npz" in ref else None
+    if key is None or _placeholder(ref[key]):
+        return
+    path = resolve(ref[key], suite.path.parent)
+    if not path.is_file():
+        raise ModelError(f"{suite.path}: reference.{key}: '{ref[key]}' not found; give the path of the "
+                         f"{'statistics (.npz with mu, sigma)' if key == 'stats' else 'ADM batch'} file (relative to "
+                         f"the working directory or the suite's folder)")
+    if ref.get("sha256") and sha256_file(path) != ref["sha256"].lower():
+        raise ModelError(f"{suite.path}: reference.sha256: '{path}' has sha256 {sha256_file(path)}, the suite "
+                         f"expects {ref['sha256']}; point the suite at the right file or update the pin")

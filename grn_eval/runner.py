@@ -266,12 +266,12 @@ class Runner:
         return path if path.exists() else self.suite.path.parent / path
 
     def _file_statistics(self, path: Path) -> dict[str, np.ndarray]:
-        """The statistics a reference file carries (mu / sigma, mu_s / sigma_s), in float64, read once per run."""
-        def load():
-            with np.load(path) as f:
-                return {k: np.asarray(f[k], np.float64) for names in STATS_KEYS.values() for k in names
-                        if k in f.files}
-        return self.asset(("reference statistics", str(path)), load)
+        """The statistics a reference file carries (mu / sigma, mu_s / sigma_s), in float64, read once per run and
+        checked (fid.read_statistics: a readable .npz, each pair a mean and a symmetric PSD covariance of its
+        layer's dimension); anything else is a UserError naming the file and the suite key."""
+        key = "stats" if "stats" in self.suite.reference else "npz"
+        where = f"{self.suite.path}: reference.{key}: '{path}'"
+        return self.asset(("reference statistics", str(path)), lambda: fid.read_statistics(path, where).stats)
 
     def reference_stats(self, protocol: str, ref_images, layer: str = "pool",
                         keep_features: bool = True) -> registry.ReferenceStats:
@@ -505,8 +505,16 @@ class Runner:
     def _claim_run_dir(self) -> None:
         marker = self.run_dir / "run.json"
         fp = self.fingerprint()
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise UserError(f"run folder '{self.run_dir}' is a file; pass a folder as --run-dir (or leave it out)")
         if marker.exists():
-            if json.loads(marker.read_text())["fingerprint"] != fp:
+            try:
+                claimed = json.loads(marker.read_text())["fingerprint"]
+            except (ValueError, KeyError, TypeError):  # truncated, not JSON, a list, no fingerprint
+                raise UserError(f"'{marker}' is damaged (not a run record with a fingerprint), so the samples in "
+                                f"'{self.run_dir}' cannot be told apart from another run's; delete that folder or "
+                                f"use another --run-dir") from None
+            if claimed != fp:
                 raise UserError(f"run folder '{self.run_dir}' holds a run of another suite configuration or other "
                                 f"checkpoints; use another --run-dir (or delete that folder) to start afresh")
         elif self.rank == 0:

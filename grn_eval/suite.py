@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from grn.errors import UserError
+from grn.fileio import check_output_name
 from grn.registry import KINDS
 from grn.sampling import PRESETS
 from grn_eval import evaluators
@@ -352,7 +353,10 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if path.resolve() in seen:
         raise SuiteError(f"{path}: include cycle through {[str(p) for p in seen]}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:  # a binary file (a checkpoint, an .npz) given as the suite
+        raise SuiteError(f"{path}: not a text file (byte {e.start} is not UTF-8); give the suite's .yaml file") \
+            from None
     except yaml.YAMLError as e:
         raise SuiteError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
@@ -532,6 +536,7 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
     table = data.get("table") or {}
     _check_all(path, "table", table, {"metrics": Opt(list), "title": _STR, "quality_metric": _STR,
                                       "plots": Opt(list, item=Opt(str, choices=tuple(PLOT_NAMES)))}, {})
+    check_output_name(data["name"], f"{path}: name")  # run folders, reports, tables and plots are named after it
     return Suite(path=path, name=data["name"], description=_get(data, "description"), models=tuple(models),
                  metrics=metrics, reference=reference, datasets=datasets, seeds=tuple(_get(data, "seeds")),
                  n_samples=ctx["n_samples"], batch_size=_get(data, "batch_size"), device=_get(data, "device"),
