@@ -95,7 +95,7 @@ def _clip_needs(suite) -> str:
 
 
 def _cmd_validate(args) -> int:
-    from grn_eval.model_check import check_entry
+    from grn_eval.model_check import check_suite
     from grn_eval.suite import load_suite
 
     bad = 0
