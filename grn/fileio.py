@@ -78,7 +78,7 @@ def check_output_name(name: str, where: str) -> str:
         problem = f"it is {len(name)} characters long (at most {NAME_MAX})"
     else:
         return name
-    hint = "".join(c if c in NAME_CHARS else "_" for c in name.replace("..", "_")).lstrip(".")[:NAME_MAX]
+    hint = "".join(c if c in NAME_CHARS else "_" for c in name.replace("..", "_")).lstrip("._")[:NAME_MAX]
     raise UserError(f"{where}: '{name}' cannot name output files: {problem}; use one name of letters, digits and "
                     f"- _ . = (no folders)" + (f", e.g. '{hint}'" if hint and hint != name else ""))
 

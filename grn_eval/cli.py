@@ -95,7 +95,7 @@ def _clip_needs(suite) -> str:
 
 
 def _cmd_validate(args) -> int:
-    from grn_eval.model_check import check_suite
+    from grn_eval.preflight import check_suite
     from grn_eval.suite import load_suite
 
     bad = 0
@@ -222,12 +222,17 @@ def _cmd_gate(args) -> int:
     from grn_eval import gate, report
 
     # Damaged files and a run that is not like for like raise UserError: main() prints one line, exit 1.
-    df = report.load_results(args.runs)
     if args.update:
-        gate.write_baseline(gate.make_baseline(df, Path(args.baseline).stem), args.baseline)
-        print(f"wrote baseline {args.baseline} from {len(df)} rows; review it before committing")
+        path = gate.check_baseline_path(args.baseline)
+        df = report.load_results(args.runs)
+        baseline = gate.make_baseline(df, path.stem)  # refuses non-finite values before anything is written
+        gate.write_baseline(baseline, path)
+        digests = len(baseline["samples_sha256"])
+        print(f"wrote baseline {args.baseline} from {len(df)} rows (sample digests of {digests} model(s)); review it "
+              f"before committing")
         return 0
     baseline = gate.read_baseline(args.baseline)
+    df = report.load_results(args.runs)  # one run per suite: several are refused, naming them
     verdict = gate.compare(df, baseline)  # raises for another suite or other seeds
     for note in gate.notes(df, baseline):
         print(f"note: {note}")
@@ -235,6 +240,10 @@ def _cmd_gate(args) -> int:
         print("error: the baseline covers no models or metrics; re-make it with --update", file=sys.stderr)
         return 2
     print(verdict.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    print("\nsamples against the baseline's, bit for bit for the same seeds (information only: pass or fail is "
+          "the verdict above):")
+    for model, (state, detail) in gate.samples_identity(df, baseline).items():
+        print(f"  {model}: {state} ({detail})")
     print("\nwhat the gate can see (median over models): the smallest move it flags (a smaller one passes "
           "unseen) and the minimum detectable effect (flagged with 80% probability):")
     for _, d in gate.detectable(verdict).iterrows():
@@ -251,35 +260,36 @@ def _cmd_gate(args) -> int:
 
 
 def _cmd_publish(args) -> int:
-    import pandas as pd
-
-    from grn_eval.publish import publish
+    from grn.fileio import check_output_name
+    from grn_eval import html_report, publish, tables
     from grn_eval.suite import load_suite
 
     root = Path(args.results)
-    lit_files = sorted((root / "literature").glob("*.csv"))
-    suites = {}
-    for name in args.suites:
-        suite = suites[name] = load_suite(Path(args.suites_dir) / f"{name}.yaml", check_assets=not args.html_only)
-        lit = pd.concat([pd.read_csv(p) for p in lit_files]) if args.with_literature and lit_files else None
-        written = [] if args.html_only else publish(suite, root, lit)
-        if args.html or args.html_only:
-            from grn_eval.html_report import suite_page
-
-            try:
-                written.append(suite_page(suite, root, lit))
-            except FileNotFoundError as e:
-                raise UserError(str(e)) from None
+    html = args.html or args.html_only
+    # Every check before anything is written: the suites' names, their runs (or, for --html-only, their
+    # published reports), the literature files and the README's markers.
+    suites = {name: load_suite(Path(args.suites_dir) / f"{name}.yaml", check_assets=not args.html_only)
+              for name in args.suites}
+    loaded = {name: (None if args.html_only else publish.newest_results(s, root)) for name, s in suites.items()}
+    reports = {name: html_report.read_report(s, root) for name, s in suites.items()} if args.html_only else {}
+    lit = tables.read_literature(sorted((root / "literature").glob("*.csv"))) if args.with_literature else None
+    if args.readme:
+        check_output_name(args.readme, "--readme")
+        publish.check_readme(Path(args.readme_file))
+        table = root / "tables" / f"{args.readme}.md"
+        if not table.is_file() and (args.html_only or args.readme not in {s.name for s in suites.values()}):
+            raise UserError(f"--readme {args.readme}: no table '{table}' and this command does not publish suite "
+                            f"'{args.readme}'; add it: `grn-eval publish {args.readme} --readme {args.readme}`")
+    for name, suite in suites.items():
+        written = [] if args.html_only else publish.publish(suite, root, lit, loaded[name])
+        if html:
+            written.append(html_report.suite_page(suite, root, lit, reports.get(name)))
         for path in written:
             print(f"wrote {path}")
-    if args.html or args.html_only:
-        from grn_eval.html_report import index_page
-
-        print(f"wrote {index_page(root, Path(args.suites_dir))}")
+    if html:
+        print(f"wrote {html_report.index_page(root, Path(args.suites_dir))}")
     if args.readme:
-        from grn_eval.publish import update_readme
-
-        update_readme(Path(args.readme_file), root / "tables" / f"{args.readme}.md")
+        publish.update_readme(Path(args.readme_file), root / "tables" / f"{args.readme}.md")
         print(f"README main table <- results/tables/{args.readme}.md")
     return 0
 

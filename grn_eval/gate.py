@@ -20,7 +20,13 @@ writes a new baseline (for review in the pull request) instead of comparing.
 
 Only like is compared with like: the run must be of the baseline's suite and use only the
 baseline's seeds (else a UserError, nothing is compared), and every model x metric of the
-baseline must be in the run (else a failing row). A changed suite hash is only a note.
+baseline must be in the run (else a failing row). A changed suite hash is only a note. A value
+that is not a finite number, in the run or in the baseline, fails its row by name: NaN compares
+False with everything, so a NaN move would otherwise read as "ok".
+
+Beside the verdict, `samples_identity` says per model whether the run's samples are bit for bit the
+baseline's for the same seeds (the sha256 the runner records per seed, kept by `--update`):
+information only, identical samples explain identical numbers, changed ones leave it to the statistics.
 
 `detectable` says what the comparison can and cannot see: per metric the smallest move it flags and the
 minimum detectable effect at the suite's N and seeds, next to one seed's bootstrap half-width.
@@ -51,6 +57,7 @@ LATENCY_REL_FLOOR = 0.5  # timing noise on shared machines is large
 REQUIRED_KEYS = ("suite", "device_class", "metrics")
 REQUIRED_METRIC_KEYS = ("mean", "std", "n", "protocol_id")
 MISSING = "FAIL (missing from the run)"
+NON_FINITE = "FAIL (non-finite value"
 
 
 def device_class(df: pd.DataFrame) -> str:
@@ -69,7 +76,34 @@ def _half_width(rows: pd.DataFrame) -> float | None:
     return float(half.median()) if len(half) else None
 
 
+def _value(v) -> float:
+    return float("nan") if v is None else float(v)  # a column of nothing but nulls holds None, not NaN
+
+
+def _check_finite_run(df: pd.DataFrame) -> None:
+    """A baseline is made from finite values only: one NaN would fail every later gate of its row."""
+    rows = df[df["available"]]
+    bad = [f"{m}|{k} seed {int(s)} is {_value(v)}"
+           for m, k, s, v in zip(rows["model"], rows["metric"], rows["seed"], rows["value"])
+           if not math.isfinite(_value(v))]
+    if bad:
+        raise UserError(f"cannot make a baseline from values that are not finite numbers: {', '.join(bad[:5])}"
+                        f"{' and more' if len(bad) > 5 else ''}; fix the run (a diverged model or a broken metric) "
+                        f"and run `--update` again; nothing was written")
+
+
+def sample_digests(df: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """model -> {seed: sha256 of that seed's samples}, as the run recorded them (empty for older runs)."""
+    out: dict[str, dict[str, str]] = {}
+    if "samples_sha256" in df:
+        for model, seed, digest in zip(df["model"], df["seed"], df["samples_sha256"]):
+            if isinstance(digest, str):
+                out.setdefault(model, {})[str(int(seed))] = digest
+    return out
+
+
 def make_baseline(df: pd.DataFrame, name: str) -> dict:
+    _check_finite_run(df)
     s = summarize(df)
     ok = df[df["available"] & df["value"].notna()]
     metrics = {}
@@ -85,7 +119,7 @@ def make_baseline(df: pd.DataFrame, name: str) -> dict:
     return {"name": name, "suite": sorted(set(df["suite"])), "suite_hash": sorted(set(df["suite_hash"])),
             "config_hash": sorted(set(df["config_hash"].dropna())) if "config_hash" in df else [],
             "seeds": _seeds(df), "device_class": device_class(df), "k_std": K_STD, "rel_floor": REL_FLOOR,
-            "abs_floor": registry.floors(), "metrics": metrics}
+            "abs_floor": registry.floors(), "metrics": metrics, "samples_sha256": sample_digests(df)}
 
 
 def floor_of(metric: str, mean: float) -> float:
@@ -163,13 +197,22 @@ def notes(df: pd.DataFrame, baseline: dict) -> list[str]:
     return out
 
 
+def _non_finite(values: dict[int, float], base: dict) -> str:
+    """What is not a finite number among a model x metric's run values and its baseline entry ('' if nothing)."""
+    bad = [f"run seed {s} is {v}" for s, v in sorted(values.items()) if not math.isfinite(v)]
+    bad += [f"baseline {k} is {base[k]}" for k in ("mean", "std") if not math.isfinite(base[k])]
+    bad += [f"baseline seed {s} is {v}" for s, v in sorted((base.get("values") or {}).items()) if not math.isfinite(v)]
+    return "; ".join(bad)
+
+
 def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
     """One row per model x metric of the baseline: the run's seeds, the test, the move and its tolerance, the
-    minimum detectable effect and the verdict; a baseline model x metric the run lacks is a failing row.
-    Raises UserError if not like for like."""
+    minimum detectable effect and the verdict; a baseline model x metric the run lacks, and one with a value
+    that is not a finite number, is a failing row. Raises UserError if not like for like."""
     check_comparable(df, baseline)
     same_device = device_class(df) == baseline["device_class"]
-    ok = df[df["available"] & df["value"].notna()]
+    # An unavailable row is missing; an available one without a finite value fails, it is not dropped.
+    ok = df[df["available"]]
     out, seen = [], set()
     for (model, metric), rows in ok.groupby(["model", "metric"], sort=False):
         key = f"{model}|{metric}"
@@ -177,8 +220,15 @@ def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
             continue
         seen.add(key)
         b = baseline["metrics"][key]
-        values = {int(s): float(v) for s, v in zip(rows["seed"], rows["value"])}
+        values = {int(s): _value(v) for s, v in zip(rows["seed"], rows["value"])}
         run_half = _half_width(rows)
+        bad = _non_finite(values, b)
+        if bad:
+            out.append({"model": model, "metric": metric, "seeds": len(values), "test": "", "baseline": b["mean"],
+                        "value": sum(values.values()) / len(values), "delta": float("nan"), "se": float("nan"),
+                        "tolerance": float("nan"), "mde": float("nan"),
+                        "ci_half": float("nan") if run_half is None else run_half, "status": f"{NON_FINITE}: {bad})"})
+            continue
         t = move(values, b, run_half)
         tol = max(t["crit"] * t["se"], floor_of(metric, b["mean"]))
         worse = t["delta"] if better(metric) == "lower" else -t["delta"]
@@ -208,7 +258,7 @@ def detectable(report: pd.DataFrame) -> pd.DataFrame:
     tolerance), that move relative to the baseline, the minimum detectable effect (flagged with 80%
     probability) and one seed's own uncertainty (the half-width of its bootstrap interval; NaN where the
     metric has none). A regression smaller than `smallest_flagged` passes."""
-    r = report[~report["status"].eq(MISSING)].copy()
+    r = report[~report["status"].str.startswith((MISSING, NON_FINITE))].copy()
     if r.empty:
         return pd.DataFrame(columns=["metric", "smallest_flagged", "relative", "mde", "one_seed_half_width"])
     r["relative"] = r["tolerance"] / r["baseline"].abs().where(r["baseline"] != 0)
@@ -217,24 +267,87 @@ def detectable(report: pd.DataFrame) -> pd.DataFrame:
                          "mde": g["mde"].median(), "one_seed_half_width": g["ci_half"].median()}).reset_index()
 
 
+def samples_identity(df: pd.DataFrame, baseline: dict) -> dict[str, tuple[str, str]]:
+    """Per model of the run: ('identical' | 'changed' | 'unknown', detail): whether its samples are bit for bit
+    the baseline's for the run's seeds. Information only, it does not change pass or fail."""
+    run, base = sample_digests(df), baseline.get("samples_sha256")
+    base = base if isinstance(base, dict) else {}
+    out = {}
+    for model in dict.fromkeys(df["model"]):
+        seeds = sorted({str(int(s)) for s in df.loc[df["model"] == model, "seed"]}, key=int)
+        mine, theirs = run.get(model, {}), base.get(model) if isinstance(base.get(model), dict) else {}
+        differ = [s for s in seeds if s in mine and s in theirs and mine[s] != theirs[s]]
+        lack = [s for s in seeds if s not in mine or s not in theirs]
+        if differ:
+            out[model] = ("changed", f"seed(s) {', '.join(differ)} differ; the statistical verdict decides")
+        elif not mine:
+            out[model] = ("unknown", "the run records no sample digests")
+        elif not theirs:
+            out[model] = ("unknown", "the baseline records no sample digests; `--update` keeps them")
+        elif lack:
+            out[model] = ("unknown", f"seed(s) {', '.join(lack)} lack a digest in the run or the baseline")
+        else:
+            out[model] = ("identical", f"seed(s) {', '.join(seeds)}")
+    return out
+
+
 def failed(report: pd.DataFrame) -> bool:
     return bool(len(report)) and report["status"].str.startswith(("REGRESSION", "FAIL")).any()
 
 
+def check_baseline_path(path: str | Path) -> Path:
+    """Where `--update` writes: a file name, not a folder, below folders (checked before anything is written)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--baseline '{path}' is a folder; give the baseline's file, e.g. '{path / 'NAME.json'}'")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"--baseline '{path}': '{parent}' is a file, not a folder; choose another path")
+    return path
+
+
 def write_baseline(baseline: dict, path: str | Path) -> None:
-    atomic_write(path, json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+    atomic_write(check_baseline_path(path), json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN is a number here: compare fails its row
+
+
+# The types of a baseline entry's values that compare computes with: (accepts, what it should be).
+METRIC_TYPES = {"mean": (_number, "a number"), "std": (_number, "a number"),
+                "n": (lambda v: _number(v) and float(v).is_integer(), "an integer"),
+                "seeds": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+                "ci_half": (lambda v: v is None or _number(v), "a number or null"),
+                "values": (lambda v: isinstance(v, dict) and all(map(_number, v.values())),
+                           "an object of seed -> number")}
+
+
+def _wrong_types(baseline: dict) -> list[str]:
+    bad = [f"metrics['{key}'].{k} is {m[k]!r}, expected {kind}" for key, m in baseline["metrics"].items()
+           for k, (ok, kind) in METRIC_TYPES.items() if k in m and not ok(m[k])]
+    suite, seeds = baseline["suite"], baseline.get("seeds")
+    if not (isinstance(suite, str) or isinstance(suite, list) and all(isinstance(x, str) for x in suite)):
+        bad.append(f"suite is {suite!r}, expected a suite name or a list of them")
+    if seeds is not None and not (isinstance(seeds, list) and all(isinstance(x, int) for x in seeds)):
+        bad.append(f"seeds is {seeds!r}, expected a list of integers")
+    return bad
 
 
 def read_baseline(path: str | Path) -> dict:
     path = Path(path)
     remake = f"re-create it with `grn-eval gate RUNS --baseline {path} --update`"
+    if path.is_dir():
+        raise UserError(f"baseline '{path}' is a folder; give the baseline's file, e.g. '{path / 'NAME.json'}'")
     if not path.is_file():
-        raise FileNotFoundError(f"baseline '{path}' not found; create one with `grn-eval gate RUN --baseline {path} "
-                                f"--update`")
+        raise UserError(f"baseline '{path}' not found; create one with `grn-eval gate RUN --baseline {path} "
+                        f"--update`")
     try:
         baseline = json.loads(path.read_text())
     except ValueError as e:  # JSONDecodeError or UnicodeDecodeError: truncated or not a baseline
         raise UserError(f"baseline '{path}' is not valid JSON ({e}); it may be truncated: {remake}") from None
+    except OSError as e:
+        raise UserError(f"baseline '{path}' cannot be read ({e.strerror}); check its permissions") from None
     if not isinstance(baseline, dict):
         raise UserError(f"baseline '{path}' is not a baseline (a JSON object); {remake}")
     missing = [k for k in REQUIRED_KEYS if k not in baseline]
@@ -247,4 +360,8 @@ def read_baseline(path: str | Path) -> dict:
     if missing:
         raise UserError(f"baseline '{path}' lacks the key(s) {', '.join(missing[:5])}"
                         f"{' and more' if len(missing) > 5 else ''}; {remake}")
+    wrong = _wrong_types(baseline)
+    if wrong:
+        raise UserError(f"baseline '{path}': {'; '.join(wrong[:5])}{' and more' if len(wrong) > 5 else ''}; the file "
+                        f"was edited or damaged: {remake}")
     return baseline

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from grn.errors import UserError
+from grn.fileio import atomic_write, check_output_name
+from grn_eval import report as reports
 from grn_eval import tables
 from grn_eval.report import better
 
@@ -116,20 +119,51 @@ def _json(value):
     return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
 
 
-def plots_of(suite_name: str, results_root: Path) -> list[Path]:
-    """The suite's published figures (PNG), plots first, then its sample grids."""
+def plots_of(suite_name: str, results_root: Path, plot_names=None) -> list[Path]:
+    """The suite's published figures (PNG), plots first, then its sample grids. With `plot_names` (the suite's
+    `table.plots`) only the files of those plots: a bare `<suite>_*` also matches another suite's files
+    (quant_study_* holds quant_study_gen_sample_grids_*)."""
     found = sorted([*(results_root / "plots").glob(f"{suite_name}_*.png"),
                     *(results_root / "plots").glob(f"{suite_name}_*.gif")])  # sample videos are animated GIFs
+    if plot_names is not None:
+        own = tuple(f"{suite_name}_{name}" for name in plot_names)
+        found = [p for p in found if p.stem in own or p.stem.startswith(tuple(f"{o}_" for o in own))]
     return sorted(found, key=lambda p: ("sample_" in p.name, p.name))
 
 
-def suite_page(suite, results_root: Path, literature: pd.DataFrame | None = None) -> Path:
-    """Write results/html/<suite>.html from the suite's published report; returns its path."""
+# The report's columns a page is made from; a row without one of the keys is a damaged file.
+REPORT_COLUMNS = ("suite", "family", "base_model", "model", "setting", "metric", "protocol_id", "n", "value",
+                  "seed", "available")
+REPORT_KEYS = ("suite", "model", "metric", "protocol_id", "n", "available")
+
+
+def read_report(suite, results_root: Path) -> pd.DataFrame:
+    """The suite's published report (results/reports/<suite>.csv), checked: a UserError naming it and the fix if it
+    is missing, empty, cut off or lacks what a page shows."""
+    check_output_name(suite.name, f"suite '{suite.path}': name")
+    path = results_root / "reports" / f"{suite.name}.csv"
+    fix = f"publish it again with `grn-eval publish {suite.name}` (needs a run of the suite)"
+    if not path.exists():
+        raise UserError(f"no published report of suite '{suite.name}' ({path}); run `grn-eval publish {suite.name}` "
+                        f"first")
+    df = reports.read_csv(path, fix)
+    missing = [c for c in REPORT_COLUMNS if c not in df]
+    if missing or df.empty:
+        what = f"no column {', '.join(missing)}" if missing else "no rows"
+        raise UserError(f"'{path}' is not a report of grn-eval ({what}); {fix}")
+    holes = [c for c in REPORT_KEYS if df[c].isna().any()]
+    if holes or df["available"].dtype != bool:
+        raise UserError(f"'{path}' has rows without {', '.join(holes) or 'a true/false available'}: the file was "
+                        f"edited or damaged; {fix}")
+    return df
+
+
+def suite_page(suite, results_root: Path, literature: pd.DataFrame | None = None,
+               df: pd.DataFrame | None = None) -> Path:
+    """Write results/html/<suite>.html from the suite's published report (`df`: as `read_report` read it); returns
+    its path."""
+    df = read_report(suite, results_root) if df is None else df
     report = results_root / "reports" / f"{suite.name}.csv"
-    if not report.exists():
-        raise FileNotFoundError(f"no published report of suite '{suite.name}' ({report}); run "
-                                f"`grn-eval publish {suite.name}` first")
-    df = pd.read_csv(report)
     spec = suite.table
     metrics = [m for m in (spec.get("metrics") or sorted(set(df["metric"]))) if better(m) or m in set(df["metric"])]
     table = tables.build_table(df, metrics, literature)
@@ -139,7 +173,7 @@ def suite_page(suite, results_root: Path, literature: pd.DataFrame | None = None
     meta = df.iloc[0]
     figures = "\n".join(f"<figure><img src=\"{_e(os.path.relpath(p, out_dir))}\" alt=\"{_e(p.stem)}\">"
                         f"<figcaption>{_e(p.stem[len(suite.name) + 1:])}</figcaption></figure>"
-                        for p in plots_of(suite.name, results_root))
+                        for p in plots_of(suite.name, results_root, spec.get("plots", [])))
     body = "\n".join([
         "<p><a href=\"index.html\">all suites</a></p>",
         f"<h1>{_e(spec.get('title', suite.name))}</h1>",
@@ -152,7 +186,7 @@ def suite_page(suite, results_root: Path, literature: pd.DataFrame | None = None
         "<h2>Figures</h2>" if figures else "", figures,
         "<h2>Protocol and provenance per model</h2>", _provenance_html(df),
     ])
-    page.write_text(_page(spec.get("title", suite.name), body))
+    atomic_write(page, _page(spec.get("title", suite.name), body))
     return page
 
 
@@ -170,5 +204,5 @@ def index_page(results_root: Path, suites_dir: Path) -> Path:
         items.append(f"<li><a href=\"{_e(page.name)}\">{_e(page.stem)}</a> — {_e(about)}</li>")
     body = "<h1>GRN-Eval results</h1>\n<p>One page per published suite.</p>\n<ul>" + "".join(items) + "</ul>"
     path = out_dir / "index.html"
-    path.write_text(_page("GRN-Eval results", body))
+    atomic_write(path, _page("GRN-Eval results", body))
     return path

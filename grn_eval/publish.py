@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grn.fileio import safe_name
+from grn.errors import UserError
+from grn.fileio import atomic_write, check_output_name, safe_name
 from grn_eval import plots, report, tables
 
 PLOTS = {
@@ -75,13 +76,21 @@ def sample_video_files(run_dir: Path, prefix: Path) -> list[Path]:
 def newest_run(runs_root: Path, suite: str) -> Path:
     runs = sorted((runs_root / suite).glob("*/results.json"), key=lambda p: p.stat().st_mtime)
     if not runs:
-        raise FileNotFoundError(f"no run of suite '{suite}' under {runs_root}; run `nox -s {suite}` first")
+        raise UserError(f"no run of suite '{suite}' under {runs_root}; run `nox -s {suite}` first")
     return runs[-1]
 
 
-def publish(suite, results_root: Path, literature=None) -> list[Path]:
+def newest_results(suite, results_root: Path):
+    """(the suite's newest run, its rows): everything `publish` checks before it writes; a UserError if the suite's
+    name cannot name its output files (grn/fileio.py `check_output_name`), it has no run or the run is damaged."""
+    check_output_name(suite.name, f"suite '{suite.path}': name")
     run = newest_run(results_root / "runs", suite.name)
-    df = report.load_results([run])
+    return run, report.load_results([run])
+
+
+def publish(suite, results_root: Path, literature=None, loaded=None) -> list[Path]:
+    """Write the suite's report, tables and plots from its newest run (`loaded`: what `newest_results` returned)."""
+    run, df = loaded or newest_results(suite, results_root)
     written = report.export(df, results_root / "reports" / suite.name)
     spec = suite.table
     metrics = spec.get("metrics") or sorted(set(df["metric"]))
@@ -133,11 +142,26 @@ def training_curves(suite, prefix: Path) -> list[Path]:
 README_START, README_END = "<!-- main-table:start -->", "<!-- main-table:end -->"
 
 
+def check_readme(readme: Path) -> str:
+    """The README's text, if it holds the main-table markers once each and in order (checked before anything
+    is written); else a UserError naming it and the fix."""
+    try:
+        text = readme.read_text()
+    except (OSError, ValueError) as e:  # missing, a folder, not text
+        raise UserError(f"--readme-file '{readme}' cannot be read as text ({getattr(e, 'strerror', None) or e}); "
+                        f"give the README whose main table to update") from None
+    if text.count(README_START) != 1 or text.count(README_END) != 1 or \
+            text.index(README_START) > text.index(README_END):
+        raise UserError(f"--readme-file '{readme}' does not hold the lines {README_START} and {README_END} once "
+                        f"each, in that order; put them where the main table goes (nothing was written)")
+    return text
+
+
 def update_readme(readme: Path, table: Path) -> None:
     """Put the generated main table between the README's markers (so the README cannot drift)."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_START} ... {README_END} markers")
+    text = check_readme(readme)
+    if not table.is_file():
+        raise UserError(f"no table '{table}' to copy into the README; publish its suite first")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{table.read_text().strip()}\n{README_END}{tail}")
+    atomic_write(readme, f"{head}{README_START}\n{table.read_text().strip()}\n{README_END}{tail}")

@@ -1,18 +1,21 @@
 """Results files -> one tidy pandas DataFrame (a row per model x setting x metric x seed).
 
 `grn-eval report RUNS... --out PREFIX` writes PREFIX.csv, PREFIX.parquet and PREFIX_summary.csv
-(mean, std, n over seeds). RUNS are results.json files or folders that hold them.
+(mean, std, n over seeds). RUNS are results.json files or folders that hold them, at most one run per
+suite: the summary, the tables and the gate take a suite x model x metric's rows as the seeds of one run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import pandas as pd
 
 from grn.errors import UserError
+from grn.fileio import atomic_path, check_output_name
 from grn_eval.metrics import registry
 
 # Which direction is better, for tables, plots and the gate: declared per row by each metric
@@ -33,15 +36,18 @@ def better(metric: str) -> str | None:
 
 
 def find_results(paths) -> list[Path]:
-    out = []
+    """The results.json files named or found below the folders named, each once (in the order given)."""
+    out = {}
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(p.rglob("results.json"))
+            found = sorted(f for f in p.rglob("results.json") if f.is_file())
         elif p.is_file():
-            out.append(p)
+            found = [p]
         else:
-            raise FileNotFoundError(f"'{p}' is neither a results.json file nor a folder holding some")
-    return out
+            raise UserError(f"'{p}' is neither a results.json file nor a folder holding some; check the path")
+        for f in found:  # a run named twice (its folder and its file) is one run
+            out.setdefault(f.resolve(), f)
+    return list(out.values())
 
 
 # Keys whose values record that an input was verified, not how a number was computed: a weights record's
@@ -66,24 +72,86 @@ def protocol_id(protocol: dict) -> str:
 
 
 def load_results(paths) -> pd.DataFrame:
-    rows = []
+    """Every row of the runs found in `paths`; a UserError for a damaged file or for several runs of one suite."""
+    rows, runs = [], {}
     for path in find_results(paths):
-        rows += _rows(path)
+        new = _rows(path)
+        rows += new
+        if new:
+            runs.setdefault(new[0]["suite"], []).append(path)
+    several = {suite: found for suite, found in runs.items() if len(found) > 1}
+    if several:
+        raise UserError(_several_runs(several))
     if not rows:
         raise UserError(f"no result rows found in {list(map(str, paths))}")
     return pd.DataFrame(rows)
 
 
-def _rows(path: Path) -> list[dict]:
-    """The table rows of one results.json; a damaged file is a UserError naming it, not a traceback."""
-    rerun = "the run may have been interrupted: re-run it (`grn-eval run SUITE` resumes)"
+def _several_runs(several: dict[str, list[Path]]) -> str:
+    """Two runs of one suite cannot be read together: each seed would count twice in the summary and the
+    tables, and in the gate one run's numbers would overwrite the other's. Name them, newest first."""
+    parts, newest = [], None
+    for suite, found in several.items():
+        found = sorted(found, key=lambda f: f.stat().st_mtime, reverse=True)
+        newest = newest or found[0].parent
+        listed = ", ".join(f"'{f}'" for f in found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+        parts.append(f"{len(found)} runs of suite '{suite}' (newest first: {listed})")
+    return (f"found {'; '.join(parts)}; one run per suite is read at a time: pass the folder or results.json of "
+            f"the run you mean, e.g. '{newest}', or move the other runs away")
+
+
+RERUN = "the run may have been interrupted: re-run it (`grn-eval run SUITE` resumes)"
+DAMAGED = "the file was edited or damaged: re-run the suite (`grn-eval run SUITE` resumes)"
+
+
+def _read(path: Path) -> dict:
     try:
         res = json.loads(path.read_text())
     except ValueError as e:  # JSONDecodeError or UnicodeDecodeError
-        raise UserError(f"'{path}' is not valid JSON ({e}); {rerun}") from None
+        raise UserError(f"'{path}' is not valid JSON ({e}); {RERUN}") from None
+    except OSError as e:  # a folder or an unreadable file named results.json
+        raise UserError(f"'{path}' cannot be read ({e.strerror}); pass a run's results.json or its folder") from None
+    if not isinstance(res, dict):
+        kind = {list: "a list", str: "a string", bool: "true or false", type(None): "null"}.get(type(res), "a number")
+        raise UserError(f"'{path}' is not a results.json (a JSON object): it holds {kind}; pass the results.json "
+                        f"a run wrote")
+    return res
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # JSON true is no count
+
+
+# The keys of a row that the summary, the tables and the gate compute with: (accepts, what it should be).
+ROW_TYPES = {"value": (lambda v: v is None or _is_int(v) or isinstance(v, float), "a number or null"),
+             "seed": (_is_int, "an integer"), "n": (_is_int, "an integer"),
+             "available": (lambda v: isinstance(v, bool), "true or false")}
+
+
+def _check_row(path: Path, i: int, r: dict) -> None:
+    for key, (ok, kind) in ROW_TYPES.items():
+        if key in r and not ok(r[key]):
+            raise UserError(f"'{path}': rows[{i}] ({r.get('model')}, {r.get('metric')}) has {key} {r[key]!r}, "
+                            f"expected {kind}: {DAMAGED}")
+
+
+def _digest(prov: dict, seed) -> str | None:
+    """The sha256 of the samples one seed's numbers were computed from (recorded by the runner; absent in older
+    runs and for reconstructions): information for the gate, so anything but a text digest reads as absent."""
+    digests = prov.get("samples_sha256") if isinstance(prov, dict) else None
+    digest = digests.get(str(seed)) if isinstance(digests, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+def _rows(path: Path) -> list[dict]:
+    """The table rows of one results.json; a damaged file is a UserError naming it, not a traceback."""
+    res = _read(path)
     rows = []
     try:
-        for r in res["rows"]:
+        if not isinstance(res["suite"], str):
+            raise TypeError(f"suite {res['suite']!r} is not a name")
+        for i, r in enumerate(res["rows"]):
+            _check_row(path, i, r)
             prov = res.get("models", {}).get(r["model"], {})
             rows.append({
                 "suite": res["suite"], "run": path.parent.name, "suite_hash": res["suite_hash"][:12],
@@ -101,11 +169,32 @@ def _rows(path: Path) -> list[dict]:
                                                                                  default=str),
                 "extra": json.dumps(r.get("extra", {}), default=str),
                 **{f"model.{k}": v for k, v in prov.items() if k in MODEL_COLUMNS},
+                "samples_sha256": _digest(prov, r["seed"]),
             })
     except (KeyError, TypeError, AttributeError) as e:  # valid JSON, but not (all of) a results.json
         detail = f"no key {e}" if isinstance(e, KeyError) else str(e)
-        raise UserError(f"'{path}' is not a complete results.json ({detail}); {rerun}") from None
+        raise UserError(f"'{path}' is not a complete results.json ({detail}); {RERUN}") from None
     return rows
+
+
+def read_csv(path: str | Path, fix: str, written: bool = True) -> pd.DataFrame:
+    """A CSV table (a published report, a literature file) with every way it can be damaged as one UserError
+    naming it and `fix`: missing, empty, not text or not a table, and, for a file this project `written`,
+    cut off: pandas ends every file it writes with a newline, and a cut one would parse as fewer rows."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:  # missing, a folder, unreadable
+        raise UserError(f"'{path}' cannot be read ({e.strerror}); {fix}") from None
+    if not raw.strip():
+        raise UserError(f"'{path}' is empty; {fix}")
+    if written and not raw.endswith(b"\n"):
+        raise UserError(f"'{path}' is cut off (its last line is unfinished): an interrupted write or copy; {fix}")
+    try:
+        return pd.read_csv(io.BytesIO(raw))
+    except ValueError as e:  # pandas' ParserError and UnicodeDecodeError are ValueErrors
+        first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise UserError(f"'{path}' is not a readable CSV table ({first}); {fix}") from None
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -123,15 +212,34 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def export(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
+def output_prefix(prefix: str | Path, where: str = "--out") -> Path:
+    """An output prefix checked before anything is written: its last part one safe file name
+    (grn/fileio.py `check_output_name`) and no file where a folder of it must be."""
     prefix = Path(prefix)
+    check_output_name(prefix.name, f"{where} '{prefix}'")
+    for parent in prefix.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{where} '{prefix}': '{parent}' is a file, not a folder; choose another prefix")
+    return prefix
+
+
+def with_suffix(prefix: Path, suffix: str) -> Path:
+    """`prefix` + `suffix`, appended: Path.with_suffix would replace the '.v2' of a prefix 'rep.v2'."""
+    return prefix.with_name(prefix.name + suffix)
+
+
+def export(df: pd.DataFrame, prefix: str | Path) -> list[Path]:
+    prefix = output_prefix(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    paths = [prefix.with_suffix(".csv"), prefix.with_name(prefix.name + "_summary.csv")]
-    df.to_csv(paths[0], index=False)
-    summarize(df).to_csv(paths[1], index=False)
+    paths = [with_suffix(prefix, ".csv"), with_suffix(prefix, "_summary.csv")]
+    with atomic_path(paths[0]) as tmp:
+        df.to_csv(tmp, index=False)
+    with atomic_path(paths[1]) as tmp:
+        summarize(df).to_csv(tmp, index=False)
     try:
-        df.to_parquet(prefix.with_suffix(".parquet"), index=False)
-        paths.append(prefix.with_suffix(".parquet"))
+        with atomic_path(with_suffix(prefix, ".parquet")) as tmp:
+            df.to_parquet(tmp, index=False)
+        paths.append(with_suffix(prefix, ".parquet"))
     except ImportError:  # pyarrow is a dev extra
         pass
     return paths

@@ -34,7 +34,7 @@ from grn_eval.adapters import build_adapter
 from grn_eval.cache import FeatureCache, content_key
 from grn_eval.features import INCEPTION_NUMERICS, LAYERS, STATS_KEYS, InceptionFeatures, use_file_statistics
 from grn_eval.metrics import fid, registry
-from grn_eval.model_check import check_suite, entry_inputs
+from grn_eval.preflight import check_suite, entry_inputs
 from grn_eval.sample_checks import ReferenceGuard, check_pixels, compare_regenerated
 from grn_eval.stages import StageLog, memory_kind, stage
 from grn_eval.suite import Suite
@@ -496,7 +496,7 @@ class Runner:
         return h.hexdigest()
 
     def fingerprint(self) -> str:
-        """The suite, the content of every file and folder its models read (model_check.entry_inputs: image
+        """The suite, the content of every file and folder its models read (preflight.entry_inputs: image
         folders, pipelines, an entry point's source) and the model library's source (a changed
         sampler makes other samples from the same files): shards of another fingerprint are never mixed
         into this run. Computed once per Runner (it hashes every checkpoint, official ones run to GB)."""

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from grn.fileio import atomic_write
 from grn_eval.metrics import registry
-from grn_eval.report import better, summarize
+from grn_eval.report import better, output_prefix, read_csv, summarize, with_suffix
 
 FAMILY_ORDER = ["diffusion", "flow", "AR", "masked", "GRN", "tokenizer", "external"]
 
@@ -142,12 +143,18 @@ def to_latex(table: dict, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_literature(paths) -> pd.DataFrame | None:
+    """The literature files (results/literature/*.csv) as one frame, None for none; a damaged one is a UserError."""
+    fix = "fix the file or leave it out (columns: model, family, source, protocol and one per metric)"
+    frames = [read_csv(p, fix, written=False) for p in paths]  # typed by hand: the last newline may be missing
+    return pd.concat(frames) if frames else None
+
+
 def write_tables(df: pd.DataFrame, metrics: list[str], prefix: str | Path, title: str = "",
                  literature: pd.DataFrame | None = None) -> list[Path]:
+    prefix = output_prefix(prefix)
     table = build_table(df, metrics, literature)
-    prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    md, tex = prefix.with_suffix(".md"), prefix.with_suffix(".tex")
-    md.write_text(to_markdown(table, title))
-    tex.write_text(to_latex(table, title))
+    md, tex = with_suffix(prefix, ".md"), with_suffix(prefix, ".tex")
+    atomic_write(md, to_markdown(table, title))
+    atomic_write(tex, to_latex(table, title))
     return [md, tex]

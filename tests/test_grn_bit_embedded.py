@@ -159,7 +159,7 @@ def trained(tmp_path_factory, tok_path):
 
 def test_the_text_adapter_samples_images_deterministically_per_seed(tmp_path, tok_path, trained):
     from grn_eval.adapters import T2IAdapter, build_adapter
-    from grn_eval.model_check import check_suite
+    from grn_eval.preflight import check_suite
     from grn_eval.suite import load_suite
 
     suite = load_suite(_suite(tmp_path, tok_path, trained))
@@ -206,7 +206,8 @@ def test_a_suite_runs_it_end_to_end(tmp_path, tok_path, trained):
 def test_released_records_need_the_umt5_folder_in_suites(tmp_path, tok_path):
     from grn.checkpoint import checkpoint_record
     from grn.fileio import save_torch
-    from grn_eval.model_check import ModelError, check_suite
+    from grn_eval.model_check import ModelError
+    from grn_eval.preflight import check_suite
     from grn_eval.suite import load_suite
 
     torch.manual_seed(0)

@@ -266,7 +266,7 @@ def _constant_suite(tmp_path, **sampler) -> Path:
 def test_a_new_kind_is_one_record(tmp_path, tmp_cache, capsys, constant_kind):
     from grn.checkpoint import load_tokenizer
     from grn_eval import cli
-    from grn_eval.model_check import check_suite
+    from grn_eval.preflight import check_suite
     from grn_eval.runner import Runner
 
     assert registry.problems(constant_kind) == []

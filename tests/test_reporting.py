@@ -125,8 +125,12 @@ def test_cli_gate_exit_codes(tiny_run, tmp_path, capsys):
 
     run = str(tiny_run / "run")
     assert cli.main(["gate", run, "--baseline", str(tmp_path / "b.json"), "--update"]) == 0
+    digests = json.loads((tmp_path / "b.json").read_text())["samples_sha256"]  # the runner's, per model and seed
+    assert sorted(digests) == ["fixed[sampler.steps=4]", "fixed[sampler.steps=8]", "guided"]
+    assert all(sorted(d) == ["0", "1", "2"] and all(len(h) == 64 for h in d.values()) for d in digests.values())
     assert cli.main(["gate", run, "--baseline", str(tmp_path / "b.json")]) == 0
-    assert "gate passed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "gate passed" in out and out.count(": identical (seed(s) 0, 1, 2)") == 3  # the same run: the same samples
 
 
 def test_readme_main_table_is_the_generated_one():

@@ -196,7 +196,8 @@ def test_the_text_adapter_samples_the_file_prompts_and_records_the_file(tmp_path
 
 
 def test_text_encoder_is_a_folder_of_the_released_models_only(tmp_path):
-    from grn_eval.model_check import ModelError, check_suite
+    from grn_eval.model_check import ModelError
+    from grn_eval.preflight import check_suite
 
     bit = {"adapter": "grn-bit", "checkpoint": str(CKPT / "t2i_mnist_bit.pt")}
     with pytest.raises(SuiteError, match=r"models\[0\]\.text_encoder: folder 'umt5' not found"):

@@ -1,6 +1,6 @@
 """`grn-eval validate` refuses every suite that `grn-eval run` refuses before sampling, with the same message,
 and `run` refuses it before its run folder is claimed (no run.json, no shard): both call
-grn_eval/model_check.py `check_suite` after the suite loads."""
+grn_eval/preflight.py `check_suite` after the suite loads."""
 
 from __future__ import annotations
 
