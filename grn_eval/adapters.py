@@ -310,7 +310,7 @@ class TokenizerAdapter(ReconstructionAdapter):
     def provenance(self) -> dict:
         return {"checkpoint": self.ckpt.name, "checkpoint_sha256": self.files.tokenizer_sha256,
                 "checkpoint_integrity": integrity(getattr(self.model, "integrity", None),
-                                                  "tokenizer" in self.files.pinned),
+                                                  "checkpoint" in self.files.pinned),
                 "quantizer": self.model.cfg.quantizer if not self.model.cfg.continuous else "none",
                 # from the code space the quantizer writes (HBQ decoded at fewer rounds: d x those rounds)
                 "bits_per_token": (self.model.cfg.latent_channels * self.rounds if self.rounds else

@@ -88,6 +88,11 @@ def _tokenizer_geometry(record: dict) -> tuple[int, int | None]:
 
 
 def _pin(where: str, path: Path, want: str | None, out: CheckedFiles | None = None, key: str = "") -> str:
+    if not path.is_file():  # where names the pin's key: the message names the file's own key
+        what = where.rsplit(": ", 1)[0] + (f": {key}" if key else ": path")
+        raise ModelError(f"{what}: '{path}' " + ("is a folder, not a file" if path.is_dir() else "does not exist")
+                         + "; check the path (relative paths are taken from the working directory, then the suite's "
+                           "folder)")
     digest = sha256_file(path)
     if want is not None and out is not None:
         out.pinned += (key,)
@@ -106,7 +111,7 @@ def check_entry(entry, base: Path, suite_file: str | Path = "suite") -> CheckedF
     if entry.adapter == "tokenizer":
         out.tokenizer = resolve(o["checkpoint"], base)
         out.tokenizer_sha256 = _pin(f"{where}: checkpoint_sha256", out.tokenizer, o.get("checkpoint_sha256"), out,
-                                    "tokenizer")
+                                    "checkpoint")
         out.tokenizer_record = _tokenizer_record(out.tokenizer, f"{where}: checkpoint")
         return out
     if entry.adapter == "npz":

@@ -529,6 +529,7 @@ class Runner:
     def _run(self) -> dict:
         t_start = time.perf_counter()
         # everything that can be checked is checked before anything is written to the run folder
+        W.check_cache_root()
         checked = check_suite(self.suite)
         for spec in registry.specs():  # before any sampling: absent weights end the run here, saying which
             if spec.prepare is not None and spec.key in self.suite.metrics:

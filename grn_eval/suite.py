@@ -86,10 +86,10 @@ _GENERATOR = {"checkpoint": _STR, "tokenizer": _STR, "sampler": Opt(dict), "chec
               "tokenizer_sha256": SHA256, "allow_other_tokenizer": _BOOL}  # the tokenizer differs on purpose
 # The adapters that are not a model kind, with their keys and family (more: grn_eval.adapters.register_adapter).
 OTHER_ADAPTERS = {
-    "tokenizer": {"checkpoint": _STR, "checkpoint_sha256": SHA256,
+    "tokenizer": {"checkpoint": Opt(str, required=True), "checkpoint_sha256": SHA256,
                   # decode with the first `rounds` of an HBQ tokenizer's M (HBQ's bits are most significant first)
                   "rounds": Opt(int, min=1, why="HBQ rounds kept when decoding, 1 ... the trained M")},
-    "npz": {"path": _STR, "sha256": SHA256},
+    "npz": {"path": Opt(str, required=True), "sha256": SHA256},
     # any generator: an entry point `package.module:factory` (grn_eval/external.py), its keyword arguments, and
     # a folder put on sys.path for the import
     "python": {"entry": Opt(str, required=True, pattern=r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*",
@@ -406,7 +406,7 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
     raw = _merge(defaults, raw)
     adapter = raw.get("adapter")
     adapters = adapter_options()
-    if adapter not in adapters:
+    if not isinstance(adapter, str) or adapter not in adapters:
         raise _err(path, f"{where}.adapter", f"unknown adapter {adapter!r}; allowed: {sorted(adapters)}")
     opts = {**MODEL_COMMON, **adapters[adapter]}
     _check_keys(path, where, raw, opts)
@@ -438,6 +438,8 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
     if is_grid and raw.get("checkpoint_sha256") is not None:
         raise _err(path, f"{where}.checkpoint_sha256", f"one hash for a grid of {len(ckpts)} checkpoints is "
                    "ambiguous; allowed: checkpoint_sha256 with a single checkpoint (one model entry per file)")
+    for j, c in enumerate(ckpts if is_grid else [ckpts]):  # each a path, before a grid is made of them
+        _check(path, f"{where}.checkpoint" + (f"[{j}]" if is_grid else ""), c, _STR, {})
     ckpt_grid = [(c, {"checkpoint": Path(c).name} if is_grid else {}) for c in (ckpts if is_grid else [ckpts])]
     for j, (c, _) in enumerate(ckpt_grid):
         key = f"{where}.checkpoint" + (f"[{j}]" if is_grid else "")
@@ -481,7 +483,7 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
 
     datasets = data.get("datasets") or {}
     for alias, spec in datasets.items():
-        if not isinstance(spec, dict) or spec.get("name") not in loaders:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or spec["name"] not in loaders:
             raise _err(path, f"datasets.{alias}.name", f"unknown dataset {spec.get('name') if isinstance(spec, dict) else spec!r}; allowed: {sorted(loaders)}")  # noqa: E501
         _check_all(path, f"datasets.{alias}", spec, {"name": _STR, **dataset_options(spec["name"])}, {})
 
@@ -511,7 +513,8 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
         raise _err(path, "metrics", f"mixes reconstruction metrics ({recon}) with generation metrics; use two suites")
 
     reference = data.get("reference") or {}
-    if len(set(reference) & {"dataset", "stats", "npz"}) != 1:
+    if not isinstance(reference, dict) or \
+            len({k for k, v in reference.items() if v is not None} & {"dataset", "stats", "npz"}) != 1:
         raise _err(path, "reference", "exactly one of {dataset: <alias>}, {stats: <file.npz>, sha256: ...}, "
                                       "{npz: <ADM batch>, sha256: ...}")
     _check_all(path, "reference", reference, REFERENCE, ctx)

@@ -58,6 +58,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("GRN_CACHE", Path.home() / ".cache" / "grn")).expanduser()
 
 
+def check_cache_root() -> Path:
+    """The cache folder, refused at once when it names a file (before any conversion is spent on it)."""
+    root = cache_root()
+    for p in (root, *root.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UserError(f"the cache folder '{root}' (GRN_CACHE, default ~/.cache/grn) cannot be made: '{p}' is "
+                                f"a file; set GRN_CACHE to a writable folder")
+            break
+    return root
+
+
 def weights_dir() -> Path:
     return cache_root() / "weights"
 

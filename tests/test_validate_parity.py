@@ -116,4 +116,4 @@ def test_a_file_where_a_folder_must_be_is_one_message(tmp_path, capsys, monkeypa
     suite = _write(tmp_path, f"{{name: m, adapter: grn, checkpoint: '{CKPT / 'generator_mnist.pt'}', tokenizer: "
                              f"'{CKPT / 'tokenizer_mnist.pt'}'}}", metrics="fid: {}")
     assert main(["run", str(suite), "--run-dir", str(tmp_path / "r"), "--quiet"]) == 1
-    assert "set GRN_CACHE to a writable folder" in capsys.readouterr().err
+    assert "is a file; set GRN_CACHE to a writable folder" in capsys.readouterr().err
