@@ -44,7 +44,7 @@ from scipy import stats
 from grn.errors import UserError
 from grn.fileio import atomic_write
 from grn_eval.metrics import registry
-from grn_eval.report import better, summarize
+from grn_eval.report import better, summarize, unseeded_models, unverified_models
 
 K_STD = 3.0
 ALPHA = float(stats.norm.sf(K_STD))  # the one-sided level K_STD sigmas stand for (0.00135)
@@ -133,12 +133,13 @@ def tolerance(metric: str, mean: float, std: float) -> float:
     return max(K_STD * std, floor_of(metric, mean))
 
 
-def move(values: dict[int, float], base: dict, run_half: float | None = None) -> dict:
+def move(values: dict[int, float], base: dict, run_half: float | None = None, paired: bool = True) -> dict:
     """The move of one model x metric (run seed -> value) from its baseline entry: {'test', 'delta' (run minus
-    baseline), 'se', 'crit'} as the module docstring says."""
+    baseline), 'se', 'crit'} as the module docstring says. `paired=False`: never paired (a model whose samples
+    do not follow its seeds: the same seed draws other noise, so per-seed differences share nothing)."""
     seeds = sorted(values)
     per_seed = base.get("values") or {}
-    if len(seeds) >= PAIRED_MIN and all(str(s) in per_seed for s in seeds):
+    if paired and len(seeds) >= PAIRED_MIN and all(str(s) in per_seed for s in seeds):
         d = [values[s] - per_seed[str(s)] for s in seeds]
         n = len(d)
         mean = sum(d) / n
@@ -194,6 +195,12 @@ def notes(df: pd.DataFrame, baseline: dict) -> list[str]:
                    f"baseline: {', '.join(baseline['suite_hash'])}): the suite file changed since the baseline was "
                    f"made. The numbers may still be comparable (protocol and N are checked per metric); re-make "
                    f"the baseline with `--update` if the change is intended")
+    for model in unverified_models(df):
+        out.append(f"model '{model}': its checkpoint or tokenizer is unverified (no content hash and no sha256 pin), "
+                   f"so damaged weights would not be noticed; pin it with `checkpoint_sha256:` / `tokenizer_sha256:` "
+                   f"in the suite or re-export it")
+    for model in unseeded_models(df):
+        out.append(f"model '{model}' says `deterministic: false`: its seeds are compared unpaired")
     return out
 
 
@@ -213,6 +220,7 @@ def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
     same_device = device_class(df) == baseline["device_class"]
     # An unavailable row is missing; an available one without a finite value fails, it is not dropped.
     ok = df[df["available"]]
+    unseeded = set(unseeded_models(df))
     out, seen = [], set()
     for (model, metric), rows in ok.groupby(["model", "metric"], sort=False):
         key = f"{model}|{metric}"
@@ -229,7 +237,7 @@ def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
                         "tolerance": float("nan"), "mde": float("nan"),
                         "ci_half": float("nan") if run_half is None else run_half, "status": f"{NON_FINITE}: {bad})"})
             continue
-        t = move(values, b, run_half)
+        t = move(values, b, run_half, paired=model not in unseeded)
         tol = max(t["crit"] * t["se"], floor_of(metric, b["mean"]))
         worse = t["delta"] if better(metric) == "lower" else -t["delta"]
         if metric in LATENCY_METRICS and not same_device:

@@ -26,7 +26,24 @@ HIGHER_IS_BETTER = registry.RowsWhere("higher")
 
 # Model provenance fields copied into the table (the rest stays in results.json).
 MODEL_COLUMNS = ("quantizer", "bits_per_token", "rounds", "trained_rounds", "latent_channels", "checkpoint",
-                 "checkpoint_sha256")
+                 "checkpoint_sha256", "checkpoint_integrity", "tokenizer_integrity", "determinism")
+
+
+def unverified_models(df: pd.DataFrame) -> list[str]:
+    """The models of these rows whose checkpoint or tokenizer could not be verified (no content hash, no pin):
+    allowed, but every table and gate says so (grn_eval/model_check.py `integrity`)."""
+    cols = [c for c in ("model.checkpoint_integrity", "model.tokenizer_integrity") if c in df]
+    bad = pd.Series(False, index=df.index)
+    for c in cols:
+        bad |= df[c].astype(str).str.startswith("unverified")
+    return sorted(set(df.loc[bad, "model"]))
+
+
+def unseeded_models(df: pd.DataFrame) -> list[str]:
+    """The models whose samples do not follow their seeds (`deterministic: false`): their seeds are not paired."""
+    if "model.determinism" not in df:
+        return []
+    return sorted(set(df.loc[df["model.determinism"].astype(str).str.startswith("not checked"), "model"]))
 
 
 def better(metric: str) -> str | None:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from grn.fileio import atomic_write
 from grn_eval.metrics import registry
-from grn_eval.report import better, output_prefix, read_csv, summarize, with_suffix
+from grn_eval.report import better, output_prefix, read_csv, summarize, unseeded_models, unverified_models, with_suffix
 
 FAMILY_ORDER = ["diffusion", "flow", "AR", "masked", "GRN", "tokenizer", "external"]
 
@@ -48,9 +48,14 @@ def build_table(df: pd.DataFrame, metrics: list[str], literature: pd.DataFrame |
     """A table as data: {'columns', 'groups': [(family, [row dicts])], 'footnotes'}."""
     s = summarize(df)
     s = s[s["metric"].isin(metrics)]
+    # measured, but not to be read like the rest: weights that could not be verified, samples that ignore seeds
+    marks = {m: "unverified weights" for m in unverified_models(df)}
+    for m in unseeded_models(df):
+        marks[m] = ", ".join(filter(None, [marks.get(m), "not seeded"]))
     rows = {}
     for _, r in s.iterrows():
-        row = rows.setdefault(r["model"], {"model": r["model"], "family": r["family"], "source": "measured",
+        source = "measured" + (f" ({marks[r['model']]})" if r["model"] in marks else "")
+        row = rows.setdefault(r["model"], {"model": r["model"], "family": r["family"], "source": source,
                                            "cells": {}})
         row["cells"][r["metric"]] = (r["mean"], r["std"], int(r["seeds"]), r.get("ci_low"), r.get("ci_high"))
     if literature is not None:
@@ -63,6 +68,7 @@ def build_table(df: pd.DataFrame, metrics: list[str], literature: pd.DataFrame |
     best = {}
     for m in metrics:
         vals = [row["cells"][m][0] for row in rows.values() if m in row["cells"] and row["source"] == "measured"]
+        # (a marked row is never the bold best: its number is not one to rank)
         direction = better(m)
         if vals and direction:
             best[m] = min(vals) if direction == "lower" else max(vals)
@@ -77,6 +83,11 @@ def build_table(df: pd.DataFrame, metrics: list[str], literature: pd.DataFrame |
         if len(sub):
             notes.append(f"{_label(m)}: N = {', '.join(map(str, sorted(set(sub['n']))))}; protocol "
                          f"{', '.join(sorted(set(sub['protocol_id'])))}; seeds {int(sub['seeds'].max())}")
+    if any("unverified" in v for v in marks.values()):
+        notes.append("unverified weights: the checkpoint or tokenizer records no content hash and the suite pins no "
+                     "sha256, so damaged weights would not be noticed")
+    if any("not seeded" in v for v in marks.values()):
+        notes.append("not seeded: the model says `deterministic: false` (its samples do not follow the seeds)")
     if "ci_low" in s and s["ci_low"].notna().any():
         notes.append("[low, high]: the 95% interval of one seed's number, its bounds averaged over seeds: the "
                      "bootstrap percentile interval centred on the estimate (grn_eval/intervals.py); for FID∞ "

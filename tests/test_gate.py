@@ -366,3 +366,24 @@ def test_sample_digests_are_kept_and_compared(tmp_path, capsys):
     verdict = gate.compare(df, gate.make_baseline(report.load_results([same]), "b"))
     assert gate.failed(verdict)  # identical digests beside a moved number: the statistics still decide
     assert gate.samples_identity(df, gate.make_baseline(report.load_results([same]), "b"))["A"][0] == "identical"
+
+
+def test_unverified_weights_and_unseeded_models_are_shown_by_the_gate_and_the_table(base, tmp_path, capsys):
+    from grn_eval import tables
+
+    prov = {"A": {"checkpoint_integrity": "unverified: no content hash recorded (written by an older version; ...)",
+                  "tokenizer_integrity": "content_sha256 verified"},
+            "B": {"checkpoint_integrity": "content_sha256 verified", "determinism": "not checked (deterministic: "
+                                                                                     "false)"}}
+    run = _results(tmp_path / "marked", provenance=prov)
+    code, out, _ = _gate(run, base, capsys)
+    assert code == 0  # shown, not failed: an unverified file is allowed
+    assert "note: model 'A': its checkpoint or tokenizer is unverified" in out
+    assert "note: model 'B' says `deterministic: false`" in out
+    verdict = gate.compare(report.load_results([run]), gate.read_baseline(base))
+    assert set(verdict.loc[verdict["model"] == "B", "test"]) == {"unpaired"}  # B's seeds are not paired
+    assert set(verdict.loc[verdict["model"] == "A", "test"]) == {"paired"}
+    table = tables.to_markdown(tables.build_table(report.load_results([run]), ["fid"]))
+    assert "| A | measured (unverified weights) |" in table and "| B | measured (not seeded) |" in table
+    assert "unverified weights: the checkpoint or tokenizer records no content hash" in table
+    assert "**" not in table.split("| B |")[1].split("\n")[0]  # a marked row is never the bold best
