@@ -12,6 +12,7 @@ import gzip
 import importlib.util
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,6 +194,23 @@ def load_photos(split: str = "train", crop_size: int = 32, short_side: int = 256
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
 
 
+# Pillow's modes of 16-bit grayscale PNGs: convert("RGB") would clip every value over 255 to white
+_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+def read_rgb(img, path) -> np.ndarray:
+    """An opened PIL image as uint8 RGB [H, W, 3]: 8-bit modes through Pillow's own conversion, 16-bit grayscale
+    scaled to 8 bits (v / 257, rounded: 65535 -> 255), as an image viewer shows it."""
+    if img.mode not in _SIXTEEN_BIT:
+        return np.asarray(img.convert("RGB"))
+    a = np.asarray(img).astype(np.int64)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise DatasetError(f"'{path}': {img.mode} pixels in {a.min()} ... {a.max()}, outside 16 bits; save the image "
+                           f"as 8- or 16-bit PNG")
+    gray = np.round(a / 257.0).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
+
+
 def center_crop_arr(img: Image.Image, image_size: int) -> np.ndarray:
     """ADM's preprocessing: halve with BOX while large, bicubic resize of the short side, center crop."""
     while min(*img.size) >= 2 * image_size:
@@ -251,58 +269,113 @@ class ImageFolder:
 # ---------------------------------------------------------------------------------------
 
 
+ADM_LAYOUT = "an ADM batch: arr_0 uint8 images [N, H, W, 3] (NHWC), optional arr_1 integer class labels [N]"
+
+
+def describe_not_npz(path: Path) -> str:
+    """What a file that is no .npz archive is instead, from its first bytes ("a text file ..."), for the message that
+    refuses it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        return f"a file that cannot be read ({e.strerror or e})"
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK"):
+        return "a damaged or truncated zip archive (an interrupted copy or download?)"
+    if head.startswith(b"\x93NUMPY"):
+        return "a single .npy array (numpy.save), not an archive of named arrays (numpy.savez)"
+    if head[:1] == b"\x80":
+        return "a Python pickle (pickles are never loaded: they can run code)"
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return f"a text file (it starts with {head.decode('ascii')!r})"
+    return f"a file of another format (it starts with {head!r})"
+
+
+def _read_npy_header(f, where: str) -> tuple[tuple, bool, np.dtype]:
+    """(shape, fortran order, dtype) of the .npy stream `f`; refuses an array of Python objects (its bytes are a
+    pickle: never loaded, and memory-mapped they would be read as pointers)."""
+    version = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(f)
+    if dtype.hasobject:
+        raise DatasetError(f"{where} holds Python objects (a pickled {dtype} array), not numbers; pickles are never "
+                           f"loaded (they can run code); expected {ADM_LAYOUT}")
+    return shape, fortran, dtype
+
+
 def _memmap_npz_member(path: Path, member: str) -> np.ndarray:
-    """Memory-map one array of an uncompressed .npz; load it if the archive is compressed."""
-    with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(member)
-        if info.compress_type != zipfile.ZIP_STORED:
-            with zf.open(member) as f:
-                return np.load(io.BytesIO(f.read()))
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local = f.read(30)
-        name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
-        f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-            np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
-        offset = f.tell()
+    """Memory-map one array of an uncompressed .npz; load it if the archive is compressed. A member that is not a
+    numeric .npy array (damaged bytes, a header promising more data than the member holds, pickled objects) is a
+    DatasetError naming the file and the member."""
+    where = f"npz: '{path}' member '{member.removesuffix('.npy')}'"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(member)
+            if info.compress_type != zipfile.ZIP_STORED:
+                with zf.open(member) as f:
+                    _read_npy_header(f, where)
+                with zf.open(member) as f:
+                    return np.load(io.BytesIO(f.read()), allow_pickle=False)
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)
+            name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+            start = info.header_offset + 30 + name_len + extra_len
+            f.seek(start)
+            shape, fortran, dtype = _read_npy_header(f, where)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # not a readable .npy member
+        if isinstance(e, DatasetError):
+            raise
+        raise DatasetError(f"{where} is not a readable numpy array ({type(e).__name__}: {e}): a damaged file, or "
+                           f"one not written by numpy.savez; expected {ADM_LAYOUT}") from None
+    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if offset - start + need > info.file_size:
+        raise DatasetError(f"{where}: its header promises {shape} {dtype} ({need} bytes) but the member holds "
+                           f"{info.file_size - (offset - start)}: a truncated or damaged file; write it again")
     return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran else "C")
 
 
-# Pillow's modes of 16-bit grayscale PNGs: convert("RGB") would clip every value over 255 to white
-_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
-
-
-def read_rgb(img, path) -> np.ndarray:
-    """An opened PIL image as uint8 RGB [H, W, 3]: 8-bit modes through Pillow's own conversion, 16-bit grayscale
-    scaled to 8 bits (v / 257, rounded: 65535 -> 255), as an image viewer shows it."""
-    if img.mode not in _SIXTEEN_BIT:
-        return np.asarray(img.convert("RGB"))
-    a = np.asarray(img).astype(np.int64)
-    if a.size and (a.min() < 0 or a.max() > 65535):
-        raise DatasetError(f"'{path}': {img.mode} pixels in {a.min()} ... {a.max()}, outside 16 bits; save the image "
-                           f"as 8- or 16-bit PNG")
-    gray = np.round(a / 257.0).astype(np.uint8)
-    return np.repeat(gray[..., None], 3, axis=-1)
+def _checked_labels(labels: np.ndarray, n: int, path: Path) -> np.ndarray:
+    """arr_1 as int64 class labels: one integer >= 0 per image."""
+    where = f"npz: '{path}' member 'arr_1' (the labels)"
+    if labels.ndim != 1 or len(labels) != n:
+        raise DatasetError(f"{where} has shape {labels.shape}; expected one label per image ({n}): {ADM_LAYOUT}")
+    if labels.dtype.kind not in "iu":  # float labels would be truncated to classes silently
+        raise DatasetError(f"{where} has dtype {labels.dtype}; expected integer class labels: {ADM_LAYOUT}; fix: "
+                           f"save them with np.asarray(labels, np.int64) (or drop arr_1 for unlabelled samples)")
+    labels = np.asarray(labels, np.int64)
+    if n and labels.min() < 0:
+        raise DatasetError(f"{where} holds negative labels (smallest {labels.min()}); expected classes 0, 1, ...")
+    return labels
 
 
 def load_npz(path: str | Path) -> ImageArray:
-    """An ADM sample or reference batch: `arr_0` uint8 NHWC images, optional `arr_1` labels."""
+    """An ADM sample or reference batch: `arr_0` uint8 NHWC images, optional `arr_1` labels. Whatever is wrong with
+    the file (not a zip, a damaged member, pickled objects, another dtype or layout, labels of another kind or
+    length) is one DatasetError naming the file and the member."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DatasetError(f"npz: '{path}' does not exist; expected an ADM batch with arr_0 (uint8 NHWC)")
+        raise DatasetError(f"npz: '{path}' does not exist; expected {ADM_LAYOUT}")
     try:
         with zipfile.ZipFile(path) as zf:
             members = set(zf.namelist())
-    except zipfile.BadZipFile as e:
-        raise DatasetError(f"npz: '{path}' is not a valid .npz archive ({e})") from e
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DatasetError(f"npz: '{path}' is not a valid .npz archive but {describe_not_npz(path)} ({e}); "
+                           f"expected {ADM_LAYOUT}") from None
     if "arr_0.npy" not in members:
-        raise DatasetError(f"npz: '{path}' has no arr_0 (found {sorted(members)}); "
-                           "expected an ADM batch with arr_0 uint8 NHWC images")
+        raise DatasetError(f"npz: '{path}' has no arr_0 (found {sorted(members)}); expected {ADM_LAYOUT}")
     images = _memmap_npz_member(path, "arr_0.npy")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        hint = "; videos [N, T, H, W, 3] go in a `video_npz` dataset" if images.ndim == 5 else \
+            "; fix: np.clip(x, 0, 255).astype(np.uint8) of NHWC images" if images.ndim == 4 else ""
+        raise DatasetError(f"npz: '{path}' member 'arr_0' is {images.dtype} of shape {images.shape}; expected "
+                           f"{ADM_LAYOUT}{hint}")
     labels = _memmap_npz_member(path, "arr_1.npy") if "arr_1.npy" in members else None
+    if labels is not None:
+        labels = _checked_labels(labels, len(images), path)
     num_classes = int(np.max(labels)) + 1 if labels is not None and len(labels) else None
     return ImageArray(images, labels, f"npz:{path.name}", num_classes=num_classes)
 

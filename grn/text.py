@@ -350,27 +350,71 @@ class UMT5TextEncoder(nn.Module):
         return states * valid[..., None], valid  # padding states zeroed (never attended)
 
 
+def _umt5_damaged(path: Path, what: str, e: Exception) -> UserError:
+    """The one message for a file of a UMT5 folder that is there but cannot be loaded: which file, why, the fix."""
+    first = (str(e).splitlines() or [""])[0][:160]
+    return UserError(
+        f"UMT5-XXL text encoder: {what} '{path}' cannot be loaded ({type(e).__name__}: {first}): a truncated or "
+        f"damaged file, or not google/umt5-xxl's. Fix: fetch the folder again on a machine with internet "
+        f"(`huggingface-cli download google/umt5-xxl --local-dir FOLDER`) and set {UMT5_ENV}=FOLDER (or pass the "
+        f"folder); nothing is downloaded at run time")
+
+
+def _check_safetensors(files: list[Path]) -> None:
+    """Open the header of every .safetensors file (cheap: no tensor is read), so that a truncated or foreign one is
+    named before transformers reports it without a file name. The library checks the header against the file size."""
+    from safetensors import safe_open
+
+    for f in files:
+        if f.suffix == ".safetensors":
+            try:
+                with safe_open(str(f), framework="pt") as handle:
+                    handle.keys()
+            except Exception as e:  # SafetensorError, OSError: the file is not what its name says
+                raise _umt5_damaged(f, "weight file", e) from None
+
+
 def _load_umt5(folder: Path, dtype: torch.dtype):
     """(UMT5EncoderModel, tokenizer) from a local folder, nothing downloaded: a Hugging Face model folder, or the
-    released Wan-layout file with the tokenizer files (`wan_umt5_state`)."""
+    released Wan-layout file with the tokenizer files (`wan_umt5_state`). Each stage (config, weights, tokenizer)
+    names the file it could not load: the loaders raise an open set of exception types on a damaged file, and a
+    user's folder is input, so each becomes one UserError with the fix."""
     import transformers
     from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
     key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    try:
-        if (folder / WAN_UMT5_FILE).is_file():
-            config = UMT5Config.from_pretrained(str(folder), local_files_only=True) \
-                if (folder / "config.json").is_file() else UMT5Config(**UMT5_XXL)
-            with torch.device("meta"):
-                model = UMT5EncoderModel(config)
+    wan = (folder / WAN_UMT5_FILE).is_file()
+    config = UMT5Config(**UMT5_XXL)
+    if (folder / "config.json").is_file():
+        try:
+            config = UMT5Config.from_pretrained(str(folder), local_files_only=True)
+        except Exception as e:  # not JSON, not a mapping, a field of the wrong type
+            raise _umt5_damaged(folder / "config.json", "the model config", e) from None
+    if wan:
+        try:
             state = torch.load(folder / WAN_UMT5_FILE, map_location="cpu", weights_only=True)
-            model.load_state_dict(wan_umt5_state(state, model.state_dict()), strict=True, assign=True)
-            model = model.to(dtype)
-        else:
+        except Exception as e:  # a truncated zip, a foreign pickle
+            raise _umt5_damaged(folder / WAN_UMT5_FILE, "the released encoder file", e) from None
+        if not isinstance(state, dict):
+            raise UserError(f"UMT5-XXL text encoder: '{folder / WAN_UMT5_FILE}' holds a {type(state).__name__}, not a "
+                            f"state dict of tensors: not the released Wan-layout umt5-xxl encoder file")
+        with torch.device("meta"):
+            model = UMT5EncoderModel(config)
+        model.load_state_dict(wan_umt5_state(state, model.state_dict()), strict=True, assign=True)
+        model = model.to(dtype)
+    else:
+        files = umt5_weight_files(folder)
+        _check_safetensors(files)
+        try:
             model = UMT5EncoderModel.from_pretrained(str(folder), local_files_only=True, **{key: dtype})
+        except Exception as e:  # a truncated .bin, shapes of another model, a missing shard
+            raise _umt5_damaged(files[0] if len(files) == 1 else folder, "the weights" if len(files) == 1 else
+                                f"the weight files ({', '.join(f.name for f in files)}) in", e) from None
+    try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise _umt5_missing(folder, f"cannot load it ({str(e).splitlines()[0][:160]}):") from e
+    except Exception as e:  # no tokenizer files, or damaged ones
+        raise _umt5_damaged(folder, "the tokenizer files (tokenizer.json / spiece.model, tokenizer_config.json) in",
+                            e) from None
     return model, tokenizer
 
 

@@ -60,7 +60,7 @@ def _checked_keys(cls, d: dict, what: str) -> dict:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"unknown {what} training keys {unknown}; allowed: {sorted(known)}")
+        raise UserError(f"unknown {what} training keys {unknown}; allowed: {sorted(known)}")
     return dict(d)
 
 
@@ -296,6 +296,10 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out_dir: str | Path, max_steps: i
     perceptual = load_lpips_loss(cfg.lpips_net, cfg.lpips_weights).to(device) if cfg.lpips_weight > 0 else None
     run.resume(model=model, ema=ema, disc=disc, opt_g=opt_g, opt_d=opt_d)
     ddp_model, ddp_disc = run.ddp(model), run.ddp(disc)
+    if cfg.clip_frames is not None and (isinstance(cfg.clip_frames, bool) or not isinstance(cfg.clip_frames, int)
+                                        or (cfg.clip_frames - 1) % 4):
+        raise UserError(f"clip_frames: {cfg.clip_frames!r} - an integer 1 + 4k (1, 5, 9, 13, 17, ...): the causal 3D "
+                        f"tokenizer encodes frame 0 alone, then chunks of 4 frames")
     data = load_dataset(cfg.dataset, **cfg.dataset_kwargs)
     images = pixels(data)  # uint8 NHWC images or NTHWC videos
     if cfg.clip_frames is not None and (images.ndim != 5 or not 1 <= cfg.clip_frames <= images.shape[1]):

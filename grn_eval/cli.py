@@ -142,49 +142,43 @@ def _cmd_fid(args) -> int:
     import numpy as np
 
     from grn.data import load_npz
-    from grn_eval.features import LAYERS, STATS_KEYS, InceptionFeatures, use_file_statistics
-    from grn_eval.metrics.fid import frechet_terms, gaussian_stats
+    from grn_eval.features import STATS_KEYS, InceptionFeatures, use_file_statistics
+    from grn_eval.metrics.fid import MIN_VECTORS, frechet_terms, gaussian_stats, read_statistics
     from grn_eval.runner import resolve_device
     from grn_eval.sample_checks import check_pixels
 
     def checked(path, what):
         images = check_pixels(np.asarray(load_npz(path).images), f"{what} '{path}'", args.allow_low_range)
-        if len(images) < 2:
-            raise UserError(f"{what} '{path}' holds {len(images)} image(s); a Fréchet distance needs at least 2 "
-                            f"(and thousands for a meaningful one)")
+        if len(images) < MIN_VECTORS:
+            raise UserError(f"{what} '{path}' holds {len(images)} image(s); a Fréchet distance needs at least "
+                            f"{MIN_VECTORS} (and thousands for a meaningful one)")
         return images
 
+    # every input is read and checked before the network is built: the samples, the reference's statistics
+    # (fid.read_statistics: a readable .npz, each pair a mean and a symmetric PSD covariance of its layer) and,
+    # when a layer needs them, the reference batch's images
     device = resolve_device(args.device)
-    samples = checked(args.samples, "samples")  # inputs are checked before the network is built
-    ex = InceptionFeatures(args.protocol, device)
-    feats = ex(samples, progress=True)
-    try:
-        with np.load(args.ref) as f:
-            stored = {k: np.asarray(f[k], np.float64) for k in ("mu", "sigma", "mu_s", "sigma_s") if k in f.files}
-            has_images = "arr_0" in f.files
-    except (OSError, ValueError) as e:
-        raise UserError(f"--ref '{args.ref}' cannot be read as an .npz ({type(e).__name__}: {e}); give an ADM "
-                        f"reference batch (arr_0) or statistics (mu, sigma)") from e
+    samples = checked(args.samples, "samples")
+    ref = read_statistics(args.ref, f"--ref '{args.ref}'")
+    stored, has_images = ref.stats, "arr_0" in ref.members
     if not {"mu", "sigma"} <= set(stored) and not has_images:
         raise UserError(f"--ref '{args.ref}': expected mu/sigma statistics or an ADM batch (arr_0); found "
-                        f"{sorted(stored)}")
-    ref_feats = None
+                        f"{sorted(ref.members)}")
+    from_file = {layer: use_file_statistics(stored, layer, args.protocol, has_images) for layer in STATS_KEYS}
+    ref_images = checked(args.ref, "reference batch") if has_images and not all(from_file.values()) else None
+    ex = InceptionFeatures(args.protocol, device)
+    feats = ex(samples, progress=True)
+    ref_feats = None if ref_images is None else ex(ref_images, progress=True)
     out = {}
     for layer, name in (("pool", "fid"), ("spatial", "sfid")):
         keys = STATS_KEYS[layer]
-        if use_file_statistics(stored, layer, args.protocol, has_images):
+        if from_file[layer]:
             (mu2, s2), source = (stored[k] for k in keys), f"{keys[0]} / {keys[1]} of the file"
-        elif has_images:  # the batch's own statistics are TF-Inception ones: other protocols use its images
-            if ref_feats is None:
-                ref_feats = ex(checked(args.ref, "reference batch"), progress=True)
+        elif ref_feats is not None:  # the batch's own statistics are TF-Inception ones: other protocols use its images
             (mu2, s2), source = gaussian_stats(ref_feats[layer]), f"computed from {len(ref_feats[layer])} images"
         else:
             continue  # statistics without the spatial part: no sFID
-        mu1, s1 = gaussian_stats(feats[layer])
-        if mu2.shape != mu1.shape or s2.shape != s1.shape:
-            raise UserError(f"--ref '{args.ref}': {keys[0]} / {keys[1]} of dimension {mu2.shape} do not match the "
-                            f"{mu1.shape[0]}-d {LAYERS[layer]} features of protocol {args.protocol}")
-        terms = frechet_terms(mu1, s1, mu2, s2)
+        terms = frechet_terms(*gaussian_stats(feats[layer]), mu2, s2)  # dimensions: checked by read_statistics
         out[name] = {"value": terms.total, "mean_term": terms.mean_term, "cov_term": terms.cov_term,
                      "reference_statistics": source}
     print(json.dumps({**out, "n_samples": len(samples), "reference": f"{args.ref} (sha256 "
@@ -195,24 +189,25 @@ def _cmd_fid(args) -> int:
 def _cmd_report(args) -> int:
     from grn_eval import report
 
+    prefix = report.output_prefix(args.out)  # before the runs are read: a bad --out ends here
     df = report.load_results(args.runs)
-    for path in report.export(df, args.out):
+    for path in report.export(df, prefix):
         print(f"wrote {path}")
     print(report.summarize(df).to_string(index=False, max_colwidth=48))
     return 0
 
 
 def _cmd_table(args) -> int:
-    import pandas as pd
-
     from grn_eval import report, tables
 
+    prefix = report.output_prefix(args.out)
     df = report.load_results(args.runs)
-    lit = pd.concat([pd.read_csv(p) for p in args.literature]) if args.literature else None
+    lit = tables.read_literature(args.literature or [])
     metrics = args.metrics.split(",") if args.metrics else sorted(set(df["metric"]))
-    for path in tables.write_tables(df, metrics, args.out, args.title, lit):
+    written = tables.write_tables(df, metrics, prefix, args.title, lit)
+    for path in written:
         print(f"wrote {path}")
-    print(Path(args.out).with_suffix(".md").read_text())
+    print(written[0].read_text())
     return 0
 
 

@@ -31,6 +31,7 @@ SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS  # 2023
 LAYERS = {"pool": "pool3, 2048-d",  # what a row's features are, by the key they have in an extractor's output
           "spatial": "mixed_6/conv[..., :7] (Mixed_6d.branch1x1), 17 x 17 x 7 = 2023-d, NHWC order"}
 STATS_KEYS = {"pool": ("mu", "sigma"), "spatial": ("mu_s", "sigma_s")}  # their names in an ADM reference batch
+STATS_DIMS = {"pool": 2048, "spatial": SPATIAL_DIM}  # the dimension of each layer's statistics
 
 
 def use_file_statistics(keys_in_file, layer: str, protocol: str, has_images: bool) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from grn.fileio import sha256_file, sha256_tree
 from grn_eval.external import ImageFolderSamples, entry_point_source_sha256, load_entry_point
 from grn_eval.model_check import CheckedFiles, ModelError, check_entry, resolve
+from grn_eval.suite import check_reference_files
 
 # the keys whose file or folder a model's samples depend on (a folder: every file in it, as grn.fileio.sha256_tree)
 INPUT_KEYS = ("checkpoint", "tokenizer", "path", "prompts_file", "text_encoder")
@@ -63,6 +64,7 @@ def check_suite(suite) -> dict[str, CheckedFiles]:
         if entry.adapter == "python":
             _check_entry_point(entry, base, where)
     _check_reference_file(suite)
+    check_reference_files(suite)  # its contents: statistics a valid covariance, an ADM batch's members and size
     return out
 
 

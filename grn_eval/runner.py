@@ -37,7 +37,7 @@ from grn_eval.metrics import fid, registry
 from grn_eval.preflight import check_suite, entry_inputs
 from grn_eval.sample_checks import ReferenceGuard, check_pixels, compare_regenerated
 from grn_eval.stages import StageLog, memory_kind, stage
-from grn_eval.suite import Suite
+from grn_eval.suite import Suite, check_reference_data
 
 SEED_STRIDE = 1_000_003
 
@@ -536,6 +536,7 @@ class Runner:
                 spec.prepare(self, spec.merged(self.suite.metrics[spec.key]))
         with stage("data"):
             ref_images, _, ref_prov = self.reference()
+            check_reference_data(self.suite, ref_images)  # clip lengths and counts the suite alone cannot say
             if self.suite.task == "generation":
                 self.guard = ReferenceGuard(ref_images, self.suite)
         if self.suite.task == "reconstruction" and ref_images is None:

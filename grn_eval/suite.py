@@ -410,6 +410,9 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
         raise _err(path, f"{where}.adapter", f"unknown adapter {adapter!r}; allowed: {sorted(adapters)}")
     opts = {**MODEL_COMMON, **adapters[adapter]}
     _check_keys(path, where, raw, opts)
+    for k, o in opts.items():
+        if o.required and raw.get(k) is None:
+            raise _err(path, f"{where}.{k}", f"required by the {adapter} adapter; allowed: {o.allowed({})}")
     for k, v in raw.items():  # sampler / entropy: below, per grid point; checkpoint: a path or a grid of paths
         if k not in ("sampler", "entropy", "checkpoint"):
             _check(path, f"{where}.{k}", v, opts[k], {})
@@ -443,7 +446,6 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
     ckpt_grid = [(c, {"checkpoint": Path(c).name} if is_grid else {}) for c in (ckpts if is_grid else [ckpts])]
     for j, (c, _) in enumerate(ckpt_grid):
         key = f"{where}.checkpoint" + (f"[{j}]" if is_grid else "")
-        _check(path, key, c, _STR, {})
         if c is not None and not _PLACEHOLDER.search(c) and not (path.parent / c).exists() and not Path(c).exists():
             raise _err(path, key, f"file '{c}' not found (relative to the suite or the working directory)")
     entries = []
@@ -461,6 +463,109 @@ def _model_entries(path, i: int, raw, defaults: dict) -> list[ModelEntry]:
 
 def _get(data: dict, key: str, table: dict = TOP):
     return data[key] if data.get(key) is not None else copy.deepcopy(table[key].default)
+
+
+# ---------------------------------------------------------------------------------------
+# Does the reference fit the metrics and models? Images against videos, clip lengths, too few samples
+# ---------------------------------------------------------------------------------------
+
+CLIP_CHUNK = 4  # the causal 3D video tokenizer encodes frame 0 alone, then chunks of 4 frames: 1 + 4k frames a clip
+IMAGE_ADAPTERS = ("npz", "imagefolder", "diffusers")  # adapters whose samples are always images
+VIDEO_DATASETS_HINT = "a video dataset (moving_mnist, video_npz, video_folder)"
+
+
+def _reference_form(reference: dict, datasets: dict) -> tuple[str, int | None]:
+    """(what a suite's reference holds: "images", "videos" or "statistics"; its frames per clip when the suite
+    fixes them, else None), read from the suite alone."""
+    from grn.video_data import VIDEO_DATASETS
+
+    if "stats" in reference:
+        return "statistics", None
+    if "npz" in reference:  # an ADM batch: images (grn/data.py load_npz)
+        return "images", None
+    spec = datasets[reference["dataset"]]
+    if spec["name"] not in VIDEO_DATASETS:
+        return "images", None
+    frames = spec.get("frames", dataset_options(spec["name"])["frames"].default) if spec["name"] == "moving_mnist" \
+        else None
+    return "videos", frames if isinstance(frames, int) else None
+
+
+def _check_reference_fit(path, metrics: dict, reference: dict, form: str, frames: int | None, n_samples: int | None,
+                         n_reference: int | None, reference_key: str, clips_key: str, adapters=()) -> None:
+    """Refuse a reference the suite's metrics cannot compare with, before anything runs: a video metric (FVD)
+    against images or statistics; reference clips of a length the causal video tokenizer cannot encode (when a
+    `tokenizer` model of `adapters` reconstructs them) or shorter than FVD's frames; fewer samples or reference
+    images than a metric needs (`MetricSpec.needs`). `n_samples` / `n_reference`: the counts, None where not known
+    (yet); `reference_key` / `clips_key`: the suite keys that set the reference's size and its clips' length, which
+    the messages name."""
+    ref = "{" + ", ".join(f"{k}: {v}" for k, v in reference.items() if k != "sha256") + "}"
+    recon = "reconstruction" in metric_registry.tasks_of(metrics)
+    for m, opts in metrics.items():
+        spec = metric_registry.get(m)
+        if spec.video_reference and form != "videos":
+            raise _err(path, f"metrics.{m}", f"{m} compares clips with reference clips, but the reference {ref} holds "
+                                             f"{form}; give {VIDEO_DATASETS_HINT} as the reference, or drop {m}")
+        if spec.video_reference and frames is not None and spec.merged(opts).get("frames", 0) > frames:
+            raise _err(path, f"metrics.{m}.frames", f"{spec.merged(opts)['frames']} frames per clip for the I3D, the "
+                                                    f"reference clips have {frames}; allowed: at most {frames}")
+        need, why = spec.needs(opts)
+        # an image metric of a video suite scores frames (videos x frames): its counts are not the suite's
+        per_frame = form == "videos" and not spec.video
+        for key, n, what in (("n_samples", None if recon else n_samples, "samples"),
+                             (reference_key, n_reference, "reference images")):
+            if n is not None and not per_frame and n < need:
+                raise _err(path, key, f"{n} is too few {what} for metrics.{m}, which needs at least {need} ({why}); "
+                                      f"allowed: >= {need}")
+    if "tokenizer" in adapters and form == "videos" and frames is not None and (frames - 1) % CLIP_CHUNK:
+        raise _err(path, clips_key, f"clips of {frames} frames: the causal 3D video tokenizer encodes frame 0 alone, "
+                                    f"then chunks of {CLIP_CHUNK}, so a clip has 1 + {CLIP_CHUNK}k frames (1, 5, 9, "
+                                    f"13, 17, ...); give clips of such a length")
+
+
+def check_reference_data(suite: Suite, images) -> None:
+    """The load-time reference rules (`_check_reference_fit`) on the reference as a run loaded it (uint8 images
+    [N, H, W, C], videos [N, T, H, W, C], or None for a statistics file): what the suite alone cannot say (the
+    frames and number of clips of a video_npz / video_folder dataset, the size of a dataset) is checked here,
+    before the run folder is claimed."""
+    if images is None:
+        form, frames, n = "statistics", None, None
+    else:
+        form, n = ("videos" if images.ndim == 5 else "images"), len(images)
+        frames = images.shape[1] if images.ndim == 5 else None
+    key = f"datasets.{suite.reference['dataset']}" if "dataset" in suite.reference else "reference"
+    _check_reference_fit(suite.path, suite.metrics, suite.reference, form, frames, None, n, key, key,
+                         {m.adapter for m in suite.models})
+
+
+def check_reference_files(suite: Suite) -> None:
+    """Open the reference file of a suite (reference.stats, reference.npz) and check it as a run reads it: a
+    readable .npz whose statistics are a mean and a symmetric positive semi-definite covariance of their layer's
+    dimension (metrics/fid.py read_statistics), a statistics file with at least one such pair, an ADM batch whose
+    members are uint8 images and integer labels (grn/data.py load_npz, headers only) and holds as many images as
+    the metrics need. What `grn-eval validate` calls; a run reads the same file in Runner._file_statistics. A
+    path that is still an unset ${VAR} is skipped (validate without assets)."""
+    from grn_eval.metrics.fid import read_statistics
+
+    ref = suite.reference
+    key = "stats" if "stats" in ref else "npz" if "npz" in ref else None
+    if key is None or _PLACEHOLDER.search(ref[key]):
+        return
+    path = resolve(ref[key], suite.path.parent)
+    where = f"{suite.path}: reference.{key}: '{path}'"
+    if not path.is_file():
+        raise SuiteError(f"{where}: file not found (relative to the suite or the working directory); give the "
+                         f"{'statistics .npz (mu, sigma)' if key == 'stats' else 'ADM reference batch (arr_0)'}")
+    found = read_statistics(path, where)
+    if key == "stats" and not found.stats:
+        raise SuiteError(f"{where}: holds no statistics (members {sorted(found.members)}); expected mu / sigma (and "
+                         f"mu_s / sigma_s for sFID) of the reference's features")
+    if key == "npz":
+        from grn.data import load_npz
+
+        data = load_npz(path)
+        n = min(len(data), ref.get("limit", suite.n_samples))
+        _check_reference_fit(suite.path, suite.metrics, ref, "images", None, None, n, "reference.npz", "reference.npz")
 
 
 def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bool = True) -> Suite:
@@ -533,6 +638,18 @@ def load_suite(path: str | Path, overrides: dict | None = None, check_assets: bo
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise _err(path, "models", f"duplicate model labels {sorted({n for n in names if names.count(n) > 1})}")
+    form, frames = _reference_form(reference, datasets)
+    if form == "videos":  # a model that can only make images cannot be compared with reference clips
+        for i, m in enumerate(models_raw):
+            adapter = _merge(defaults, m).get("adapter") if isinstance(m, dict) else None
+            if adapter in IMAGE_ADAPTERS:
+                raise _err(path, f"models[{i}].adapter", f"'{adapter}' serves images, the reference "
+                                                         f"{{dataset: {reference['dataset']}}} holds videos; give an "
+                                                         f"image reference dataset, or a model that makes videos")
+    _check_reference_fit(path, metrics, reference, form, frames, ctx["n_samples"],
+                         None if form == "statistics" else reference.get("limit", ctx["n_samples"]),
+                         "reference.limit" if "limit" in reference else "n_samples",
+                         f"datasets.{reference.get('dataset')}.frames", {m.adapter for m in models})
 
     from grn_eval.publish import PLOT_NAMES
 

@@ -258,13 +258,31 @@ class FileAsset(abc.ABC):
             self.convert_into_cache()
         if not self.cache_file.exists():
             raise WeightsAbsent(f"{self.name}: not prepared; run `grn-eval weights prepare {self.name}`")
-        sidecar = self._sidecar(self.cache_file)
-        if not sidecar.exists():
-            raise WeightsError(f"{self.name}: cache file '{self.cache_file}' has no record '{sidecar.name}' "
-                               f"(an interrupted or foreign write). Fix: delete it and run "
+        if not self.cache_file.is_file():
+            raise WeightsError(f"{self.name}: cache path '{self.cache_file}' is not a file. Fix: delete it and run "
                                f"`grn-eval weights prepare {self.name}`.")
-        meta = json.loads(sidecar.read_text())
+        meta = self._read_record(self._sidecar(self.cache_file))
         return self._resolve_file(self.cache_file, "cache: " + meta["source"], meta["sha256"], device)
+
+    def _read_record(self, sidecar: Path) -> dict:
+        """The record written beside a converted cache file ({"sha256": 64 hex digits, "source": text}); a missing,
+        truncated, non-JSON or incomplete one (an interrupted or foreign write) is a WeightsError with the fix, since
+        the file it vouches for cannot be trusted without it."""
+        fix = (f"Fix: delete '{self.cache_file}' and '{sidecar}' and run `grn-eval weights prepare {self.name}` "
+               f"(it converts them again)")
+        if not sidecar.is_file():
+            raise WeightsError(f"{self.name}: cache file '{self.cache_file}' has no record '{sidecar.name}' "
+                               f"(an interrupted or foreign write). {fix}.")
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: json's JSONDecodeError
+            raise WeightsError(f"{self.name}: the record '{sidecar}' of the cache file cannot be read "
+                               f"({type(e).__name__}: {e}); a truncated or foreign write. {fix}.") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("source"), str) or \
+                not re.fullmatch(r"[0-9a-f]{64}", str(meta.get("sha256"))):
+            raise WeightsError(f"{self.name}: the record '{sidecar}' of the cache file is not one this program wrote "
+                               f"(expected {{\"sha256\": 64 hex digits, \"source\": text}}). {fix}.")
+        return meta
 
     def _resolve_file(self, p: Path, source: str, want_sha: str | None, device):
         digest = sha256_file(p)

@@ -170,7 +170,7 @@ def test_values_at_the_edges_and_new_keys_are_accepted(tmp_path):
     s = load_suite(_load(tmp_path, {**gen, "seeds": [0, 7], "allow_low_range": True, "metrics": {
         "kid": {"subsets": 1, "subset_size": 100}, "prc": {"k": 99}, "isc": {"splits": 100},
         "latency": {"warmup": 0, "repeats": 1}, "fid": {"protocol": "clean-fid"}},
-        "reference": {"dataset": "ref", "limit": 1}})[0])
+        "reference": {"dataset": "ref", "limit": 100}})[0])  # the edge of these metrics: prc's k + 1
     assert s.allow_low_range is True and s.seeds == (0, 7) and len(s.models) == 2
     assert s.models[0].options["checkpoint_sha256"] == HEX and s.models[0].options["allow_other_tokenizer"] is True
     assert load_suite(_load(tmp_path, model(sampler={"preset": "GRN-2B-t2i", "steps": 2}))[0]).allow_low_range is False

@@ -3,6 +3,8 @@ here (a UMT5Config of width 16 and a word-level tokenizer built with `tokenizers
 test-only: nothing is downloaded), and the embedded word-level encoder. Plumbing only (shapes, lengths,
 padding, the folder and hash checks); no number from random weights means anything."""
 
+import json
+
 import pytest
 import torch
 
@@ -104,6 +106,53 @@ def test_a_missing_umt5_folder_is_one_user_error_naming_path_and_fix(tmp_path, m
         UMT5TextEncoder(umt5_folder, device="cpu", sha256="00ff")
     monkeypatch.setenv(UMT5_ENV, str(umt5_folder))  # the folder from the environment
     assert UMT5TextEncoder(device="cpu").width == 16
+
+
+def _damage(folder, tmp_path, name, change):
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copytree(folder, copy)
+    change(copy)
+    return copy
+
+
+@pytest.mark.parametrize("name, change, file, words", [
+    ("config_truncated", lambda d: (d / "config.json").write_text('{"d_model": 1'), "config.json", "the model config"),
+    ("config_list", lambda d: (d / "config.json").write_text("[1, 2]"), "config.json", "the model config"),
+    ("config_field", lambda d: (d / "config.json").write_text(json.dumps(
+        {**json.loads((d / "config.json").read_text()), "d_model": "wide"})), "config.json", "the model config"),
+    ("weights_truncated", lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:-64]),
+     "model.safetensors", "weight file"),
+    ("weights_garbage", lambda d: (d / "model.safetensors").write_bytes(b"garbage" * 9), "model.safetensors",
+     "weight file"),
+    ("no_tokenizer", lambda d: [(d / f).unlink() for f in ("tokenizer.json", "tokenizer_config.json")], "",
+     r"the tokenizer files \(tokenizer.json / spiece.model, tokenizer_config.json\) in"),
+])
+def test_a_damaged_umt5_folder_is_one_user_error_naming_the_file(umt5_folder, tmp_path, name, change, file, words):
+    folder = _damage(umt5_folder, tmp_path, name, change)
+    with pytest.raises(UserError, match=f"UMT5-XXL text encoder: {words} '{folder / file if file else folder}'"
+                                        f".*cannot be loaded .*truncated or damaged.*huggingface-cli download "
+                                        f"google/umt5-xxl"):
+        UMT5TextEncoder(folder, device="cpu")
+
+
+def test_a_damaged_released_encoder_file_is_one_user_error_naming_it(umt5_folder, tmp_path):
+    from grn.text import WAN_UMT5_FILE
+
+    def released(content):
+        def write(d):
+            (d / "model.safetensors").unlink()
+            (d / WAN_UMT5_FILE).write_bytes(content)
+        return write
+
+    folder = _damage(umt5_folder, tmp_path, "zip", released(b"PK\x03\x04" + b"\x00" * 40))
+    with pytest.raises(UserError, match=f"the released encoder file '{folder / WAN_UMT5_FILE}' cannot be loaded"):
+        UMT5TextEncoder(folder, device="cpu")
+    folder = _damage(umt5_folder, tmp_path, "list", lambda d: (d / "model.safetensors").unlink())
+    torch.save([1, 2, 3], folder / WAN_UMT5_FILE)
+    with pytest.raises(UserError, match="holds a list, not a state dict of tensors"):
+        UMT5TextEncoder(folder, device="cpu")
 
 
 def test_umt5_states_condition_grn_bit_through_its_text_cache(umt5):

@@ -133,3 +133,9 @@ def test_clip_frames_needs_a_video_dataset_with_that_many_frames(tmp_path):
                                clip_frames=21)
     with pytest.raises(UserError, match="clip_frames: 21 .* has 17 frames per video"):
         train_tokenizer(cfg, tmp_path / "b", progress=False)
+    for i, bad in enumerate(("5", 5.0, 6, True)):  # a string, a float, not 1 + 4k, a bool: one message
+        cfg = TokenizerTrainConfig(tokenizer="hbq-mmnist-video", tokenizer_overrides={"enc_dim": 4, "dec_dim": 4},
+                                   dataset="moving_mnist", steps=1, batch_size=2, lpips_weight=0.0, gan_weight=0.0,
+                                   clip_frames=bad)
+        with pytest.raises(UserError, match=r"an integer 1 \+ 4k"):
+            train_tokenizer(cfg, tmp_path / f"c{i}", progress=False)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from grn.errors import UserError
-from grn_eval.metrics.prc import knn_rows, kth_radii
+from grn_eval.metrics.prc import knn_need, knn_rows, kth_radii
 from grn_eval.metrics.registry import BOOTSTRAP, PROTOCOL, Row, register_metric
 from grn_eval.options import Opt
 
@@ -51,6 +51,7 @@ def _density_coverage(ctx) -> list[dict]:
 
 # k neighbours need more than k reference samples, else the radii have no meaning
 register_metric(key="density_coverage", task="generation", version=VERSION, compute=_density_coverage, order=35,
+                min_samples=knn_need,
                 options={"k": Opt(int, 5, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL,
                          "bootstrap": BOOTSTRAP},
                 rows=(Row("density", "higher", "Dens.", 3, floor=0.03),

@@ -19,7 +19,7 @@ from PIL import Image
 
 from grn.errors import UserError
 from grn_eval import weights as W
-from grn_eval.metrics.fid import fid_interval, frechet_terms, gaussian_stats
+from grn_eval.metrics.fid import covariance_need, fid_interval, frechet_terms, gaussian_stats
 from grn_eval.metrics.registry import BOOTSTRAP, Row, register_metric
 from grn_eval.options import SHA256, Opt
 
@@ -92,6 +92,7 @@ def _fd_dinov2(ctx) -> list[dict]:
 
 
 register_metric(key="fd_dinov2", task="generation", version=VERSION, compute=_fd_dinov2, order=15, prepare=_load,
+                min_samples=covariance_need,
                 options={"arch": Opt(str, ARCH), "weights_path": Opt(str), "bootstrap": BOOTSTRAP,
                          "sha256": SHA256},
                 rows=(Row("fd_dinov2", "lower", "FD-DINOv2", 2, floor=1.0),))

@@ -15,13 +15,18 @@ complex `eigvals` of S1 S2 (torch-fidelity) are kept as cross-checks.
 from __future__ import annotations
 
 import warnings
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
 
+from grn.data import describe_not_npz
 from grn.errors import UserError
 from grn_eval import intervals
+from grn_eval.features import STATS_DIMS, STATS_KEYS
 from grn_eval.metrics.registry import BOOTSTRAP, PROTOCOL, Row, register_metric
 from grn_eval.stages import stage
 
@@ -76,10 +81,22 @@ class GaussianMoments:
         return self.mean, self.scatter / (self.n - 1)
 
 
-def check_covariance_size(n: int, d: int) -> None:
-    """Refuse fewer than 2 vectors; warn when a covariance from n < d vectors is rank-deficient."""
-    if n < 2:
-        raise ValueError(f"need at least 2 feature vectors for a covariance, got {n}")
+MIN_VECTORS = 2  # an unbiased covariance divides by n - 1
+
+
+def covariance_need(options=None) -> tuple[int, str]:
+    """MetricSpec.min_samples of a Fréchet distance: its covariances need 2 vectors per side."""
+    return MIN_VECTORS, (f"a covariance, and so a Fréchet distance, needs {MIN_VECTORS} feature vectors per side, and "
+                         f"thousands for a meaningful number")
+
+
+def check_covariance_size(n: int, d: int, what: str = "the feature vectors") -> None:
+    """Refuse fewer than 2 vectors (a user's n_samples or reference, so a UserError); warn when a covariance from
+    n < d vectors is rank-deficient."""
+    if n < MIN_VECTORS:
+        raise UserError(f"{what}: {n} feature vector(s); a covariance, and so a Fréchet distance (FID, sFID, FVD), "
+                        f"needs at least {MIN_VECTORS} (and thousands for a meaningful number); raise n_samples or "
+                        f"the number of reference images")
     if n < d:
         warnings.warn(
             f"only {n} samples for {d}-dimensional features: the covariance is rank-deficient and the "
@@ -105,6 +122,132 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f = np.asarray(features, dtype=np.float64)
         check_covariance_size(*f.shape)  # the warning names the caller
         return accumulate(f[s : s + MOMENT_BLOCK] for s in range(0, len(f), MOMENT_BLOCK)).stats(check=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Statistics read from a file (a reference statistics .npz, an ADM batch's mu / sigma, `grn-eval fid --ref`) are
+# checked here before any use: the square-root traces above assume symmetric positive semi-definite covariances,
+# and given a matrix that is not one they return any number (a negative FID, or a plausible positive one) without
+# a sign of trouble.
+# ---------------------------------------------------------------------------------------
+
+# max |S - S^T| <= SYMMETRY_RTOL * max |S|. A covariance written by any tool is symmetric to rounding: exactly when
+# computed as C^T C, to about sqrt(n) float32 eps (1e-6 at n = 50 000) when a float32 GEMM summed the two triangles
+# in different orders. 1e-5 admits those; an array that is not a covariance is asymmetric at the size of its entries.
+SYMMETRY_RTOL = 1e-5
+# smallest eigenvalue >= -PSD_RTOL * largest. Rounding leaves the null space of a covariance of N < d vectors
+# slightly negative: at most about d eps of the largest in float64 (5e-13 at d = 2048; -6e-16 measured), -8e-9
+# measured for a 2048-d one stored in float32. 1e-5 is 1000x the float32 level, and a matrix that is not a
+# covariance (a sign error, a precision matrix, other numbers) has negative eigenvalues of the order of its
+# positive ones.
+PSD_RTOL = 1e-5
+STATS_FIX = ("give statistics of this feature protocol: the mean (a vector [d]) and the covariance "
+             "(numpy.cov(features, rowvar=False), a symmetric positive semi-definite [d, d] matrix) of the features, "
+             "in float64")
+
+
+def _numeric(a, where: str, key: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype.kind not in "fiu":  # object, string, complex or bool arrays are not statistics
+        raise UserError(f"{where}: '{key}' is an array of {a.dtype}, not real numbers; {STATS_FIX}")
+    return a.astype(np.float64)
+
+
+def check_statistics(mu, sigma, where: str, names: tuple[str, str] = ("mu", "sigma"),
+                     dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) in float64 once they are a mean and a covariance: mu a finite vector [d] (d = `dim` when given),
+    sigma a finite [d, d] matrix, symmetric to SYMMETRY_RTOL and positive semi-definite to PSD_RTOL. Anything else
+    is a UserError naming `where` (the file) and the member (`names`)."""
+    mu, sigma = _numeric(mu, where, names[0]), _numeric(sigma, where, names[1])
+    if mu.ndim != 1 or mu.size == 0:
+        raise UserError(f"{where}: '{names[0]}' has shape {mu.shape}; expected a vector [d]; {STATS_FIX}")
+    d = mu.size
+    if dim is not None and d != dim:
+        raise UserError(f"{where}: '{names[0]}' has {d} dimensions, the features it is compared with have {dim} "
+                        f"(statistics of another network or layer); {STATS_FIX}")
+    if sigma.shape != (d, d):
+        raise UserError(f"{where}: '{names[1]}' has shape {sigma.shape}, '{names[0]}' {mu.shape}; expected a "
+                        f"[{d}, {d}] covariance; {STATS_FIX}")
+    for key, a in zip(names, (mu, sigma)):
+        if not np.isfinite(a).all():
+            raise UserError(f"{where}: '{key}' holds {int((~np.isfinite(a)).sum())} NaN/Inf values of {a.size}; "
+                            f"{STATS_FIX}")
+    scale = float(np.abs(sigma).max())
+    asym = float(np.abs(sigma - sigma.T).max())
+    if asym > SYMMETRY_RTOL * scale:
+        raise UserError(f"{where}: '{names[1]}' is not symmetric (max |S - S^T| = {asym:.3g}, {asym / scale:.2g} of "
+                        f"its largest entry; tolerance {SYMMETRY_RTOL:g}): not a covariance; {STATS_FIX}")
+    if not _psd_within(sigma, PSD_RTOL):
+        ev = np.linalg.eigvalsh((sigma + sigma.T) / 2)
+        raise UserError(f"{where}: '{names[1]}' is not positive semi-definite (smallest eigenvalue {ev[0]:.4g}, "
+                        f"largest {ev[-1]:.4g}; tolerance -{PSD_RTOL:g} x the largest): not a covariance; {STATS_FIX}")
+    return mu, sigma
+
+
+def _psd_within(sigma: np.ndarray, rtol: float) -> bool:
+    """Whether the smallest eigenvalue of symmetric `sigma` is >= -rtol x its largest. A Cholesky factor of
+    sigma + tau I exists exactly when the smallest eigenvalue is > -tau; with tau = rtol x a lower bound of the
+    largest eigenvalue (the largest diagonal entry, or a few power steps) it decides the common case with d^3 / 3
+    operations instead of the eigenvalues' ~4 d^3 / 3, and only a failed factorisation, which may be the bound's
+    looseness, is decided by the eigenvalues themselves."""
+    sym = (sigma + sigma.T) / 2
+    v = np.random.default_rng(0).standard_normal(len(sym))
+    for _ in range(20):  # power steps: |Rayleigh quotient| <= the largest |eigenvalue|, a lower bound
+        v = sym @ v
+        v /= np.linalg.norm(v) or 1.0
+    largest = max(float(np.diag(sym).max()), float(abs(v @ sym @ v)))
+    try:
+        np.linalg.cholesky(sym + rtol * largest * np.eye(len(sym)))
+        return True
+    except np.linalg.LinAlgError:
+        ev = np.linalg.eigvalsh(sym)
+        return bool(ev[0] >= -rtol * max(float(ev[-1]), 0.0))
+
+
+class StatisticsFile(NamedTuple):
+    stats: dict[str, np.ndarray]  # the checked pairs it holds (mu / sigma, mu_s / sigma_s), float64
+    members: frozenset[str]  # the name of every array in it (arr_0: an ADM batch's images)
+
+
+def read_statistics(path, where: str | None = None) -> StatisticsFile:
+    """The statistics an .npz holds (features.STATS_KEYS: mu / sigma of pool3, mu_s / sigma_s of the spatial
+    features), each pair read and checked (`check_statistics`, with the dimension of its layer), and its members.
+    A file that is not a readable .npz (text, a pickle, a truncated or damaged zip, a single .npy), a member that
+    cannot be read or holds objects, or half a pair is a UserError naming the file and the member. Only those
+    members are read (an ADM batch's images stay on disk)."""
+    where = where or f"statistics file '{path}'"
+    readable = "an .npz written by numpy.savez with the arrays mu, sigma (and mu_s, sigma_s)"
+    try:
+        f = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"{where}: no such file; check the path") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # numpy's ways of saying "not an .npz"
+        raise UserError(f"{where}: not an .npz archive but {describe_not_npz(Path(path))} ({type(e).__name__}); "
+                        f"expected {readable}") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise UserError(f"{where}: not an .npz archive but {describe_not_npz(Path(path))}; expected {readable}")
+    stats = {}
+    with f:
+        members = frozenset(f.files)
+        for layer, pair in STATS_KEYS.items():
+            present = [k for k in pair if k in members]
+            if not present:
+                continue
+            if len(present) == 1:
+                missing = next(k for k in pair if k not in members)
+                raise UserError(f"{where}: has '{present[0]}' but no '{missing}'; the two go together; {STATS_FIX}")
+            arrays = []
+            for key in pair:
+                try:
+                    arrays.append(f[key])
+                except Exception as e:  # zip CRC / zlib / header errors: a damaged member; or pickled objects
+                    if isinstance(e, ValueError) and "allow_pickle" in str(e):
+                        raise UserError(f"{where}: member '{key}' holds Python objects (a pickled array), not numbers; "
+                                        f"pickles are never loaded (they can run code); {STATS_FIX}") from None
+                    raise UserError(f"{where}: member '{key}' cannot be read ({type(e).__name__}: {e}); the file is "
+                                    f"damaged or was not written by numpy.savez; write it again") from None
+            stats.update(zip(pair, check_statistics(*arrays, where, pair, STATS_DIMS[layer])))
+    return StatisticsFile(stats, members)
 
 
 def _sqrt_psd(s: np.ndarray) -> np.ndarray:
@@ -383,9 +526,9 @@ def _rfid(ctx) -> list[dict]:
                                           "sqrt_trace": terms.method}, _terms_extra(terms), ci=ci)]
 
 
-register_metric(key="fid", task="generation", version=VERSION, compute=_fid, order=10,
+register_metric(key="fid", task="generation", version=VERSION, compute=_fid, order=10, min_samples=covariance_need,
                 options={"protocol": PROTOCOL, "bootstrap": BOOTSTRAP},
                 rows=(Row("fid", "lower", "FID", 2, floor=0.5),))
 register_metric(key="rfid", task="reconstruction", version=VERSION, compute=_rfid, order=40,
-                options={"protocol": PROTOCOL, "bootstrap": BOOTSTRAP},
+                min_samples=covariance_need, options={"protocol": PROTOCOL, "bootstrap": BOOTSTRAP},
                 rows=(Row("rfid", "lower", "rFID", 2, floor=0.5),))

@@ -11,6 +11,7 @@ and every (N, FID) point are in the row.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 
 import numpy as np
@@ -25,6 +26,13 @@ VERSION = "1"
 
 def subset_sizes(n: int, points: int, min_fraction: float) -> np.ndarray:
     return np.unique(np.linspace(max(2, round(min_fraction * n)), n, points).round().astype(int))
+
+
+def _need(options) -> tuple[int, str]:
+    """MetricSpec.min_samples: the fewest samples that give the fit its 3 subset sizes under these options."""
+    n = next(n for n in itertools.count(3) if len(subset_sizes(n, options["points"], options["min_fraction"])) >= 3)
+    return n, (f"a line through FID at 3 or more subset sizes from min_fraction {options['min_fraction']} x N to N, "
+               f"each a covariance of at least 2 vectors")
 
 
 def fid_infinity(pool, reference=None, mu=None, sigma=None, points: int = 15, min_fraction: float = 0.1,
@@ -63,6 +71,7 @@ def _fid_inf(ctx) -> list[dict]:
 
 
 register_metric(key="fid_inf", task="generation", version=VERSION, compute=_fid_inf, order=12,
+                min_samples=_need,
                 options={"points": Opt(int, 15, min=3), "protocol": PROTOCOL,
                          "min_fraction": Opt(float, 0.1, min=0, max=1, min_exclusive=True, max_exclusive=True)},
                 rows=(Row("fid_inf", "lower", "FID∞", 2, floor=0.5),))

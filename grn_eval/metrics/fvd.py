@@ -15,7 +15,7 @@ import numpy as np
 
 from grn_eval import i3d
 from grn_eval.cache import content_key
-from grn_eval.metrics.fid import fid_interval, frechet_terms, gaussian_stats
+from grn_eval.metrics.fid import covariance_need, fid_interval, frechet_terms, gaussian_stats
 from grn_eval.metrics.registry import BOOTSTRAP, Row, register_metric
 from grn_eval.options import Opt
 
@@ -65,7 +65,9 @@ def _fvd_rows(ctx, name: str, paired: bool) -> list[dict]:
 
 
 register_metric(key="fvd", task="generation", version=VERSION, compute=lambda ctx: _fvd_rows(ctx, "fvd", False),
-                order=12, video=True, prepare=_prepare, options=OPTIONS, rows=(Row("fvd", "lower", "FVD", 1),))
+                order=12, video=True, video_reference=True, min_samples=covariance_need, prepare=_prepare,
+                options=OPTIONS, rows=(Row("fvd", "lower", "FVD", 1),))
 # the reconstructions are paired with the reference videos: the bootstrap resamples them together
 register_metric(key="rfvd", task="reconstruction", version=VERSION, compute=lambda ctx: _fvd_rows(ctx, "rfvd", True),
-                order=12, video=True, prepare=_prepare, options=OPTIONS, rows=(Row("rfvd", "lower", "rFVD", 2),))
+                order=12, video=True, video_reference=True, min_samples=covariance_need, prepare=_prepare,
+                options=OPTIONS, rows=(Row("rfvd", "lower", "rFVD", 2),))

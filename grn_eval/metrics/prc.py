@@ -131,6 +131,11 @@ def knn_rows(ctx, measure, items: dict[str, str]) -> list[dict]:
             for name, item in items.items()]
 
 
+def knn_need(options) -> tuple[int, str]:
+    """MetricSpec.min_samples of a k-NN metric: a point's k-th nearest other point needs k + 1 points per set."""
+    return options["k"] + 1, f"k = {options['k']} nearest neighbours need k + 1 points per side"
+
+
 def _prc(ctx) -> list[dict]:
     distances = ctx.options["distances"]
     return knn_rows(ctx, lambda r, f, k, dev: precision_recall(r, f, k, dev, per_item=True, distances=distances),
@@ -138,7 +143,7 @@ def _prc(ctx) -> list[dict]:
 
 
 # k neighbours need more than k samples, else the radii have no meaning
-register_metric(key="prc", task="generation", version=VERSION, compute=_prc, order=30,
+register_metric(key="prc", task="generation", version=VERSION, compute=_prc, order=30, min_samples=knn_need,
                 options={"k": Opt(int, 3, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL,
                          "bootstrap": BOOTSTRAP,
                          "distances": Opt(str, "float64", choices=DISTANCES, why="adm-float16: as the ADM evaluator")},

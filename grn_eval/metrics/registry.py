@@ -12,6 +12,7 @@ directions, floors, labels, digits.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -19,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from grn.errors import UserError
 from grn_eval import evaluators, intervals
 from grn_eval.features import LAYERS, PROTOCOLS
 from grn_eval.options import Opt
@@ -33,8 +35,28 @@ BOOTSTRAP = Opt(int, 200, min=0, why="bootstrap replicates for the 95% interval;
 
 
 class NotAvailable(Exception):
-    """A number cannot be computed honestly here; the message ("not available: ...") says what it needs. A
-    compute function turns it into a row with that reason."""
+    """A number cannot be computed honestly here; the message ("not available: ...") says what it needs. Raised
+    anywhere inside a compute function (the runner's reference statistics, a feature network's missing logits), it
+    becomes the row that gives that reason (`_rows_or_reason`), never a crash."""
+
+
+def _rows_or_reason(compute: Callable) -> Callable:
+    """`compute` with a NotAvailable from anywhere inside it turned into one row under the metric's key saying why:
+    what sfid and isc did on their own, in the one place every compute function passes (each spec's `compute`),
+    so that a metric that forgets to catch it still writes a row instead of ending the run as a bug."""
+    if getattr(compute, "rows_or_reason", False):
+        return compute
+
+    @functools.wraps(compute)
+    def guarded(ctx):
+        try:
+            return compute(ctx)
+        except NotAvailable as e:
+            reason = str(e) if str(e).startswith("not available") else f"not available: {e}"
+            return [ctx.row(ctx.spec.key, None, {}, reason=reason)]
+
+    guarded.rows_or_reason = True
+    return guarded
 
 
 @dataclass(frozen=True)
@@ -66,10 +88,22 @@ class MetricSpec:
     # video: it takes a video suite's uint8 NTHWC videos (FVD, video prompt accuracy); every other metric sees
     # their frames as images (N videos x T frames, video-major: per-frame FID, PSNR, ...), its rows say so
     video: bool = False
+    # video_reference: it compares whole clips with reference clips (FVD): the suite loader refuses a suite whose
+    # reference holds images or statistics
+    video_reference: bool = False
+    # min_samples(options) -> (n, why): the fewest samples, and reference images, its number needs (a covariance 2,
+    # k-NN radii k + 1); the suite loader refuses a smaller n_samples / reference.limit, a metric a smaller set
+    min_samples: Callable[[Mapping], tuple[int, str]] | None = None
 
     def __post_init__(self):  # read-only, so that a spec cannot be changed behind the registry's back
         object.__setattr__(self, "rows", tuple(self.rows))
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        if callable(self.compute):
+            object.__setattr__(self, "compute", _rows_or_reason(self.compute))
+
+    def needs(self, options: Mapping | None = None) -> tuple[int, str]:
+        """(the fewest samples and reference images, why) under `options` as a suite gives them."""
+        return self.min_samples(self.merged(options)) if self.min_samples else (1, "")
 
     @property
     def row_names(self) -> tuple[str, ...]:
@@ -251,6 +285,26 @@ class MetricContext:
     def __post_init__(self):
         self.given = dict(self.suite.metrics.get(self.spec.key) or {})
         self.options = self.spec.merged(self.given)
+        self._check_inputs()
+
+    def _check_inputs(self) -> None:
+        """Refuse, before the metric sees them, samples and reference it cannot compare: images against videos, or
+        fewer than the metric needs (a covariance of 1 vector, k-NN radii of k points), as one UserError naming the
+        metric; the suite loader refuses what it can see before anything runs (grn_eval/suite.py)."""
+        where = f"{getattr(self.suite, 'path', 'suite')}: metrics.{self.spec.key}"
+        ref, model = self.reference_images, getattr(self.entry, "name", "?")
+        if ref is not None and ref.ndim != self.samples.ndim:
+            def kind(a):
+                return {4: "images", 5: "videos"}.get(a.ndim, f"{a.ndim}-D arrays")
+            raise UserError(f"{where}: model '{model}' made {kind(self.samples)} {tuple(self.samples.shape)}, the "
+                            f"reference {dict(getattr(self.suite, 'reference', {}))} holds {kind(ref)} "
+                            f"{tuple(ref.shape)}; compare images with a reference of images and videos with one of "
+                            f"videos (a video dataset: moving_mnist, video_npz, video_folder)")
+        need, why = self.spec.needs(self.given)
+        for what, arr in (("samples", self.samples), ("reference images", ref)):
+            if arr is not None and len(arr) < need:
+                raise UserError(f"{where}: model '{model}': {len(arr)} {what}; {self.spec.key} needs at least {need} "
+                                f"({why}); raise n_samples / reference.limit, or give a larger reference")
 
     @property
     def suite(self):

@@ -9,7 +9,7 @@ reference images; a statistics file without them gives a row that says so.
 
 from __future__ import annotations
 
-from grn_eval.metrics.fid import frechet_rows
+from grn_eval.metrics.fid import covariance_need, frechet_rows
 from grn_eval.metrics.registry import BOOTSTRAP, PROTOCOL, NotAvailable, Row, register_metric
 
 VERSION = "1"
@@ -22,6 +22,6 @@ def _sfid(ctx) -> list[dict]:
         return [ctx.row("sfid", None, ctx.extractor(ctx.options["protocol"]).protocol, reason=str(e))]
 
 
-register_metric(key="sfid", task="generation", version=VERSION, compute=_sfid, order=11,
+register_metric(key="sfid", task="generation", version=VERSION, compute=_sfid, order=11, min_samples=covariance_need,
                 options={"protocol": PROTOCOL, "bootstrap": BOOTSTRAP},
                 rows=(Row("sfid", "lower", "sFID", 2, floor=0.5),))
