@@ -17,8 +17,8 @@ from grn.video_captions import (
     video_vocabulary,
 )
 from grn.video_data import (
-    VideoArray,
     DEFAULT_DIGIT_SIZE,
+    VideoArray,
     load_moving_mnist,
     load_video_folder,
     load_video_npz,
