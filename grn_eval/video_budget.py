@@ -5,8 +5,8 @@ earlier data design (16 px digits roaming 16 px) drew the asked motion but seldo
 against chance 0.10, AR 0.42), and `grn_eval.prompt_reliance` showed its loss barely depended on the digit
 word; on the CPU the digit stayed flat up to 3x that budget (results/bench/video_budget_cpu_16px_*.json).
 Whether more training closes such a gap is a question for a GPU. This script answers it in one call: it retrains
-the three video generators of suites/t2v_mnist.yaml (GRN-T2V, AR, Flow) from their configs in grn/configs/ with the batch
-and the steps multiplied by the same factors for all three (data, seed, lr, warm-up and EMA unchanged: equal
+the three video generators of suites/t2v_mnist.yaml (GRN-T2V, AR, Flow) from their configs in grn/configs/ with the
+batch and the steps multiplied by the same factors for all three (data, seed, lr, warm-up and EMA unchanged: equal
 terms), and at `--milestones` evenly spaced points samples the suite's 80 prompts (seeds 0..79) through the
 suite's own adapters and sampler settings and recovers digit, direction and speed from the pixels
 (grn_eval/video_recovery.py) -- prompt accuracy against videos seen in training, with 95% bootstrap intervals
