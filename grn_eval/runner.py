@@ -356,9 +356,10 @@ class Runner:
         images = np.concatenate([sh["arr_0"] for sh in shards])
         labels = np.concatenate([sh["arr_1"] for sh in shards])
         traces = [json.loads(sh["trace"].tobytes().decode()) for sh in shards]
-        record = self.sample_record.setdefault(entry.name, {"samples_sha256": {}, "reference_overlap": {}})
+        record = self.sample_record.setdefault(entry.name, {"samples_sha256": {}})
         record["samples_sha256"][str(seed)] = samples_digest(images, labels)
-        record["reference_overlap"][str(seed)] = self.guard.check(images, where)  # shards of an earlier run too
+        if self.guard.shape is not None:  # copies of reference images among them (shards of an earlier run too)
+            record.setdefault("reference_overlap", {})[str(seed)] = self.guard.check(images, where)
         if getattr(adapter, "check_seeds", False) and "determinism" not in record:
             record["determinism"] = self._determinism(entry, adapter, sample, shards[0]["arr_0"], where)
         if self.rank == 0:
@@ -537,7 +538,9 @@ class Runner:
         with stage("data"):
             ref_images, _, ref_prov = self.reference()
             check_reference_data(self.suite, ref_images)  # clip lengths and counts the suite alone cannot say
-            if self.suite.task == "generation":
+            # only a metric that sets samples against the reference's distribution needs them alike and distinct
+            compared = any(spec.compares_reference for spec in registry.for_suite(self.suite.metrics, "generation"))
+            if self.suite.task == "generation" and compared:
                 self.guard = ReferenceGuard(ref_images, self.suite)
         if self.suite.task == "reconstruction" and ref_images is None:
             raise UserError(f"{self.suite.path}: reference: a reconstruction suite needs reference images "

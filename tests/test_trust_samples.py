@@ -22,7 +22,8 @@ from grn_eval.sample_checks import ReferenceGuard, check_pixels, compare_regener
 from grn_eval.suite import load_suite
 
 
-def _suite(tmp_path: Path, model: str, n: int = 40, extra: str = "") -> Path:
+def _suite(tmp_path: Path, model: str, n: int = 40, extra: str = "", metrics: str = "prompt_accuracy: {bootstrap: 0}"
+           ) -> Path:
     path = tmp_path / "s.yaml"
     path.write_text(textwrap.dedent(f"""\
         name: trust_samples
@@ -31,7 +32,7 @@ def _suite(tmp_path: Path, model: str, n: int = 40, extra: str = "") -> Path:
         models:
           - {model}
         metrics:
-          prompt_accuracy: {{bootstrap: 0}}
+          {metrics}
         reference: {{dataset: ref}}
         n_samples: {n}
         batch_size: 20
@@ -108,12 +109,16 @@ def test_samples_that_copy_the_reference_are_refused_unless_intended(tmp_path):
     half = np.concatenate([ref.images[:20], load_mnist("train").images[:20]])
     np.savez(tmp_path / "s.npz", arr_0=half)
     model = f"{{name: z, adapter: npz, path: '{tmp_path}/s.npz'}}"
-    code = main(["run", str(_suite(tmp_path, model)), "--run-dir", str(tmp_path / "r"), "--quiet"])
+    fid = "fid: {bootstrap: 0}"  # a metric that sets the samples against the reference (refused before features)
+    code = main(["run", str(_suite(tmp_path, model, metrics=fid)), "--run-dir", str(tmp_path / "r"), "--quiet"])
     assert code == 1 and not (tmp_path / "r" / "results.json").exists()
     with pytest.raises(UserError, match="20 of 20 samples are exact copies of reference images"):
-        run_suite(load_suite(_suite(tmp_path, model)), run_dir=tmp_path / "r", progress=False)
-    res = run_suite(load_suite(_suite(tmp_path, model, extra="allow_reference_overlap: true\n")), progress=False)
+        run_suite(load_suite(_suite(tmp_path, model, metrics=fid)), run_dir=tmp_path / "r", progress=False)
+    res = run_suite(load_suite(_suite(tmp_path, model, extra="allow_reference_overlap: true\n", metrics=fid)),
+                    progress=False)
     assert res["models"]["z"]["reference_overlap"] == {"0": 20}  # the count is in the provenance
+    # a suite whose metrics never compare with the reference (prompt accuracy) has nothing to refuse
+    assert "reference_overlap" not in run_suite(load_suite(_suite(tmp_path, model)), progress=False)["models"]["z"]
 
 
 def test_samples_of_another_size_than_the_reference_are_refused_unless_named(tmp_path, digits):
@@ -121,7 +126,8 @@ def test_samples_of_another_size_than_the_reference_are_refused_unless_named(tmp
     np.savez(tmp_path / "s.npz", arr_0=big, arr_1=digits[1])
     model = f"{{name: z, adapter: npz, path: '{tmp_path}/s.npz'}}"
     with pytest.raises(UserError, match=r"samples of shape 64x64x3, the reference images are 32x32x3"):
-        run_suite(load_suite(_suite(tmp_path, model)), run_dir=tmp_path / "r", progress=False)
+        run_suite(load_suite(_suite(tmp_path, model, metrics="kid: {subsets: 2, subset_size: 10}")),
+                  run_dir=tmp_path / "r", progress=False)
     assert not list((tmp_path / "r").rglob("shard_*.npz"))  # refused before the shard was written
     with pytest.raises(UserError, match="the digit classifier reads 32x32 digits"):  # allowed, but not by this metric
         run_suite(load_suite(_suite(tmp_path, model, extra="allow_size_mismatch: true\n")), progress=False)
@@ -230,7 +236,8 @@ def test_entry_point_mistakes_are_one_message(tmp_path):
             return G()
         """)
     cases = {"text_classes": "num_classes 'ten'; it must be an integer", "raises": "generate\\(\\) raised "
-             "RuntimeError: out of memory", "growing": "samples of shape 28x28x3, the reference images are 32x32x3"}
+             "RuntimeError: out of memory", "growing": "shard 1 holds samples of shape \\(28, 28, 3\\), shard 0 of "
+             "\\(32, 32, 3\\)"}
     for name, message in cases.items():
         path = _suite(tmp_path, f"{{name: g, adapter: python, entry: 'trust_mistakes_gen:{name}', path: '{tmp_path}'}}")
         with pytest.raises(UserError, match=message):

@@ -72,6 +72,7 @@ def _cmmd(ctx) -> list[dict]:
 
 
 register_metric(key="cmmd", task="generation", version=VERSION, compute=_cmmd, order=16, prepare=clip_for_run,
+                compares_reference=True,
                 options={"model": Opt(str, "ViT-L-14-336"), "tag": Opt(str, "openai"), "weights_path": Opt(str),
                          "bootstrap": BOOTSTRAP},
                 rows=(Row("cmmd", "lower", "CMMD", 3),))

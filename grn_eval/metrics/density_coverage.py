@@ -51,6 +51,7 @@ def _density_coverage(ctx) -> list[dict]:
 
 # k neighbours need more than k reference samples, else the radii have no meaning
 register_metric(key="density_coverage", task="generation", version=VERSION, compute=_density_coverage, order=35,
+                compares_reference=True,
                 min_samples=knn_need,
                 options={"k": Opt(int, 5, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL,
                          "bootstrap": BOOTSTRAP},

@@ -92,6 +92,7 @@ def _fd_dinov2(ctx) -> list[dict]:
 
 
 register_metric(key="fd_dinov2", task="generation", version=VERSION, compute=_fd_dinov2, order=15, prepare=_load,
+                compares_reference=True,
                 min_samples=covariance_need,
                 options={"arch": Opt(str, ARCH), "weights_path": Opt(str), "bootstrap": BOOTSTRAP,
                          "sha256": SHA256},

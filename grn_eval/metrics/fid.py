@@ -527,6 +527,7 @@ def _rfid(ctx) -> list[dict]:
 
 
 register_metric(key="fid", task="generation", version=VERSION, compute=_fid, order=10, min_samples=covariance_need,
+                compares_reference=True,
                 options={"protocol": PROTOCOL, "bootstrap": BOOTSTRAP},
                 rows=(Row("fid", "lower", "FID", 2, floor=0.5),))
 register_metric(key="rfid", task="reconstruction", version=VERSION, compute=_rfid, order=40,

@@ -71,6 +71,7 @@ def _fid_inf(ctx) -> list[dict]:
 
 
 register_metric(key="fid_inf", task="generation", version=VERSION, compute=_fid_inf, order=12,
+                compares_reference=True,
                 min_samples=_need,
                 options={"points": Opt(int, 15, min=3), "protocol": PROTOCOL,
                          "min_fraction": Opt(float, 0.1, min=0, max=1, min_exclusive=True, max_exclusive=True)},

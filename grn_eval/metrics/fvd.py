@@ -65,6 +65,7 @@ def _fvd_rows(ctx, name: str, paired: bool) -> list[dict]:
 
 
 register_metric(key="fvd", task="generation", version=VERSION, compute=lambda ctx: _fvd_rows(ctx, "fvd", False),
+                compares_reference=True,
                 order=12, video=True, video_reference=True, min_samples=covariance_need, prepare=_prepare,
                 options=OPTIONS, rows=(Row("fvd", "lower", "FVD", 1),))
 # the reconstructions are paired with the reference videos: the bootstrap resamples them together

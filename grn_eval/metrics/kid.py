@@ -85,6 +85,7 @@ def _kid(ctx) -> list[dict]:
 
 # Bounds against n_samples: a larger subset than there are samples would give a number without meaning.
 register_metric(key="kid", task="generation", version=VERSION, compute=_kid, order=20,
+                compares_reference=True,
                 min_samples=lambda o: (2, "the unbiased MMD^2 compares distinct pairs: 2 samples per side"),
                 options={"subsets": Opt(int, 100, min=1), "subset_size": Opt(int, 1000, min=2, max="n_samples"),
                          "protocol": PROTOCOL, "bootstrap": BOOTSTRAP},

@@ -144,6 +144,7 @@ def _prc(ctx) -> list[dict]:
 
 # k neighbours need more than k samples, else the radii have no meaning
 register_metric(key="prc", task="generation", version=VERSION, compute=_prc, order=30, min_samples=knn_need,
+                compares_reference=True,
                 options={"k": Opt(int, 3, min=1, max="n_samples", max_exclusive=True), "protocol": PROTOCOL,
                          "bootstrap": BOOTSTRAP,
                          "distances": Opt(str, "float64", choices=DISTANCES, why="adm-float16: as the ADM evaluator")},

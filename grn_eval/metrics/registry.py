@@ -91,6 +91,9 @@ class MetricSpec:
     # video_reference: it compares whole clips with reference clips (FVD): the suite loader refuses a suite whose
     # reference holds images or statistics
     video_reference: bool = False
+    # compares_reference: it scores the samples' distribution against the reference images' (FID, KID, P/R, ...):
+    # the runner then refuses samples of another size than the reference, or copies of reference images
+    compares_reference: bool = False
     # min_samples(options) -> (n, why): the fewest samples, and reference images, its number needs (a covariance 2,
     # k-NN radii k + 1); the suite loader refuses a smaller n_samples / reference.limit, a metric a smaller set
     min_samples: Callable[[Mapping], tuple[int, str]] | None = None

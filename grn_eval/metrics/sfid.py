@@ -23,5 +23,6 @@ def _sfid(ctx) -> list[dict]:
 
 
 register_metric(key="sfid", task="generation", version=VERSION, compute=_sfid, order=11, min_samples=covariance_need,
+                compares_reference=True,
                 options={"protocol": PROTOCOL, "bootstrap": BOOTSTRAP},
                 rows=(Row("sfid", "lower", "sFID", 2, floor=0.5),))
