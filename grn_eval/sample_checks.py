@@ -3,9 +3,10 @@ into one message.
 
 - `check_pixels`: the array is uint8 NHWC (or NTHWC) and does not look like one of the usual wrong casts to
   uint8 (images in [0, 1], or in [-1, 1] with the negatives wrapped around).
-- `ReferenceGuard` (suites with a metric that `compares_reference`): samples of the reference's size (a 64 px generator scored against 32 px digits gives an
-  FID of the resize, not of the model), and no sample that is an exact copy of a reference image (samples that
-  are the reference give an FID of about 0 that says nothing of the generator), unless the suite says so.
+- `ReferenceGuard` (suites with a metric that `compares_reference`): samples of the reference's size (a 64 px
+  generator scored against 32 px digits gives an FID of the resize, not of the model), and no sample that is an
+  exact copy of a reference image (samples that are the reference give an FID of about 0 that says nothing of
+  the generator), unless the suite says so.
 - `compare_regenerated`: a generator from outside the project (an entry point, a pipeline) gives the same
   samples again for the same seeds; one that ignores its seeds would give another FID on every run.
 """
