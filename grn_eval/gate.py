@@ -252,7 +252,7 @@ def compare(df: pd.DataFrame, baseline: dict) -> pd.DataFrame:
                     "ci_half": float("nan") if run_half is None else run_half, "status": status})
     # A model or metric that silently dropped out of the run must not let the gate pass.
     for key in sorted(set(baseline["metrics"]) - seen):
-        model, _, metric = key.partition("|")
+        model, _, metric = key.rpartition("|")  # a model name may hold "|", a metric name never
         b = baseline["metrics"][key]
         out.append({"model": model, "metric": metric, "seeds": 0, "test": "", "baseline": b["mean"],
                     "value": float("nan"), "delta": float("nan"), "se": float("nan"),

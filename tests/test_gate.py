@@ -387,3 +387,12 @@ def test_unverified_weights_and_unseeded_models_are_shown_by_the_gate_and_the_ta
     assert "| A | measured (unverified weights) |" in table and "| B | measured (not seeded) |" in table
     assert "unverified weights: the checkpoint or tokenizer records no content hash" in table
     assert "**" not in table.split("| B |")[1].split("\n")[0]  # a marked row is never the bold best
+
+
+def test_a_model_name_with_a_bar_is_named_whole_when_missing(tmp_path, capsys):
+    run = _results(tmp_path / "base", models=("ours|v2", "B"))
+    assert cli.main(["gate", str(run), "--baseline", str(tmp_path / "b.json"), "--update"]) == 0
+    verdict = gate.compare(report.load_results([_results(tmp_path / "run", models=("B",))]),
+                           gate.read_baseline(tmp_path / "b.json"))
+    missing = verdict[verdict["status"] == gate.MISSING]
+    assert set(zip(missing["model"], missing["metric"])) == {("ours|v2", m) for m in FID}
