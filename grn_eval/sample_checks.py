@@ -37,7 +37,7 @@ def check_pixels(images: np.ndarray, what: str, allow_low_range: bool = False) -
         raise UserError(f"{what}: every pixel value is 0 or 1: these look like images in [0, 1] cast to uint8 "
                         f"(multiply by 255 before the cast); if they really are this dark, set `allow_low_range: true` "
                         f"in the suite (or pass --allow-low-range)")
-    values = set(np.unique(images).tolist()) if images.size <= 1 << 26 else set(np.unique(images[:64]).tolist())
+    values = set(np.unique(images).tolist())  # numpy counts uint8 values without a sort: ~0.2 s for 250 x 256^2 x 3
     if values <= _SIGNED_CAST and {1, 255} <= values:
         raise UserError(f"{what}: every pixel value is 0, 1 or 255: these look like images in [-1, 1] cast straight "
                         f"to uint8 (the negatives wrap around to 255); map them with ((x + 1) * 127.5).clip(0, 255) "
