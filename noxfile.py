@@ -54,7 +54,7 @@ def ensure_venv(session: nox.Session) -> None:
         session.run(sys.executable, "-m", "venv", str(VENV), external=True)
     pip = [PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     session.run(*pip, *TORCH_PINS, external=True)
-    session.run(*pip, "-e", f"{ROOT}[dev]", external=True)
+    session.run(*pip, "-e", f"{ROOT}[dev,all]", external=True)  # every extra: the tests cover every feature
     session.run(*pip, "--no-deps", *NO_DEPS, external=True)
     STAMP.write_text(want + "\n")
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from grn.extras import need
 from grn.hbq import hbq_quantize, labels_to_values, quantize_ste
 
 
@@ -133,7 +134,7 @@ class FSQQuantizer(LatentQuantizer):
 
     def __init__(self, d: int, levels: int):
         super().__init__()
-        from vector_quantize_pytorch import FSQ
+        FSQ = need("vector_quantize_pytorch", "quantizers", "the FSQ quantizer").FSQ
 
         groups = next(g for g in range(1, d + 1) if d % g == 0 and levels ** (d // g) <= 2**16)
         # len(levels) * groups == d: no projections
@@ -164,7 +165,7 @@ class LFQQuantizer(LatentQuantizer):
 
     def __init__(self, d: int, bits: int, spherical: bool = False):
         super().__init__()
-        from vector_quantize_pytorch import LFQ
+        LFQ = need("vector_quantize_pytorch", "quantizers", "the LFQ / BSQ quantizer").LFQ
 
         per = min(bits, 8)
         if bits % per:
@@ -206,7 +207,8 @@ class VQQuantizer(LatentQuantizer):
 
     def __init__(self, d: int, bits: int, residual: bool = False):
         super().__init__()
-        from vector_quantize_pytorch import ResidualVQ, VectorQuantize
+        vqp = need("vector_quantize_pytorch", "quantizers", "the VQ quantizer")
+        ResidualVQ, VectorQuantize = vqp.ResidualVQ, vqp.VectorQuantize
 
         if residual:
             if bits % 8:

@@ -379,8 +379,11 @@ def _load_umt5(folder: Path, dtype: torch.dtype):
     released Wan-layout file with the tokenizer files (`wan_umt5_state`). Each stage (config, weights, tokenizer)
     names the file it could not load: the loaders raise an open set of exception types on a damaged file, and a
     user's folder is input, so each becomes one UserError with the fix."""
-    import transformers
-    from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
+    from grn.extras import need
+
+    transformers = need("transformers", "umt5", "the UMT5-XXL text encoder (`text_encoder:` of a released GRN_bit)")
+    AutoTokenizer, UMT5Config = transformers.AutoTokenizer, transformers.UMT5Config
+    UMT5EncoderModel = transformers.UMT5EncoderModel
 
     key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
     wan = (folder / WAN_UMT5_FILE).is_file()

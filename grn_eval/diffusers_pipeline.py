@@ -40,11 +40,9 @@ class DiffusersPipeline:
     check_seeds = True  # code from outside the project: its first shard is sampled twice (runner)
 
     def __init__(self, entry, base: Path, device, checked=None):
-        try:
-            import diffusers
-        except ImportError:
-            raise UserError(f"model '{entry.name}': adapter diffusers needs the `diffusers` package; "
-                            f"pip install diffusers") from None
+        from grn.extras import need
+
+        diffusers = need("diffusers", "diffusers", f"model '{entry.name}': adapter: diffusers")
         o = entry.options
         self.where, self.device = f"model '{entry.name}'", device
         self.root = resolve(o["path"], base)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from grn.extras import need
 from grn.fileio import sha256_file, sha256_tree
 from grn_eval.external import ImageFolderSamples, entry_point_source_sha256, load_entry_point
 from grn_eval.model_check import CheckedFiles, ModelError, check_entry, resolve
@@ -63,6 +64,10 @@ def check_suite(suite) -> dict[str, CheckedFiles]:
                              f"n_samples {suite.n_samples}; lower n_samples or add samples")
         if entry.adapter == "python":
             _check_entry_point(entry, base, where)
+        if entry.adapter == "diffusers":  # an optional part of the install: the extra is named before anything runs
+            need("diffusers", "diffusers", f"{where}: adapter: diffusers")
+        if entry.options.get("text_encoder"):
+            need("transformers", "umt5", f"{where}: text_encoder (UMT5-XXL)")
     _check_reference_file(suite)
     check_reference_files(suite)  # its contents: statistics a valid covariance, an ADM batch's members and size
     return out
