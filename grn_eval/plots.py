@@ -283,6 +283,7 @@ def sample_videos(videos: np.ndarray, labels: np.ndarray, prompts: list[str] | N
     import imageio.v3 as iio
 
     iio.imwrite(gif, tiled, extension=".gif", duration=1000 / fps, loop=0)
+    mp4 = write_mp4(tiled, prefix.with_name(prefix.name + ".mp4"), fps)
     picked = first[:strips]
     t, h, w = videos.shape[1:4]
     strip = _tile(videos[picked].transpose(0, 1, 2, 3, 4).reshape(len(picked) * t, 1, h, w, 3), t)[0]
@@ -293,4 +294,34 @@ def sample_videos(videos: np.ndarray, labels: np.ndarray, prompts: list[str] | N
     ax.set_xticks([k * (w + 2) + w / 2 for k in range(t)], [str(k) for k in range(t)], fontsize=6)
     ax.set_xlabel("frame")
     ax.set_title(title, fontsize=8)
-    return [gif, *_save(fig, prefix.with_name(prefix.name + "_frames"))]
+    return [gif, *([mp4] if mp4 else []), *_save(fig, prefix.with_name(prefix.name + "_frames"))]
+
+
+def write_mp4(frames: np.ndarray, path: Path, fps: int) -> Path | None:
+    """uint8 frames [T, H, W, 3] as an H.264 MP4 (yuv420p, so odd sizes are padded by one black row / column), for
+    players and pages that take no GIF; written next to the target and renamed over it. None, with a note, where
+    the `video` extra (imageio-ffmpeg, which ships the ffmpeg binary) is not installed: the GIF beside it holds
+    the same frames."""
+    import os
+    import sys
+
+    try:
+        import imageio_ffmpeg  # noqa: F401  (the ffmpeg binary imageio's FFMPEG plugin runs)
+    except ImportError:
+        print(f"note: {path.name} not written: MP4 needs the `video` extra (pip install \"grn-eval[video]\")",
+              file=sys.stderr)
+        return None
+    import imageio.v2 as iio2
+
+    t, h, w = frames.shape[:3]
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")  # ffmpeg picks the container from the suffix
+    try:
+        with iio2.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+                             macro_block_size=2, quality=8) as writer:
+            for frame in frames:
+                writer.append_data(frame)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

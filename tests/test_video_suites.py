@@ -78,10 +78,18 @@ def test_a_video_suite_samples_and_scores_videos(files, tmp_path):
         assert 0 <= rows[name]["value"] <= 1 and rows[name]["extra"]["recovery_on_real_accuracy"] > 0.9
     assert rows["mean_steps"]["value"] == 3 and res["models"]["t2v"]["prompts"][0].startswith("a handwritten zero")
     written = sample_video_files(tmp_path / "run", tmp_path / "plots" / "tiny_t2v_sample_videos")
-    assert {p.suffix for p in written} == {".gif", ".png", ".pdf"} and all(p.stat().st_size > 0 for p in written)
+    assert {p.suffix for p in written} == {".gif", ".mp4", ".png", ".pdf"}
+    assert all(p.stat().st_size > 0 for p in written)
+    import imageio.v2 as iio2
     import imageio.v3 as iio
 
-    assert iio.imread(next(p for p in written if p.suffix == ".gif"), index=None).shape[0] == 17  # one per frame
+    gif = iio.imread(next(p for p in written if p.suffix == ".gif"), index=None)
+    assert gif.shape[0] == 17  # one per frame
+    reader = iio2.get_reader(next(p for p in written if p.suffix == ".mp4"), format="FFMPEG")
+    assert reader.count_frames() == 17
+    mp4 = np.stack([reader.get_data(i) for i in range(17)])[:, : gif.shape[1], : gif.shape[2]]
+    assert mp4.shape == gif.shape[:3] + (3,)  # the same frames, decoded back (H.264 is lossy: within a few levels)
+    assert np.abs(mp4.astype(int) - gif[..., :3].astype(int)).mean() < 4
 
 
 def test_image_metrics_see_every_frame_and_rfvd_pairs_the_reconstructions(files, tmp_path):
