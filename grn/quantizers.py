@@ -277,6 +277,16 @@ register_quantizer(QuantizerSpec("rvq", lambda d, b: VQQuantizer(d, b, residual=
 register_quantizer(QuantizerSpec("none", lambda d, b: Continuous(), "continuous (no quantizer)"))
 
 
+# the quantizers that stand on vector-quantize-pytorch (the `quantizers` extra); HBQ and "none" are this project's
+LIBRARY_QUANTIZERS = ("fsq", "lfq", "bsq", "vq", "rvq")
+
+
+def check_installed(name: str, where: str) -> None:
+    """Before anything runs: a quantizer of the library needs the `quantizers` extra (one message naming it)."""
+    if name in LIBRARY_QUANTIZERS:
+        need("vector_quantize_pytorch", "quantizers", f"{where}: the {name.upper()} quantizer")
+
+
 def build_quantizer(name: str, d: int, bits: int | None) -> LatentQuantizer:
     if name not in QUANTIZERS:
         raise ValueError(f"unknown quantizer '{name}'; allowed: {sorted(QUANTIZERS)}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from grn.extras import need
 from grn.fileio import sha256_file, sha256_tree
+from grn.quantizers import check_installed
 from grn_eval.external import ImageFolderSamples, entry_point_source_sha256, load_entry_point
 from grn_eval.model_check import CheckedFiles, ModelError, check_entry, resolve
 from grn_eval.suite import check_reference_files
@@ -66,6 +67,10 @@ def check_suite(suite) -> dict[str, CheckedFiles]:
             _check_entry_point(entry, base, where)
         if entry.adapter == "diffusers":  # an optional part of the install: the extra is named before anything runs
             need("diffusers", "diffusers", f"{where}: adapter: diffusers")
+        tok = out[entry.name].tokenizer_record
+        config = tok.get("config") if isinstance(tok, dict) else None
+        if isinstance(config, dict) and not config.get("continuous"):
+            check_installed(str(config.get("quantizer", "hbq")), f"{where}: tokenizer")
         if entry.options.get("text_encoder"):
             need("transformers", "umt5", f"{where}: text_encoder (UMT5-XXL)")
     _check_reference_file(suite)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,10 @@ def test_the_quantizer_study_and_the_diffusers_adapter_name_their_extra(monkeypa
     with pytest.raises(UserError, match=r"the FSQ quantizer needs .*grn-eval\[quantizers\]"):
         build_quantizer("fsq", 4, 16)
     assert build_quantizer("hbq", 4, 16) is not None  # HBQ is the project's own: no extra
+    root = Path(__file__).resolve().parents[1]
+    assert main(["validate", str(root / "suites" / "quant_study.yaml")]) == 1  # its FSQ / LFQ / VQ tokenizers
+    assert "tokenizer: the FSQ quantizer needs the optional package" in capsys.readouterr().out
+    assert main(["validate", str(root / "suites" / "mnist_recon.yaml")]) == 0  # HBQ only
     monkeypatch.setitem(sys.modules, "diffusers", None)
     (tmp_path / "pipe").mkdir()
     suite = tmp_path / "s.yaml"
