@@ -212,10 +212,14 @@ class Runner:
                     if self._mine(j):
                         self.cache.features(ex, block)
             self._barrier()
-        for block in blocks:
-            with stage("features"):
-                feats = self.cache.features(ex, block)
-            yield feats
+        # one bar per pass over a set (the reference's can take minutes on a CPU); on a terminal only
+        with tqdm(total=len(images), desc=f"features {protocol}", unit="img", leave=False,
+                  disable=None if self.progress else True) as bar:
+            for block in blocks:
+                with stage("features"):
+                    feats = self.cache.features(ex, block)
+                bar.update(len(block))
+                yield feats
 
     def features(self, images: np.ndarray, protocol: str) -> dict[str, np.ndarray]:
         parts = list(self._feature_blocks(images, protocol))
