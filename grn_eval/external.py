@@ -18,6 +18,7 @@ provenance; files of another size or mode than the first stop the run naming the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import inspect
@@ -44,14 +45,7 @@ class PythonGenerator:
         o = entry.options
         self.where = f"model '{entry.name}'"
         self.entry_point, self.kwargs = o["entry"], dict(o.get("kwargs") or {})
-        folder = None
-        if o.get("path"):
-            folder = resolve(o["path"], base)
-            if not folder.is_dir():
-                raise UserError(f"{self.where}: path: '{folder}' is not a folder; give the folder that holds the "
-                                f"entry point's package")
-            sys.path.insert(0, str(folder.resolve()))
-        try:
+        with importable_from(entry_folder(entry, base, self.where)):
             factory = load_entry_point(self.entry_point, self.where)
             self.module_file = inspect.getsourcefile(sys.modules[self.entry_point.split(":")[0]])
             try:
@@ -61,9 +55,6 @@ class PythonGenerator:
             except Exception as e:  # the factory is user code: one message naming it, no traceback
                 raise UserError(f"{self.where}: entry: {self.entry_point}(**kwargs) raised {type(e).__name__}: {e}") \
                     from None
-        finally:
-            if folder is not None:
-                sys.path.remove(str(folder.resolve()))
         if not callable(getattr(self.generator, "generate", None)):
             raise UserError(f"{self.where}: entry: {self.entry_point} returned a {type(self.generator).__name__} "
                             f"without a generate(labels, seeds) method")
@@ -108,6 +99,31 @@ class PythonGenerator:
                 "generator": own}
 
 
+def entry_folder(entry, base: Path, where: str) -> Path | None:
+    """A `python` entry's `path:` (the folder put first on sys.path for its import), checked to be a folder."""
+    if not entry.options.get("path"):
+        return None
+    folder = resolve(entry.options["path"], base)
+    if not folder.is_dir():
+        raise UserError(f"{where}: path: '{folder}' is not a folder; give the folder that holds the entry point's "
+                        f"package")
+    return folder
+
+
+@contextlib.contextmanager
+def importable_from(folder: Path | None):
+    """`folder` first on sys.path for the block (None: sys.path as it is), taken off again afterwards."""
+    if folder is None:
+        yield
+        return
+    path = str(Path(folder).resolve())
+    sys.path.insert(0, path)
+    try:
+        yield
+    finally:
+        sys.path.remove(path)
+
+
 def load_entry_point(spec: str, where: str):
     """`package.module:attribute` -> the attribute (one message when it cannot be imported or found)."""
     module_name, _, attr = spec.partition(":")
@@ -137,15 +153,11 @@ def entry_point_source_sha256(spec: str, folder: Path | None = None) -> str:
     from grn.fileio import sha256_file
 
     top = spec.partition(":")[0].split(".")[0]
-    if folder is not None:
-        sys.path.insert(0, str(Path(folder).resolve()))
-    try:
-        found = importlib.util.find_spec(top) if top else None
-    except (ImportError, ValueError):
-        found = None
-    finally:
-        if folder is not None:
-            sys.path.remove(str(Path(folder).resolve()))
+    with importable_from(folder):
+        try:
+            found = importlib.util.find_spec(top) if top else None
+        except (ImportError, ValueError):
+            found = None
     if found is None:
         return f"not found:{spec}"  # the import itself then says what is wrong, naming the entry point
     roots = list(found.submodule_search_locations or [])

@@ -13,7 +13,13 @@ from pathlib import Path
 from grn.extras import need
 from grn.fileio import sha256_file, sha256_tree
 from grn.quantizers import check_installed
-from grn_eval.external import ImageFolderSamples, entry_point_source_sha256, load_entry_point
+from grn_eval.external import (
+    ImageFolderSamples,
+    entry_folder,
+    entry_point_source_sha256,
+    importable_from,
+    load_entry_point,
+)
 from grn_eval.model_check import CheckedFiles, ModelError, check_entry, resolve
 from grn_eval.suite import check_reference_files
 
@@ -91,19 +97,8 @@ def _stored_count(entry, files: CheckedFiles, base: Path) -> int | None:
 
 def _check_entry_point(entry, base: Path, where: str) -> None:
     """The entry point's module imports and its attribute is callable (the factory itself is called by the run)."""
-    import sys
-
-    folder = resolve(entry.options["path"], base) if entry.options.get("path") else None
-    if folder is not None and not folder.is_dir():
-        raise ModelError(f"{where}: path: '{folder}' is not a folder; give the folder that holds the entry point's "
-                         f"package")
-    if folder is not None:
-        sys.path.insert(0, str(folder.resolve()))
-    try:
+    with importable_from(entry_folder(entry, base, where)):
         load_entry_point(entry.options["entry"], f"model '{entry.name}'")
-    finally:
-        if folder is not None:
-            sys.path.remove(str(folder.resolve()))
 
 
 def _check_reference_file(suite) -> None:
@@ -117,6 +112,7 @@ def _check_reference_file(suite) -> None:
         raise ModelError(f"{suite.path}: reference.{key}: '{ref[key]}' not found; give the path of the "
                          f"{'statistics (.npz with mu, sigma)' if key == 'stats' else 'ADM batch'} file (relative to "
                          f"the working directory or the suite's folder)")
-    if ref.get("sha256") and sha256_file(path) != ref["sha256"].lower():
-        raise ModelError(f"{suite.path}: reference.sha256: '{path}' has sha256 {sha256_file(path)}, the suite "
-                         f"expects {ref['sha256']}; point the suite at the right file or update the pin")
+    digest = sha256_file(path) if ref.get("sha256") else None
+    if digest is not None and digest != ref["sha256"].lower():
+        raise ModelError(f"{suite.path}: reference.sha256: '{path}' has sha256 {digest}, the suite expects "
+                         f"{ref['sha256']}; point the suite at the right file or update the pin")

@@ -109,10 +109,8 @@ def _stored_labels(labels, n: int, num_classes: int, where: str) -> np.ndarray:
 
 def _trace_json(trace, where: str) -> str:
     """A sampler trace as JSON (numbers, strings, lists, dicts; numpy scalars and arrays become their values)."""
-    def plain(x):
-        if isinstance(x, np.ndarray | np.generic):
-            return x.tolist()
-        if hasattr(x, "tolist"):  # a torch tensor
+    def plain(x):  # numpy arrays and scalars, torch tensors
+        if hasattr(x, "tolist"):
             return x.tolist()
         raise TypeError(type(x).__name__)
     if not isinstance(trace, dict):
@@ -362,8 +360,10 @@ class Runner:
         traces = [json.loads(sh["trace"].tobytes().decode()) for sh in shards]
         record = self.sample_record.setdefault(entry.name, {"samples_sha256": {}})
         record["samples_sha256"][str(seed)] = samples_digest(images, labels)
-        if self.guard.shape is not None:  # copies of reference images among them (shards of an earlier run too)
-            record.setdefault("reference_overlap", {})[str(seed)] = self.guard.check(images, where)
+        if self.guard.shape is not None:  # how many copy reference images: 0 unless allowed, for every shard of
+            # this run's fingerprint was refused before it was written; only an allowed overlap needs counting
+            record.setdefault("reference_overlap", {})[str(seed)] = \
+                self.guard.check(images, where) if self.suite.allow_reference_overlap else 0
         if getattr(adapter, "check_seeds", False) and "determinism" not in record:
             record["determinism"] = self._determinism(entry, adapter, sample, shards[0]["arr_0"], where)
         if self.rank == 0:
